@@ -1,0 +1,18 @@
+"""The README's quick start and CI stay the same commands."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quick_start_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section)
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
+    install_and_demo, install_and_test = quick_start_commands()
+    assert "vavl demo" in install_and_demo and "pytest" in install_and_test
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    assert install_and_test in ci

@@ -1,0 +1,95 @@
+"""Manifests: one JSON object per clip per line.
+
+    {"id": "1001_DFA_ANG_XX", "speaker": "1001", "gender": "male",
+     "audio": "/data/AudioWAV/1001_DFA_ANG_XX.wav", "video": "/data/VideoFlash/1001_DFA_ANG_XX.flv",
+     "label": "angry", "attributes": null, "label_distribution": {"angry": 0.8, "neutral": 0.2},
+     "folds": {"speaker-5fold": 0, "vavl-1": "train"}}
+
+`audio` / `video` may be null (that modality is missing). Relative paths are read relative to
+the manifest's folder. `label` is null when raters tied. `folds` maps a protocol to the clip's
+test fold index (k-fold protocols) or its split ("train" / "dev" / "test").
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import DataError
+
+REQUIRED = ("id",)
+SPLITS = ("train", "dev", "test")
+
+
+def write_manifest(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write atomically (temp file + rename): a killed run never leaves half a manifest."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read and check a manifest; media paths come back absolute."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found; create one with `vavl prepare`")
+    base = path.resolve().parent
+    records, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+            if not isinstance(rec, dict) or any(k not in rec for k in REQUIRED):
+                raise DataError(f"{path}:{n}: each line needs at least the keys {REQUIRED}")
+            if rec["id"] in seen:
+                raise DataError(f"{path}:{n}: clip id {rec['id']!r} appears twice")
+            seen.add(rec["id"])
+            for key in ("audio", "video"):
+                p = rec.get(key)
+                if p and not os.path.isabs(p):
+                    rec[key] = str(base / p)
+            rec.setdefault("folds", {})
+            records.append(rec)
+    if not records:
+        raise DataError(f"{path}: manifest has no clips")
+    return records
+
+
+def split_records(records: list[dict[str, Any]], protocol: str, fold: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """train / dev / test lists under a protocol.
+
+    Split protocols (values "train"/"dev"/"test", e.g. "vavl-1"): taken as written; clips
+    without the key are left out. Fold protocols (integer test-fold index, e.g.
+    "speaker-5fold"): test = `fold`, dev = the next fold, train = the rest.
+    """
+    values = [r["folds"].get(protocol) for r in records]
+    known = [v for v in values if v is not None]
+    if not known:
+        raise DataError(f"no clip in the manifest has a fold for protocol {protocol!r}; "
+                        f"known protocols: {sorted({p for r in records for p in r['folds']})}")
+    out: dict[str, list] = {s: [] for s in SPLITS}
+    if all(isinstance(v, str) for v in known):
+        for r, v in zip(records, values):
+            if v in out:
+                out[v].append(r)
+        return out
+    n_folds = max(int(v) for v in known) + 1
+    if fold is None or not 0 <= fold < n_folds:
+        raise DataError(f"protocol {protocol!r} has folds 0..{n_folds - 1}; choose one with fold=N (got {fold})")
+    dev = (fold + 1) % n_folds
+    for r, v in zip(records, values):
+        if v is None:
+            continue
+        out["test" if v == fold else "dev" if v == dev else "train"].append(r)
+    return out

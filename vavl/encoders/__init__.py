@@ -1,0 +1,16 @@
+"""Encoders: speech SSL models (transformers), face backbones (timm), hand-crafted features.
+
+Presets register themselves from `speech.py`, `faces.py` and `classic.py`; see base.py for the
+interface every encoder follows.
+"""
+from .base import Encoder, EncoderPreset, get_encoder_preset, list_encoders, register_encoder
+
+
+def build_encoder(name_or_path: str, pretrained: bool = False, **options) -> Encoder:
+    """A preset name, a directory saved by transformers/vavl, or any timm model name -> Encoder."""
+    from .build import build_encoder as _build
+
+    return _build(name_or_path, pretrained=pretrained, **options)
+
+
+__all__ = ["Encoder", "EncoderPreset", "build_encoder", "get_encoder_preset", "list_encoders", "register_encoder"]

@@ -1,0 +1,90 @@
+"""The encoder interface and the registry of named encoder presets.
+
+An encoder turns raw input into frames of features:
+  audio:  waveform (b, n) float32 at `sample_rate` (16 kHz), mask (b, n) -> (b, t, d), (b, t)
+  visual: face crops (b, t, 3, H, W) normalised with the encoder's mean/std, mask (b, t)
+          -> (b, t, d), (b, t)
+Every encoder is an nn.Module with `modality`, `output_dim`, `frame_rate` (output frames per
+second, None when it follows the input frames) and, for visual ones, `image_size`, `mean`,
+`std`. Presets are plain data (`EncoderPreset`); `build_encoder(name)` makes the module.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+class Encoder(nn.Module):
+    modality: str = "audio"          # "audio" or "visual"
+    output_dim: int = 0
+    frame_rate: float | None = None  # frames per second of the output (None: one per input frame)
+    sample_rate: int = 16000         # audio encoders
+    image_size: int = 224            # visual encoders: square crop side in pixels
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class EncoderPreset:
+    """A named encoder: what it is, where its weights come from, how to build it.
+
+    build(pretrained: bool, **options) -> Encoder
+    source: a hub id or a local path the weights come from (None for hand-crafted features).
+    """
+
+    name: str
+    modality: str
+    build: Callable[..., Encoder]
+    output_dim: int
+    source: str | None = None
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_PRESETS: dict[str, EncoderPreset] = {}
+# modules whose import registers presets; loaded on first lookup so `import vavl` stays light
+PRESET_MODULES = ("vavl.encoders.speech", "vavl.encoders.faces", "vavl.encoders.classic")
+_loaded = False
+
+
+def _load_presets() -> None:
+    global _loaded
+    if _loaded:
+        return
+    import importlib
+    import importlib.util
+
+    for name in PRESET_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+    _loaded = True
+
+
+def register_encoder(preset: EncoderPreset) -> EncoderPreset:
+    if preset.modality not in ("audio", "visual"):
+        raise ValueError(f"encoder {preset.name}: modality must be 'audio' or 'visual'")
+    _PRESETS[preset.name] = preset
+    return preset
+
+
+def list_encoders(pattern: str | None = None, modality: str | None = None) -> list[str]:
+    _load_presets()
+    return sorted(n for n, p in _PRESETS.items()
+                  if (pattern is None or fnmatch.fnmatch(n, pattern)) and (modality is None or p.modality == modality))
+
+
+def get_encoder_preset(name: str) -> EncoderPreset:
+    _load_presets()
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown encoder preset {name!r}; known: {', '.join(list_encoders())}") from None

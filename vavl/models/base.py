@@ -1,0 +1,188 @@
+"""What every vavl emotion model shares: the config fields, input checking, missing-modality
+handling, choosing which head answers each sample, and the losses.
+
+A subclass implements `compute_heads(audio, audio_mask, visual, visual_mask)` on batch-first
+tensors where a missing modality is an all-false mask (never None), and returns a dict with
+`fused_logits`, `audio_logits`, `visual_logits` and optionally `audio_reconstruction`,
+`visual_reconstruction`, `fused_embedding`, `audio_embedding`, `visual_embedding`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+
+from .. import losses
+from ..errors import ConfigError
+from ..outputs import EmotionRecognitionOutput
+
+TASKS = ("single_label_classification", "soft_label_classification", "regression")
+DEFAULT_ATTRIBUTES = ("arousal", "valence", "dominance")
+
+
+class EmotionConfig(PretrainedConfig):
+    """Fields every fusion model has. Subclasses add their own fields (dataclass style, as in
+    transformers 5) and extend `validate()`.
+
+    audio_dim / visual_dim: widths of the incoming feature frames.
+    task: "single_label_classification" (class index per clip), "soft_label_classification"
+        (a label distribution per clip) or "regression" (one value per attribute, 1 - CCC loss).
+    num_labels / id2label: the classes (for regression, the attributes, in order). Default 6.
+    attributes: regression targets (default arousal, valence, dominance).
+    aux_loss_weight: weight of each auxiliary unimodal head's loss.
+    reconstruction_loss_weight: weight of the reconstruction losses (models that have them).
+    class_weights: optional per-class weights for the classification losses.
+    """
+
+    model_type = "vavl_emotion"
+
+    audio_dim: int = 1024
+    visual_dim: int = 1408
+    task: str = "single_label_classification"
+    attributes: list[str] | None = None
+    aux_loss_weight: float = 1.0
+    reconstruction_loss_weight: float = 0.0
+    class_weights: list[float] | None = None
+
+    def __post_init__(self, **kwargs: Any):
+        if self.task == "regression":
+            self.attributes = list(self.attributes or DEFAULT_ATTRIBUTES)
+            kwargs.pop("num_labels", None)
+            self.id2label = {i: a for i, a in enumerate(self.attributes)}
+            self.label2id = {a: i for i, a in enumerate(self.attributes)}
+        elif self.id2label is None and kwargs.get("num_labels") is None:
+            kwargs["num_labels"] = 6
+        super().__post_init__(**kwargs)
+        if self.label2id is None or len(self.label2id) != len(self.id2label):
+            self.label2id = {str(v): k for k, v in self.id2label.items()}
+        self.validate()
+
+    @property
+    def label_names(self) -> list[str]:
+        return [str(self.id2label[i]) for i in range(self.num_labels)]
+
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task={self.task!r} is not one of {TASKS}")
+        for name in ("audio_dim", "visual_dim", "num_labels"):
+            check_positive_int(self, name)
+        if self.class_weights is not None and len(self.class_weights) != self.num_labels:
+            raise ConfigError(f"class_weights has {len(self.class_weights)} values but num_labels={self.num_labels}")
+        for name in ("aux_loss_weight", "reconstruction_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
+
+
+def check_positive_int(config: PretrainedConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{name}={value!r} must be a positive integer")
+
+
+def check_divides(config: PretrainedConfig, width: str, heads: str) -> None:
+    w, h = getattr(config, width), getattr(config, heads)
+    check_positive_int(config, width, heads)
+    if w % h:
+        raise ConfigError(f"{heads}={h} does not divide {width}={w}: attention splits the width into {heads} equal parts")
+
+
+class EmotionModel(PreTrainedModel):
+    """Base of all vavl emotion models (see module docstring)."""
+
+    config_class = EmotionConfig
+    base_model_prefix = "vavl"
+    main_input_name = "audio_features"
+
+    def compute_heads(self, audio, audio_mask, visual, visual_mask) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # ---- inputs --------------------------------------------------------------------------
+    def prepare_inputs(self, audio_features, audio_mask, visual_features, visual_mask):
+        """Check shapes, fill in masks, turn a missing modality into one masked zero frame,
+        zero padded frames. Returns (audio, audio_mask, visual, visual_mask)."""
+        present = [x for x in (audio_features, visual_features) if x is not None]
+        if not present:
+            raise ValueError("give audio_features, visual_features or both")
+        b, device = present[0].shape[0], present[0].device
+        dtype = present[0].dtype if present[0].is_floating_point() else torch.float32
+        out = []
+        for name, x, mask, dim in (("audio", audio_features, audio_mask, self.config.audio_dim),
+                                   ("visual", visual_features, visual_mask, self.config.visual_dim)):
+            if x is None:
+                x = torch.zeros(b, 1, dim, device=device, dtype=dtype)
+                mask = torch.zeros(b, 1, dtype=torch.bool, device=device)
+            else:
+                if x.dim() != 3 or x.shape[-1] != dim or x.shape[0] != b:
+                    raise ValueError(f"{name}_features has shape {tuple(x.shape)}; expected (batch={b}, time, "
+                                     f"{name}_dim={dim}) — check config.{name}_dim against your encoder")
+                if mask is None:
+                    mask = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
+                elif mask.shape != x.shape[:2]:
+                    raise ValueError(f"{name}_mask has shape {tuple(mask.shape)}; expected {tuple(x.shape[:2])}")
+                mask = mask.bool()
+                x = x * mask.unsqueeze(-1).to(x.dtype)
+            out += [x, mask]
+        return tuple(out)
+
+    # ---- forward -------------------------------------------------------------------------
+    def forward(
+        self,
+        audio_features: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+        visual_features: torch.Tensor | None = None,
+        visual_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> EmotionRecognitionOutput:
+        audio, audio_mask, visual, visual_mask = self.prepare_inputs(audio_features, audio_mask, visual_features, visual_mask)
+        heads = self.compute_heads(audio, audio_mask, visual, visual_mask)
+        a_present, v_present = audio_mask.any(1), visual_mask.any(1)
+        fused, a_logits, v_logits = heads["fused_logits"], heads["audio_logits"], heads["visual_logits"]
+        both = (a_present & v_present).unsqueeze(-1)
+        logits = torch.where(both, fused, torch.where(a_present.unsqueeze(-1), a_logits,
+                                                      torch.where(v_present.unsqueeze(-1), v_logits, torch.zeros_like(fused))))
+        head_used = torch.full_like(a_present, -1, dtype=torch.long)
+        head_used = torch.where(v_present, torch.full_like(head_used, 2), head_used)
+        head_used = torch.where(a_present, torch.full_like(head_used, 1), head_used)
+        head_used = torch.where(a_present & v_present, torch.zeros_like(head_used), head_used)
+        out = EmotionRecognitionOutput(
+            logits=logits, audio_logits=a_logits, visual_logits=v_logits, fused_logits=fused,
+            audio_reconstruction=heads.get("audio_reconstruction"), visual_reconstruction=heads.get("visual_reconstruction"),
+            audio_present=a_present, visual_present=v_present, head_used=head_used,
+            fused_embedding=heads.get("fused_embedding"), audio_embedding=heads.get("audio_embedding"),
+            visual_embedding=heads.get("visual_embedding"),
+        )
+        if labels is not None:
+            out.loss = self.compute_loss(out, labels, audio, audio_mask, visual, visual_mask)
+        return out
+
+    # ---- losses --------------------------------------------------------------------------
+    def compute_loss(self, out: EmotionRecognitionOutput, labels, audio, audio_mask, visual, visual_mask) -> torch.Tensor:
+        """Main loss on `logits` + aux_loss_weight x each unimodal head on the samples that have
+        its modality + reconstruction_loss_weight x reconstruction errors."""
+        cfg = self.config
+        any_present = out.audio_present | out.visual_present
+        if cfg.task == "regression":
+            def head_loss(pred, keep):
+                return losses.ccc_loss(pred, labels.to(pred.dtype), keep)
+        else:
+            weight = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, device=out.logits.device, dtype=torch.float32)
+            fn = losses.soft_cross_entropy if cfg.task == "soft_label_classification" else losses.cross_entropy
+
+            def head_loss(pred, keep):
+                return fn(pred.float(), labels, keep, weight)
+        loss = head_loss(out.logits, any_present)
+        if cfg.aux_loss_weight:
+            loss = loss + cfg.aux_loss_weight * (head_loss(out.audio_logits, out.audio_present)
+                                                 + head_loss(out.visual_logits, out.visual_present))
+        if cfg.reconstruction_loss_weight:
+            for rec, x, mask in ((out.audio_reconstruction, audio, audio_mask), (out.visual_reconstruction, visual, visual_mask)):
+                if rec is None:
+                    continue
+                if rec.dim() == 2:  # a pooled reconstruction targets the pooled input
+                    from ..layers import masked_mean
+                    x, mask = masked_mean(x, mask), mask.any(1)
+                loss = loss + cfg.reconstruction_loss_weight * losses.masked_mse(rec, x, mask)
+        return loss
