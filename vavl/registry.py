@@ -54,12 +54,15 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def get_entry(name: str) -> ModelEntry:
-    try:
+    """An entry by full name, or by architecture alone ("auxformer"): its first registered tag."""
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        close = [n for n in _REGISTRY if name.split(".")[0] in n][:5]
-        hint = f" Did you mean one of {close}?" if close else " See vavl.list_models()."
-        raise ConfigError(f"unknown model {name!r}.{hint}") from None
+    for entry in _REGISTRY.values():
+        if entry.architecture == name:
+            return entry
+    close = [n for n in _REGISTRY if name.split(".")[0] in n][:5]
+    hint = f" Did you mean one of {close}?" if close else " See vavl.list_models()."
+    raise ConfigError(f"unknown model {name!r}.{hint}")
 
 
 def create_model(

@@ -7,6 +7,7 @@ import importlib.util
 FAMILIES = (
     "vavl.models.auxformer",
     "vavl.models.vavl",
+    "vavl.models.mult",
     "vavl.models.baselines",
     "vavl.models.classic",
     "vavl.models.correspondence",

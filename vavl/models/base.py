@@ -96,7 +96,30 @@ class EmotionModel(PreTrainedModel):
     main_input_name = "audio_features"
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask) -> dict[str, torch.Tensor]:
+        """Batch-first inputs, missing modality = all-false mask. Return at least one of
+        fused_logits / audio_logits / visual_logits (b, num_labels); leave out the heads the
+        model does not have (a unimodal model has no fused head and one unimodal head)."""
         raise NotImplementedError
+
+    @property
+    def dummy_inputs(self) -> dict[str, torch.Tensor]:
+        """A small valid batch (with labels, one audio-only and one visual-only sample) for tests."""
+        cfg, g = self.config, torch.Generator().manual_seed(0)
+        b, ta, tv = 3, 7, 5
+        audio_mask = torch.ones(b, ta, dtype=torch.bool)
+        visual_mask = torch.ones(b, tv, dtype=torch.bool)
+        audio_mask[0, 4:] = False
+        visual_mask[1] = False   # sample 1: audio only
+        audio_mask[2] = False    # sample 2: visual only
+        if cfg.task == "regression":
+            labels = torch.rand(b, cfg.num_labels, generator=g) * 4 + 1
+        elif cfg.task == "soft_label_classification":
+            labels = torch.rand(b, cfg.num_labels, generator=g).softmax(-1)
+        else:
+            labels = torch.arange(b) % cfg.num_labels
+        return {"audio_features": torch.randn(b, ta, cfg.audio_dim, generator=g), "audio_mask": audio_mask,
+                "visual_features": torch.randn(b, tv, cfg.visual_dim, generator=g), "visual_mask": visual_mask,
+                "labels": labels}
 
     # ---- inputs --------------------------------------------------------------------------
     def prepare_inputs(self, audio_features, audio_mask, visual_features, visual_mask):
@@ -138,15 +161,22 @@ class EmotionModel(PreTrainedModel):
     ) -> EmotionRecognitionOutput:
         audio, audio_mask, visual, visual_mask = self.prepare_inputs(audio_features, audio_mask, visual_features, visual_mask)
         heads = self.compute_heads(audio, audio_mask, visual, visual_mask)
-        a_present, v_present = audio_mask.any(1), visual_mask.any(1)
-        fused, a_logits, v_logits = heads["fused_logits"], heads["audio_logits"], heads["visual_logits"]
-        both = (a_present & v_present).unsqueeze(-1)
-        logits = torch.where(both, fused, torch.where(a_present.unsqueeze(-1), a_logits,
-                                                      torch.where(v_present.unsqueeze(-1), v_logits, torch.zeros_like(fused))))
-        head_used = torch.full_like(a_present, -1, dtype=torch.long)
-        head_used = torch.where(v_present, torch.full_like(head_used, 2), head_used)
-        head_used = torch.where(a_present, torch.full_like(head_used, 1), head_used)
-        head_used = torch.where(a_present & v_present, torch.zeros_like(head_used), head_used)
+        a_logits, v_logits, fused = heads.get("audio_logits"), heads.get("visual_logits"), heads.get("fused_logits")
+        # a modality counts as present for a sample when it has a real frame AND the model has a head for it
+        a_present = audio_mask.any(1) & (a_logits is not None)
+        v_present = visual_mask.any(1) & (v_logits is not None)
+        template = next(x for x in (fused, a_logits, v_logits) if x is not None)
+        zeros = torch.zeros_like(template)
+        a_logits_, v_logits_ = (a_logits if a_logits is not None else zeros), (v_logits if v_logits is not None else zeros)
+        both = a_present & v_present
+        if fused is None:  # unimodal / late-fusion models without a fusion head: average the heads
+            fused = (a_logits_ + v_logits_) / 2 if (a_logits is not None and v_logits is not None) else template
+        logits = torch.where(both.unsqueeze(-1), fused, torch.where(a_present.unsqueeze(-1), a_logits_,
+                                                                    torch.where(v_present.unsqueeze(-1), v_logits_, zeros)))
+        head_used = torch.full(a_present.shape, -1, dtype=torch.long, device=a_present.device)
+        head_used[v_present] = 2
+        head_used[a_present] = 1
+        head_used[both] = 0
         out = EmotionRecognitionOutput(
             logits=logits, audio_logits=a_logits, visual_logits=v_logits, fused_logits=fused,
             audio_reconstruction=heads.get("audio_reconstruction"), visual_reconstruction=heads.get("visual_reconstruction"),
@@ -175,8 +205,9 @@ class EmotionModel(PreTrainedModel):
                 return fn(pred.float(), labels, keep, weight)
         loss = head_loss(out.logits, any_present)
         if cfg.aux_loss_weight:
-            loss = loss + cfg.aux_loss_weight * (head_loss(out.audio_logits, out.audio_present)
-                                                 + head_loss(out.visual_logits, out.visual_present))
+            for aux, present in ((out.audio_logits, out.audio_present), (out.visual_logits, out.visual_present)):
+                if aux is not None:
+                    loss = loss + cfg.aux_loss_weight * head_loss(aux, present)
         if cfg.reconstruction_loss_weight:
             for rec, x, mask in ((out.audio_reconstruction, audio, audio_mask), (out.visual_reconstruction, visual, visual_mask)):
                 if rec is None:

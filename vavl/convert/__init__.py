@@ -1,0 +1,58 @@
+"""Import checkpoints trained elsewhere into vavl models.
+
+    vavl.convert.load_official_auxformer("final_head.pt")        # ilucasgoncalves/AuxFormer
+    vavl.convert.load_official_vavl("dir_with_the_nine_head_files")  # ilucasgoncalves/VAVL
+    vavl.convert.load_hsemotion("enet_b2_8.pt")                  # HSEmotion face-emotion EfficientNet-B2
+
+CLI: `vavl convert {auxformer,vavl,hsemotion} SRC --out DIR` writes a `save_pretrained` folder.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def load_official_auxformer(path, num_heads: int = 10, causal_mask: bool = True):
+    from .auxformer import load_official_auxformer as _load
+
+    return _load(path, num_heads=num_heads, causal_mask=causal_mask)
+
+
+def load_official_vavl(directory, num_heads: int = 8, framewise: bool = True):
+    from .vavl import load_official_vavl as _load
+
+    return _load(directory, num_heads=num_heads, framewise=framewise)
+
+
+def load_hsemotion(path):
+    from .hsemotion import load_hsemotion as _load
+
+    return _load(path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    p = sub.add_parser("auxformer", help="official AuxFormer final_head.pt")
+    p.add_argument("checkpoint")
+    p.add_argument("--num-heads", type=int, default=10)
+    p.add_argument("--no-causal-mask", action="store_true", help="the checkpoint was trained with attn_mask=False")
+    p = sub.add_parser("vavl", help="folder with the official VAVL *_head.pt files")
+    p.add_argument("checkpoint")
+    p.add_argument("--num-heads", type=int, default=8)
+    p.add_argument("--batch-first", action="store_true",
+                   help="use our batch-first temporal model instead of the official frame-wise behaviour")
+    p = sub.add_parser("hsemotion", help="HSEmotion EfficientNet-B2 face-emotion checkpoint (.pt)")
+    p.add_argument("checkpoint")
+    for p in sub.choices.values():
+        p.add_argument("--out", required=True, help="folder to write (save_pretrained layout)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.source == "auxformer":
+        model = load_official_auxformer(args.checkpoint, num_heads=args.num_heads, causal_mask=not args.no_causal_mask)
+    elif args.source == "vavl":
+        model = load_official_vavl(args.checkpoint, num_heads=args.num_heads, framewise=not args.batch_first)
+    else:
+        model = load_hsemotion(args.checkpoint)
+    model.save_pretrained(args.out)
+    print(f"wrote {args.out}")
+    return 0
