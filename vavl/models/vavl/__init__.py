@@ -1,0 +1,34 @@
+"""VAVL (Goncalves et al. 2023): config, model, Auto registration and zoo entries."""
+from ...registry import ModelEntry, register_model
+from ..auto import register_auto
+from .configuration_vavl import VAVLConfig
+from .modeling_vavl import VAVLForEmotionRecognition
+
+register_auto(VAVLConfig, VAVLForEmotionRecognition)
+
+PAPER = ("L. Goncalves, S.-G. Leem, W.-C. Lin, B. Sisman, C. Busso, \"Versatile audiovisual learning for "
+         "handling single and multi modalities in emotion regression and classification tasks\", "
+         "arXiv:2305.07216, 2023")
+CREMA_D_LABELS = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}
+ENCODERS = {"audio_encoder": "wav2vec2-large-robust", "visual_encoder": "efficientnet_b2"}
+
+# registered first so that create_model("vavl") resolves to the CREMA-D entry
+register_model(ModelEntry(
+    name="vavl_w2v2l_effb2.crema_d",
+    model_class=VAVLForEmotionRecognition,
+    config={"audio_dim": 1024, "visual_dim": 1408, "id2label": CREMA_D_LABELS, "reconstruction_loss_weight": 2.0},
+    description="VAVL: Conformer branches + shared Conformer + unimodal and fusion heads + reconstruction heads",
+    corpus="CREMA-D", labels="perceived emotion (audio-visual majority vote), 6 classes", protocol="VAVL partitions 1-5",
+    recipe="recipes/configs/crema_d/vavl.yaml", paper=PAPER, **ENCODERS,
+))
+register_model(ModelEntry(
+    name="vavl_w2v2l_effb2.msp_improv",
+    model_class=VAVLForEmotionRecognition,
+    config={"audio_dim": 1024, "visual_dim": 1408, "task": "regression",
+            "attributes": ["arousal", "valence", "dominance"], "reconstruction_loss_weight": 1.0},
+    description="VAVL regressing arousal, valence and dominance (1 - CCC loss)",
+    corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal flipped as in VAVL)",
+    protocol="VAVL partitions 1-5", recipe="recipes/configs/msp_improv/vavl.yaml", paper=PAPER, **ENCODERS,
+))
+
+__all__ = ["VAVLConfig", "VAVLForEmotionRecognition"]

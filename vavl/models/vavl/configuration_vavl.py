@@ -1,0 +1,52 @@
+"""Configuration of VAVL (Goncalves et al., "Versatile audiovisual learning", 2023)."""
+from __future__ import annotations
+
+from ...errors import ConfigError
+from ..base import EmotionConfig, check_divides, check_positive_int
+
+
+class VAVLConfig(EmotionConfig):
+    """VAVL: per-modality Conformer branches, shared Conformer layers, unimodal heads, a fusion
+    head over the two pooled representations, and unimodal reconstruction heads.
+
+    proj_dim: width each modality is projected to before its Conformer (official: 50).
+    hidden_size: Conformer width (official: 512). head_hidden_size: second MLP layer (official: 256).
+    num_attention_heads: Conformer attention heads (official: 8); must divide hidden_size.
+    num_audio_layers / num_visual_layers / num_shared_layers: Conformer blocks (official 3 / 3 / 2).
+    conv_kernel_size: depthwise convolution kernel, odd (official 31). ff_expansion: feed-forward factor.
+    dropout: inside the Conformers. head_dropout: in the MLP heads (official out_dropout 0.2).
+    framewise: False = batch-first temporal model (attention and convolution across frames);
+        True = every frame processed alone then mean-pooled, which is what the official code
+        computes at batch size 1 (use it for checkpoints trained with the official code).
+    reconstruction_loss_weight: weight of the pooled-input reconstruction losses (official: 2 for
+        classification, 1 for regression).
+    """
+
+    model_type = "vavl_vavl"
+
+    proj_dim: int = 50
+    hidden_size: int = 512
+    head_hidden_size: int = 256
+    num_attention_heads: int = 8
+    num_audio_layers: int = 3
+    num_visual_layers: int = 3
+    num_shared_layers: int = 2
+    conv_kernel_size: int = 31
+    ff_expansion: int = 4
+    dropout: float = 0.1
+    head_dropout: float = 0.2
+    framewise: bool = False
+    reconstruction_loss_weight: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        check_positive_int(self, "proj_dim", "head_hidden_size", "num_audio_layers", "num_visual_layers",
+                           "num_shared_layers", "conv_kernel_size", "ff_expansion")
+        check_divides(self, "hidden_size", "num_attention_heads")
+        if self.conv_kernel_size % 2 != 1:
+            raise ConfigError(f"conv_kernel_size={self.conv_kernel_size} must be odd (the convolution keeps the length)")
+        for name in ("dropout", "head_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        if not isinstance(self.framewise, bool):
+            raise ConfigError(f"framewise={self.framewise!r} must be true or false")
