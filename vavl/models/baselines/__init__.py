@@ -1,0 +1,34 @@
+"""Simple baselines: unimodal audio / visual, early fusion, late fusion; Auto registration and zoo entries."""
+from ...registry import ModelEntry, register_model
+from ..auto import register_auto
+from .configuration_baselines import AudioOnlyConfig, EarlyFusionConfig, LateFusionConfig, VisualOnlyConfig
+from .early_fusion import EarlyFusionForEmotionRecognition
+from .late_fusion import LateFusionForEmotionRecognition
+from .unimodal import AudioOnlyForEmotionRecognition, VisualOnlyForEmotionRecognition
+
+for _config, _model in ((AudioOnlyConfig, AudioOnlyForEmotionRecognition), (VisualOnlyConfig, VisualOnlyForEmotionRecognition),
+                        (EarlyFusionConfig, EarlyFusionForEmotionRecognition), (LateFusionConfig, LateFusionForEmotionRecognition)):
+    register_auto(_config, _model)
+
+CREMA_D = {"config": {"audio_dim": 1024, "visual_dim": 1408,
+                      "id2label": {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}},
+           "corpus": "CREMA-D", "labels": "VAVL consensus labels (majority rule), 6 classes", "protocol": "VAVL partitions 1-5"}
+W2V2L, EFFB2 = "wav2vec2-large-robust", "efficientnet_b2"
+
+for name, model_class, recipe, description, encoders in (
+    ("audio_only_w2v2l.crema_d", AudioOnlyForEmotionRecognition, "audio_only",
+     "unimodal baseline: wav2vec2 features -> Transformer layer -> mean pooling -> MLP", {"audio_encoder": W2V2L}),
+    ("visual_only_effb2.crema_d", VisualOnlyForEmotionRecognition, "visual_only",
+     "unimodal baseline: EfficientNet-B2 face features -> Transformer layer -> mean pooling -> MLP", {"visual_encoder": EFFB2}),
+    ("early_fusion_w2v2l_effb2.crema_d", EarlyFusionForEmotionRecognition, "early_fusion",
+     "early-fusion baseline: pooled audio and face branches concatenated -> MLP (+ unimodal heads)",
+     {"audio_encoder": W2V2L, "visual_encoder": EFFB2}),
+    ("late_fusion_w2v2l_effb2.crema_d", LateFusionForEmotionRecognition, "late_fusion",
+     "late-fusion baseline: audio model and face model, fused output = mean of their logits",
+     {"audio_encoder": W2V2L, "visual_encoder": EFFB2}),
+):
+    register_model(ModelEntry(name=name, model_class=model_class, description=description,
+                              recipe=f"recipes/configs/crema_d/{recipe}.yaml", **CREMA_D, **encoders))
+
+__all__ = ["AudioOnlyConfig", "AudioOnlyForEmotionRecognition", "EarlyFusionConfig", "EarlyFusionForEmotionRecognition",
+           "LateFusionConfig", "LateFusionForEmotionRecognition", "VisualOnlyConfig", "VisualOnlyForEmotionRecognition"]
