@@ -1,0 +1,127 @@
+"""CREMA-D in its own layout (github.com/CheyneyComputerScience/CREMA-D):
+
+    AudioWAV/1001_DFA_ANG_XX.wav        16 kHz speech
+    VideoFlash/1001_DFA_ANG_XX.flv      video with audio
+    processedResults/summaryTable.csv   raters' majority vote per clip, per modality
+    processedResults/tabulatedVotes.csv vote counts per clip, per modality
+    VideoDemographics.csv               actor sex and age
+    SentenceFilenames.csv               the 7,442 clip ids (optional: summaryTable.csv lists them too)
+
+Metadata CSVs are looked up in `processedResults/`, then the root, or `metadata_dir`.
+
+Labels (`label=`): "intended" (the actor's emotion, from the file name), "perceived-av",
+"perceived-audio", "perceived-video" (raters' majority in summaryTable.csv for audio-visual,
+audio-only and video-only presentations), "soft" (audio-visual vote distribution from
+tabulatedVotes.csv, with its majority class as `label`). A tied vote such as "N:S" is never
+turned into one class: `label` is null. Perceived and soft labels also carry
+`label_distribution` (votes / responses of the matching presentation).
+
+Folds: "speaker-5fold" (actor-disjoint, sex-balanced: 91 actors dealt into 5 folds) and the
+VAVL partitions "vavl-1".."vavl-5" (shipped in vavl/data/partitions/CREMA-D, MIT).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ...errors import DataError
+from . import read_csv, speaker_folds, vavl_partitions
+
+CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad")
+EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+VOTES = {"A": "angry", "D": "disgust", "F": "fear", "H": "happy", "N": "neutral", "S": "sad"}
+LEVELS = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}
+LABELS = ("intended", "perceived-av", "perceived-audio", "perceived-video", "soft")
+# summaryTable.csv column and tabulatedVotes.csv row-id prefix of each presentation
+PRESENTATION = {"perceived-audio": ("VoiceVote", "1"), "perceived-video": ("FaceVote", "2"),
+                "perceived-av": ("MultiModalVote", "3"), "soft": ("MultiModalVote", "3")}
+CLIP_ID = re.compile(r"(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})")
+
+
+def parse_id(clip_id: str) -> dict[str, str]:
+    m = CLIP_ID.fullmatch(clip_id)
+    if not m or m[3] not in EMOTIONS or m[4] not in LEVELS:
+        raise DataError(f"{clip_id!r} is not a CREMA-D clip id like 1001_DFA_ANG_XX")
+    return {"speaker": m[1], "sentence": m[2], "intended": EMOTIONS[m[3]], "intensity": LEVELS[m[4]]}
+
+
+def majority(vote: str) -> str | None:
+    """'N' -> 'neutral'; a tie such as 'N:S' (or an empty cell) -> None."""
+    return VOTES.get(vote.strip()) if vote and ":" not in vote else None
+
+
+def vote_distributions(path: Path, prefix: str) -> dict[str, dict[str, float]]:
+    """clip id -> {class: share of responses} for one presentation of tabulatedVotes.csv
+    (its row ids start with 1 audio, 2 video, 3 audio-visual)."""
+    out = {}
+    for row in read_csv(path):
+        if not row[""].startswith(prefix):
+            continue
+        counts = {VOTES[k]: int(row[k]) for k in VOTES}
+        total = sum(counts.values())
+        if total:
+            out[row["fileName"]] = {k: v / total for k, v in counts.items()}
+    return out
+
+
+def index(root: str | os.PathLike, label: str = "intended", metadata_dir: str | os.PathLike | None = None,
+          **_: Any) -> list[dict[str, Any]]:
+    root = Path(root)
+    if label not in LABELS:
+        raise DataError(f"CREMA-D label {label!r} is not one of {LABELS}")
+    meta = Path(metadata_dir) if metadata_dir else None
+    places = (meta,) if meta else (root / "processedResults", root)
+
+    def locate(name: str) -> Path | None:
+        return next((p / name for p in places if (p / name).is_file()), None)
+
+    summary_path = locate("summaryTable.csv")
+    if summary_path is None:
+        raise DataError(f"{root}: summaryTable.csv not found in {' or '.join(map(str, places))}; "
+                        "point --metadata-dir at the CREMA-D processedResults folder")
+    summary = {row["FileName"]: row for row in read_csv(summary_path)}
+    names_path = locate("SentenceFilenames.csv")
+    ids = [row["Filename"] for row in read_csv(names_path)] if names_path else list(summary)
+    demo_path = locate("VideoDemographics.csv")
+    demographics = {row["ActorID"]: row for row in read_csv(demo_path)} if demo_path else {}
+    distributions = {}
+    if label != "intended":
+        votes_path = locate("tabulatedVotes.csv")
+        if votes_path is None and label == "soft":
+            raise DataError(f"{root}: tabulatedVotes.csv not found; it holds the vote counts soft labels need")
+        if votes_path is not None:
+            distributions = vote_distributions(votes_path, PRESENTATION[label][1])
+    partitions = vavl_partitions("CREMA-D", "label_consensus_6class_M")
+
+    parsed = {clip_id: parse_id(clip_id) for clip_id in ids}
+    genders = {p["speaker"]: _gender(demographics.get(p["speaker"])) for p in parsed.values()}
+    folds = speaker_folds(genders, 5)
+    records = []
+    for clip_id in ids:
+        info = parsed[clip_id]
+        row = summary.get(clip_id)
+        perceived = {name: majority(row[col]) if row else None for name, (col, _) in PRESENTATION.items()}
+        rec: dict[str, Any] = {
+            "id": clip_id,
+            "speaker": info["speaker"],
+            "gender": genders[info["speaker"]],
+            "audio": str((root / "AudioWAV" / f"{clip_id}.wav").resolve()),
+            "video": str((root / "VideoFlash" / f"{clip_id}.flv").resolve()),
+            "label": info["intended"] if label == "intended" else perceived[label],
+            "sentence": info["sentence"],
+            "intensity": info["intensity"],
+            "labels": {"intended": info["intended"], **{k: v for k, v in perceived.items() if k != "soft"}},
+        }
+        if clip_id in distributions:
+            rec["label_distribution"] = distributions[clip_id]
+        rec["folds"] = {"speaker-5fold": folds[info["speaker"]],
+                        **{p: split[clip_id] for p, split in partitions.items() if clip_id in split}}
+        records.append(rec)
+    return records
+
+
+def _gender(row: dict[str, str] | None) -> str | None:
+    sex = (row or {}).get("Sex", "").lower()
+    return sex if sex in ("male", "female") else None
