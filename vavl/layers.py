@@ -32,3 +32,171 @@ def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
     if dim % 2:
         table = torch.cat([table, torch.zeros(num_positions, 1)], dim=1)
     return table
+
+
+# ---- cross-modal transformer (MulT / AuxFormer family) ----------------------------------------
+
+def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """(b, t) long positions -> (b, t, dim) rows of `sinusoidal_table`; position 0 (padding) -> zeros."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float32, device=positions.device) * -(math.log(10000.0) / max(half - 1, 1)))
+    angles = positions.unsqueeze(-1).float() * freq  # (b, t, half)
+    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    if dim % 2:
+        emb = torch.nn.functional.pad(emb, (0, 1))
+    return emb.masked_fill(positions.unsqueeze(-1) == 0, 0.0)
+
+
+def mask_positions(mask: torch.Tensor) -> torch.Tensor:
+    """(b, t) bool -> (b, t) long: 1, 2, ... counting real frames only, 0 on padding. Dropping a
+    frame (mask False) is then the same as cutting it out of the sequence."""
+    return mask.long().cumsum(1) * mask
+
+
+def attention_mask(query_mask: torch.Tensor, key_mask: torch.Tensor, causal: bool) -> torch.Tensor | None:
+    """Which keys each query may look at: bool (b, 1, tq, tk), or (tq, tk) / None when no sample
+    has padding. `causal` is the MulT "future" mask: query i sees key j when j <= i + |Lk - Lq|,
+    counted over real frames of each sample, so padding never moves it."""
+    tq, tk = query_mask.shape[1], key_mask.shape[1]
+    if bool(query_mask.all()) and bool(key_mask.all()):  # one mask serves the whole batch
+        if not causal:
+            return None
+        i = torch.arange(tq, device=query_mask.device).unsqueeze(1)
+        j = torch.arange(tk, device=query_mask.device).unsqueeze(0)
+        return j - i <= abs(tk - tq)
+    allowed = key_mask.unsqueeze(1)  # (b, 1, tk)
+    if causal:
+        rank_q = query_mask.long().cumsum(1) - 1  # index among real frames (padding: that of the last)
+        rank_k = key_mask.long().cumsum(1) - 1
+        offset = (key_mask.sum(1) - query_mask.sum(1)).abs()  # (b,)
+        allowed = allowed & (rank_k.unsqueeze(1) - rank_q.unsqueeze(2) <= offset.view(-1, 1, 1))
+    else:
+        allowed = allowed.expand(-1, tq, -1)
+    return allowed.unsqueeze(1)
+
+
+class MultiHeadAttention(torch.nn.Module):
+    """Self- or cross-attention, batch-first, through `F.scaled_dot_product_attention`.
+
+    One packed input projection `qkv` (3d, d) as in `nn.MultiheadAttention`, so its weights map
+    one-to-one. `mask`: bool, True where a query may look at a key. A query with no key at all
+    (a missing modality) gets a zero output instead of NaN.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        assert dim % num_heads == 0, f"num_heads={num_heads} must divide dim={dim}"
+        self.num_heads, self.dropout = num_heads, dropout
+        self.qkv = torch.nn.Linear(dim, 3 * dim)
+        self.out_proj = torch.nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (b, tq, d); key / value (b, tk, d), default x (self-attention); -> (b, tq, d)."""
+        d = x.shape[-1]
+        w, bias = self.qkv.weight, self.qkv.bias
+        if key is None:
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+        else:
+            q = torch.nn.functional.linear(x, w[:d], bias[:d])
+            if value is None or value is key:
+                k, v = torch.nn.functional.linear(key, w[d:], bias[d:]).chunk(2, dim=-1)
+            else:
+                k = torch.nn.functional.linear(key, w[d:2 * d], bias[d:2 * d])
+                v = torch.nn.functional.linear(value, w[2 * d:], bias[2 * d:])
+        q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (q, k, v))  # (b, h, t, e)
+        empty = None
+        if mask is not None and mask.dim() == 4:
+            empty = ~mask.any(-1, keepdim=True)  # (b, 1, tq, 1) queries with no key
+            mask = mask | empty
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        out = self.out_proj(out.transpose(1, 2).flatten(2))  # (b, tq, d)
+        if empty is not None:
+            out = out.masked_fill(empty.squeeze(1), 0.0)
+        return out
+
+
+class CrossModalLayer(torch.nn.Module):
+    """Pre-norm transformer layer (MulT). Attends to itself, or to `key`/`value` (another
+    modality, normalised by the same LayerNorm). With `scalar`, residual and branch mix as
+    α·x + (1-α)·f(x) with a learned α (AuxFormer)."""
+
+    def __init__(self, dim: int, num_heads: int, attn_dropout: float, relu_dropout: float, res_dropout: float,
+                 scalar: bool = False):
+        super().__init__()
+        self.attn_norm = torch.nn.LayerNorm(dim)
+        self.attn = MultiHeadAttention(dim, num_heads, attn_dropout)
+        self.ff_norm = torch.nn.LayerNorm(dim)
+        self.fc1 = torch.nn.Linear(dim, 4 * dim)
+        self.fc2 = torch.nn.Linear(4 * dim, dim)
+        self.relu_dropout, self.res_dropout = relu_dropout, res_dropout
+        self.alpha = torch.nn.Parameter(torch.rand(1)) if scalar else None
+
+    def residual(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        branch = torch.nn.functional.dropout(branch, self.res_dropout, self.training)
+        return x + branch if self.alpha is None else self.alpha * x + (1 - self.alpha) * branch
+
+    def forward(self, x, key=None, value=None, mask=None):
+        """x (b, tq, d); key / value (b, tk, d) or None; mask from `attention_mask`."""
+        if key is not None:
+            key, value = (self.attn_norm(key), None) if value is None or value is key else (self.attn_norm(key), self.attn_norm(value))
+        x = self.residual(x, self.attn(self.attn_norm(x), key, value, mask))
+        h = torch.nn.functional.relu(self.fc1(self.ff_norm(x)))
+        h = self.fc2(torch.nn.functional.dropout(h, self.relu_dropout, self.training))
+        return self.residual(x, h)
+
+
+class CrossModalEncoder(torch.nn.Module):
+    """A MulT transformer encoder: input scaled by √d (+ sinusoidal positions when given), embedding
+    dropout, `num_layers` `CrossModalLayer`s, final LayerNorm. Batch-first.
+
+    Cross-modal use: `encoder(x, mask, positions, context=y, context_positions=...)` — every
+    layer attends from the running x to the same embedded context."""
+
+    def __init__(self, dim: int, num_heads: int, num_layers: int, attn_dropout: float = 0.0,
+                 relu_dropout: float = 0.0, res_dropout: float = 0.0, embed_dropout: float = 0.0, scalar: bool = False):
+        super().__init__()
+        self.scale, self.embed_dropout = math.sqrt(dim), embed_dropout
+        self.layers = torch.nn.ModuleList(
+            CrossModalLayer(dim, num_heads, attn_dropout, relu_dropout, res_dropout, scalar) for _ in range(num_layers))
+        self.norm = torch.nn.LayerNorm(dim)
+
+    def embed(self, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        x = x * self.scale
+        return x if positions is None else x + sinusoidal_embedding(positions, x.shape[-1]).to(x.dtype)
+
+    def forward(self, x, mask=None, positions=None, context=None, context_positions=None):
+        """x (b, t, d) -> (b, t, d). mask: from `attention_mask(x_mask, context_mask or x_mask)`."""
+        drop = torch.nn.functional.dropout
+        x = drop(self.embed(x, positions), self.embed_dropout, self.training)
+        key = value = None
+        if context is not None:
+            context = self.embed(context, context_positions)
+            key = drop(context, self.embed_dropout, self.training)
+            # training: keys and values get their own dropout masks, as in MulT; eval: one tensor
+            value = drop(context, self.embed_dropout, self.training) if self.training and self.embed_dropout else key
+        for layer in self.layers:
+            x = layer(x, key, value, mask)
+        return self.norm(x)
+
+
+class ResidualHead(torch.nn.Module):
+    """Pooled (b, d) -> logits (b, c): x + MLP(x) (ReLU, dropout between layers), then a linear
+    layer. Returns (logits, embedding) with the embedding being x + MLP(x)."""
+
+    def __init__(self, dim: int, hidden_sizes, num_labels: int, dropout: float):
+        super().__init__()
+        sizes = [dim, *hidden_sizes, dim]
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.out = torch.nn.Linear(dim, num_labels)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x
+        for i, layer in enumerate(self.layers):
+            if i:
+                h = torch.nn.functional.dropout(torch.nn.functional.relu(h), self.dropout, self.training)
+            h = layer(h)
+        h = x + h
+        return self.out(h), h

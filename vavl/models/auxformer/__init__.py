@@ -1,0 +1,42 @@
+"""AuxFormer (Goncalves & Busso 2022): config, model, Auto registration and zoo entries."""
+from ...registry import ModelEntry, register_model
+from ..auto import register_auto
+from .configuration_auxformer import AuxFormerConfig
+from .modeling_auxformer import AuxFormerForEmotionRecognition
+
+register_auto(AuxFormerConfig, AuxFormerForEmotionRecognition)
+
+PAPER = ("L. Goncalves and C. Busso, \"AuxFormer: Robust approach to audiovisual emotion recognition\", "
+         "ICASSP 2022")
+CREMA_D_LABELS = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}
+ENCODERS = {"audio_encoder": "wav2vec2-large-robust", "visual_encoder": "efficientnet_b2"}
+RECIPE = "recipes/configs/crema_d/auxformer.yaml"
+
+# registered first so that create_model("auxformer") resolves to the official shape
+register_model(ModelEntry(
+    name="auxformer.official",
+    model_class=AuxFormerForEmotionRecognition,
+    config={"audio_dim": 1024, "visual_dim": 50, "num_labels": 6, "hidden_size": 50, "num_layers": 5, "num_heads": 10},
+    description="AuxFormer at the official default shape (1024-d wav2vec2 audio frames, the authors' 50-d visual "
+                "features, width 50, 5 layers, 10 heads); import official checkpoints with `vavl convert auxformer`",
+    corpus="CREMA-D", labels="6 classes (official AuxFormer setup)", protocol="official AuxFormer partitions",
+    recipe=RECIPE, paper=PAPER,
+))
+register_model(ModelEntry(
+    name="auxformer_w2v2l_effb2.crema_d",
+    model_class=AuxFormerForEmotionRecognition,
+    config={"audio_dim": 1024, "visual_dim": 1408, "id2label": CREMA_D_LABELS},
+    description="AuxFormer on wav2vec2-large-robust frames and EfficientNet-B2 face embeddings",
+    corpus="CREMA-D", labels="perceived emotion (audio-visual majority vote), 6 classes", protocol="VAVL partitions 1-5",
+    recipe=RECIPE, paper=PAPER, **ENCODERS,
+))
+register_model(ModelEntry(
+    name="auxformer_w2v2l_effb2.msp_improv",
+    model_class=AuxFormerForEmotionRecognition,
+    config={"audio_dim": 1024, "visual_dim": 1408, "task": "regression", "attributes": ["arousal", "valence", "dominance"]},
+    description="AuxFormer regressing arousal, valence and dominance (1 - CCC loss)",
+    corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal flipped as in VAVL)",
+    protocol="VAVL partitions 1-5", recipe="recipes/configs/msp_improv/auxformer.yaml", paper=PAPER, **ENCODERS,
+))
+
+__all__ = ["AuxFormerConfig", "AuxFormerForEmotionRecognition"]

@@ -1,0 +1,56 @@
+"""AuxFormer configuration (Goncalves & Busso, ICASSP 2022): MulT cross-modal transformers plus
+auxiliary unimodal networks with their own heads."""
+from __future__ import annotations
+
+from ...errors import ConfigError
+from ..base import EmotionConfig, check_divides, check_positive_int
+
+
+class AuxFormerConfig(EmotionConfig):
+    """Defaults are the official AuxFormer hyper-parameters (ilucasgoncalves/AuxFormer).
+
+    hidden_size: width of every transformer (official d_v = 50). Audio (and visual, when its width
+        differs) frames are projected to it by a bias-free linear map (the official 1x1 conv).
+    num_layers / num_heads: per transformer encoder (6 encoders).
+    attn_dropout: on attention weights of the self-attention encoders (cross-modal ones use 0).
+    relu_dropout / res_dropout / embed_dropout / out_dropout: feed-forward, residual branch,
+        input embedding and head dropouts.
+    causal_mask: the MulT "future" mask (official attn_mask=True), counted over real frames.
+    aux_hidden_sizes: hidden widths of the auxiliary heads' residual MLP (official 512, 256).
+    aux_repeats: how many times each auxiliary network applies its (shared) encoder (official 3).
+    official_positions: count sinusoidal positions where feature 0 is non-zero (the fairseq rule of
+        the official code) instead of from the mask. Set by `vavl.convert.load_official_auxformer`;
+        with it, a real frame whose first feature is exactly 0 gets no position.
+    """
+
+    model_type = "vavl_auxformer"
+
+    hidden_size: int = 50
+    num_layers: int = 5
+    num_heads: int = 10
+    attn_dropout: float = 0.1
+    relu_dropout: float = 0.1
+    res_dropout: float = 0.1
+    embed_dropout: float = 0.25
+    out_dropout: float = 0.2
+    causal_mask: bool = True
+    aux_hidden_sizes: list[int] | tuple[int, ...] = (512, 256)
+    aux_repeats: int = 3
+    official_positions: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        validate_cross_modal(self)
+        check_positive_int(self, "aux_repeats")
+        if not all(isinstance(h, int) and h > 0 for h in self.aux_hidden_sizes):
+            raise ConfigError(f"aux_hidden_sizes={list(self.aux_hidden_sizes)} must be positive integers")
+
+
+def validate_cross_modal(config: EmotionConfig) -> None:
+    """Checks shared by the MulT-family configs."""
+    check_divides(config, "hidden_size", "num_heads")
+    check_positive_int(config, "num_layers")
+    for name in ("attn_dropout", "relu_dropout", "res_dropout", "embed_dropout", "out_dropout"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ConfigError(f"{name}={value!r} must be a probability in [0, 1)")
