@@ -1,0 +1,198 @@
+"""Feature caches: encoder outputs per clip, on disk, read lazily.
+
+A cache is a folder:
+
+    cache.json                  the encoders and settings the features came from
+    clips/<id>.safetensors      one file per clip: "audio" (ta, da) and/or "visual" (tv, dv),
+                                clip metadata (JSON) in the safetensors header
+    index.jsonl                 one line per clip: id, file, frame counts, metadata
+
+A clip file appears only complete (written to a temp file, then renamed), so a killed run leaves
+no half-written clip: `has(id)` is "the file exists". The index is rebuilt from the files' headers
+(`rebuild_index`), so several processes can fill one cache and one of them writes the index.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import DataError
+from .collate import collate, encode_labels
+
+SETTINGS = "cache.json"
+INDEX = "index.jsonl"
+UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class FeatureCache:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.clips = self.root / "clips"
+        self._index: dict[str, dict[str, Any]] | None = None
+
+    # -- settings -------------------------------------------------------------------------
+    @property
+    def settings(self) -> dict[str, Any]:
+        path = self.root / SETTINGS
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def init(self, settings: dict[str, Any]) -> None:
+        """Create the cache for `settings`, or check that an existing one was made with the same."""
+        current = self.settings
+        if current and current != settings:
+            changed = sorted(k for k in set(current) | set(settings) if current.get(k) != settings.get(k))
+            raise DataError(f"{self.root}: this cache was made with other settings ({', '.join(changed)}: "
+                            f"{[current.get(k) for k in changed]} vs {[settings.get(k) for k in changed]}); "
+                            "write to another --out folder")
+        self.clips.mkdir(parents=True, exist_ok=True)
+        if not current:
+            _atomic_write(self.root / SETTINGS, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+    # -- clips ----------------------------------------------------------------------------
+    def path(self, clip_id: str) -> Path:
+        """clips/<id>.safetensors; ids with characters unsafe in file names get a hash suffix."""
+        safe = UNSAFE.sub("_", clip_id)
+        if safe != clip_id or not safe.strip("."):
+            safe = f"{safe}-{hashlib.sha1(clip_id.encode()).hexdigest()[:10]}"
+        return self.clips / f"{safe}.safetensors"
+
+    def has(self, clip_id: str) -> bool:
+        return self.path(clip_id).is_file()
+
+    def write(self, clip_id: str, audio: torch.Tensor | None, visual: torch.Tensor | None,
+              meta: dict[str, Any] | None = None) -> Path:
+        """Store (ta, da) audio and (tv, dv) visual features (either may be None) atomically."""
+        tensors = {}
+        for name, x in (("audio", audio), ("visual", visual)):
+            if x is not None:
+                assert x.ndim == 2, f"{clip_id}: {name} features must be (t, d), got {tuple(x.shape)}"
+                tensors[name] = x.detach().to("cpu").contiguous()
+        header = {"id": clip_id, "meta": json.dumps(meta or {})}
+        path = self.path(clip_id)
+        self.clips.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.clips, prefix=f".{path.stem}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            if tensors:
+                save_file(tensors, tmp, metadata=header)
+            else:   # a clip with neither modality still records that it was processed
+                save_file({"empty": torch.zeros(0)}, tmp, metadata=header)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+    def read(self, clip_id: str) -> dict[str, Any]:
+        path = self.path(clip_id)
+        if not path.is_file():
+            raise DataError(f"{self.root}: no features for clip {clip_id!r}; run `vavl extract` for it")
+        return read_clip_file(path)
+
+    def ids(self) -> list[str]:
+        return list(self.index())
+
+    # -- index ----------------------------------------------------------------------------
+    def index(self) -> dict[str, dict[str, Any]]:
+        """clip id -> index entry, from index.jsonl (rebuilt from the files when absent or stale)."""
+        if self._index is None:
+            path = self.root / INDEX
+            if path.is_file():
+                with open(path, encoding="utf-8") as f:
+                    self._index = {e["id"]: e for e in map(json.loads, f)}
+            if self._index is None or len(self._index) != self._count_files():
+                self._index = self.rebuild_index()
+        return self._index
+
+    def rebuild_index(self) -> dict[str, dict[str, Any]]:
+        """Read every clip file's header and write index.jsonl atomically."""
+        entries = {}
+        if self.clips.is_dir():
+            for path in sorted(self.clips.glob("*.safetensors")):
+                with safe_open(str(path), framework="pt") as f:
+                    header = f.metadata() or {}
+                    shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+                entries[header["id"]] = {"id": header["id"], "file": f"clips/{path.name}",
+                                         "audio_frames": shapes.get("audio", [0])[0],
+                                         "visual_frames": shapes.get("visual", [0])[0],
+                                         "meta": json.loads(header.get("meta", "{}"))}
+        _atomic_write(self.root / INDEX, "".join(json.dumps(e) + "\n" for e in entries.values()))
+        self._index = entries
+        return entries
+
+    def remove_temp_files(self) -> int:
+        """Delete temp files a killed writer left behind (call only while no one writes)."""
+        stale = list(self.clips.glob(".*.tmp")) if self.clips.is_dir() else []
+        for tmp in stale:
+            tmp.unlink(missing_ok=True)
+        return len(stale)
+
+    def _count_files(self) -> int:
+        return sum(1 for _ in self.clips.glob("*.safetensors")) if self.clips.is_dir() else 0
+
+
+def read_clip_file(path: str | os.PathLike) -> dict[str, Any]:
+    """One clip file -> {"audio_features", "visual_features", "meta"} (tensors float32 or None).
+    safetensors memory-maps the file and copies out only the tensors asked for."""
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+        keys = set(f.keys())
+        out = {f"{m}_features": f.get_tensor(m).float() if m in keys else None for m in ("audio", "visual")}
+    out["meta"] = json.loads(header.get("meta", "{}"))
+    return out
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Manifest records joined with their cached features, read lazily per item.
+
+    Records without cached features are left out (reported once). Batch with `collate`
+    (`FeatureDataset.collate` is the same function): masks mark real frames, a missing modality
+    is an all-false row.
+    """
+
+    collate = staticmethod(collate)
+
+    def __init__(self, cache: FeatureCache | str | os.PathLike, records: list[dict[str, Any]], config=None):
+        self.cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+        self.config = config
+        self.records = [r for r in records if self.cache.has(r["id"])]
+        self.missing = [r["id"] for r in records if not self.cache.has(r["id"])]
+        if self.missing:
+            import warnings
+
+            warnings.warn(f"{self.cache.root}: {len(self.missing)} of {len(records)} clips have no cached features "
+                          f"and are left out, e.g. {', '.join(self.missing[:5])}", stacklevel=2)
+        if not self.records:
+            raise DataError(f"{self.cache.root}: none of the {len(records)} clips has cached features; "
+                            "run `vavl extract` with this manifest first")
+        self._files = [str(self.cache.path(r["id"])) for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        record = self.records[i]
+        clip = read_clip_file(self._files[i])
+        return {
+            "id": record["id"], "speaker": record.get("speaker"),
+            "audio_features": clip["audio_features"], "visual_features": clip["visual_features"],
+            "labels": encode_labels(record, self.config) if self.config is not None else None,
+            "record": record,
+        }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
