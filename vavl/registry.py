@@ -60,6 +60,9 @@ def get_entry(name: str) -> ModelEntry:
     for entry in _REGISTRY.values():
         if entry.architecture == name:
             return entry
+    for entry in _REGISTRY.values():  # a family name: "vavl" -> "vavl_w2v2l_effb2.crema_d"
+        if entry.architecture.startswith(name + "_"):
+            return entry
     close = [n for n in _REGISTRY if name.split(".")[0] in n][:5]
     hint = f" Did you mean one of {close}?" if close else " See vavl.list_models()."
     raise ConfigError(f"unknown model {name!r}.{hint}")
