@@ -50,10 +50,15 @@ class CrossModalStreams(nn.Module):
         self.a_with_v, self.v_with_a = encoder(config, cross=True), encoder(config, cross=True)
         self.a_mem, self.v_mem = encoder(config, scalar=scalar), encoder(config, scalar=scalar)
 
+    def audio(self, a, a_mask, v, pa, pv, masks) -> torch.Tensor:
+        """(b, ta, d) audio attending to (b, tv, d) visual -> (b, d) last real frame."""
+        return pool_last(self.a_mem(self.a_with_v(a, masks["av"], pa, v, pv), masks["aa"]), a_mask)
+
+    def visual(self, v, v_mask, a, pv, pa, masks) -> torch.Tensor:
+        return pool_last(self.v_mem(self.v_with_a(v, masks["va"], pv, a, pa), masks["vv"]), v_mask)
+
     def forward(self, a, a_mask, v, v_mask, pa, pv, masks) -> torch.Tensor:
-        h_a = self.a_mem(self.a_with_v(a, masks["av"], pa, v, pv), masks["aa"])
-        h_v = self.v_mem(self.v_with_a(v, masks["va"], pv, a, pa), masks["vv"])
-        return torch.cat([pool_last(h_a, a_mask), pool_last(h_v, v_mask)], dim=-1)
+        return torch.cat([self.audio(a, a_mask, v, pa, pv, masks), self.visual(v, v_mask, a, pv, pa, masks)], dim=-1)
 
 
 def projected_inputs(model, audio, audio_mask, visual, visual_mask):

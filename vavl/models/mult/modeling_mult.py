@@ -1,0 +1,60 @@
+"""MulT-style baseline: audio->visual and visual->audio cross-modal transformers, each followed by
+self-attention, last real frames concatenated, one residual fused head. No auxiliary networks.
+
+A missing modality: the fused head answers with that stream absent (cross-attention to nothing
+adds nothing, the absent stream's summary is zeros). `audio_logits` / `visual_logits` are exactly
+that answer (the fused head with the other modality masked out) for every sample, and `head_used`
+reports "fused" for every sample, since there is no other head.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..auxformer.modeling_auxformer import CrossModalStreams, input_projection, projected_inputs
+from ..base import EmotionModel
+from ...layers import ResidualHead
+from .configuration_mult import MulTConfig
+
+
+class MulTForEmotionRecognition(EmotionModel):
+    config_class = MulTConfig
+    base_model_prefix = "mult"
+
+    def __init__(self, config: MulTConfig):
+        super().__init__(config)
+        d = config.hidden_size
+        self.audio_proj = input_projection(config.audio_dim, d)
+        self.visual_proj = input_projection(config.visual_dim, d)
+        self.fusion = CrossModalStreams(config, scalar=False)
+        self.fusion_head = ResidualHead(2 * d, [2 * d], config.num_labels, config.out_dropout)
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def compute_heads(self, audio, audio_mask, visual, visual_mask):
+        a, v, pa, pv, masks = projected_inputs(self, audio, audio_mask, visual, visual_mask)
+        rep_a = self.fusion.audio(a, audio_mask, v, pa, pv, masks)  # (b, d)
+        rep_v = self.fusion.visual(v, visual_mask, a, pv, pa, masks)
+        fused_logits, fused = self.fusion_head(torch.cat([rep_a, rep_v], -1))
+        # each stream with the other modality masked out: its cross-attention sees no key
+        b, ta, tv = a.shape[0], a.shape[1], v.shape[1]
+        alone = {**masks, "av": audio_mask.new_zeros(b, 1, ta, tv), "va": audio_mask.new_zeros(b, 1, tv, ta)}
+        rep_a_alone = self.fusion.audio(a, audio_mask, v, pa, pv, alone)
+        rep_v_alone = self.fusion.visual(v, visual_mask, a, pv, pa, alone)
+        audio_logits, audio_emb = self.fusion_head(torch.cat([rep_a_alone, torch.zeros_like(rep_v_alone)], -1))
+        visual_logits, visual_emb = self.fusion_head(torch.cat([torch.zeros_like(rep_a_alone), rep_v_alone], -1))
+        return {"fused_logits": fused_logits, "audio_logits": audio_logits, "visual_logits": visual_logits,
+                "fused_embedding": fused, "audio_embedding": audio_emb, "visual_embedding": visual_emb}
+
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        out.head_used = torch.where(out.head_used >= 0, 0, -1)  # every answer comes from the fused head
+        return out
