@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...outputs import EmotionRecognitionOutput
 from ..base import EmotionModel
 from .branch import Branch, head
 from .configuration_baselines import EarlyFusionConfig
@@ -11,7 +12,9 @@ from .configuration_baselines import EarlyFusionConfig
 
 class EarlyFusionForEmotionRecognition(EmotionModel):
     """A missing modality is replaced in the concatenation by a learned "absent" embedding (or
-    zeros); the unimodal heads give single-modality samples a head that saw only what they have."""
+    zeros); the unimodal heads give single-modality samples a head that saw only what they have.
+    The fusion head is also trained on single-modality samples (weight aux_loss_weight), so the
+    stand-in is learned and `fused_logits` stays meaningful when a modality is dropped."""
 
     config_class = EarlyFusionConfig
 
@@ -34,3 +37,13 @@ class EarlyFusionForEmotionRecognition(EmotionModel):
         return {"fused_logits": self.fusion_head(fused), "audio_logits": self.audio_head(rep_a),
                 "visual_logits": self.visual_head(rep_v), "fused_embedding": fused,
                 "audio_embedding": rep_a, "visual_embedding": rep_v}
+
+    def compute_loss(self, out, labels, audio, audio_mask, visual, visual_mask):
+        loss = super().compute_loss(out, labels, audio, audio_mask, visual, visual_mask)
+        single = out.audio_present ^ out.visual_present                                   # (b,)
+        if self.config.aux_loss_weight and single.any():
+            fused_only = EmotionRecognitionOutput(logits=out.fused_logits, audio_present=single,
+                                                  visual_present=torch.zeros_like(single))
+            loss = loss + self.config.aux_loss_weight * super().compute_loss(
+                fused_only, labels, audio, audio_mask, visual, visual_mask)
+        return loss
