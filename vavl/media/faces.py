@@ -1,0 +1,190 @@
+"""Finding one face track in a clip with MTCNN and cutting square crops from it.
+
+    track = FaceCropper(size=224)(frames)      # frames (t, h, w, 3) uint8
+    track.crops (t, 224, 224, 3), track.mask (t,), track.boxes (t, 4)
+
+MTCNN (facenet-pytorch, weights in the wheel) runs on every `detect_every`-th frame, scaled so
+the longer side is `detect_side` pixels. Detections are linked into tracks by overlap; the track
+with the largest sum of confidence x face size (persistent and large) is the speaker's face. Its
+boxes are interpolated between detections, smoothed, and cut as squares from the full frames.
+Frames the track does not reach are masked; no track at all means the visual modality is missing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class FaceTrack:
+    crops: np.ndarray    # (t, size, size, 3) uint8 RGB square face crops (zeros where no face)
+    mask: np.ndarray     # (t,) bool, True where a face was found/interpolated
+    boxes: np.ndarray    # (t, 4) float x1, y1, x2, y2 in frame pixels (nan where none)
+
+    @property
+    def face_frames(self) -> int:
+        return int(self.mask.sum())
+
+
+@lru_cache(maxsize=4)
+def _mtcnn(device: str, min_face_size: int):
+    from facenet_pytorch import MTCNN
+
+    return MTCNN(keep_all=True, min_face_size=min_face_size, device=device, post_process=False)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, 4), (m, 4) -> (n, m) intersection over union."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
+
+
+def _smooth(x: np.ndarray, valid: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average of (t, k) values over valid frames only (nan elsewhere)."""
+    if width <= 1 or not valid.any():
+        return x
+    kernel = np.ones(width)
+    filled = np.where(valid[:, None], x, 0.0)
+    num = np.stack([np.convolve(filled[:, j], kernel, mode="same") for j in range(x.shape[1])], 1)
+    den = np.convolve(valid.astype(float), kernel, mode="same")[:, None]
+    return np.where(valid[:, None], num / np.maximum(den, 1e-9), np.nan)
+
+
+class FaceCropper:
+    """frames (t, h, w, 3) uint8 -> FaceTrack of one face (see module docstring).
+
+    size: crop side in pixels (the visual encoder's input size).
+    detect_every: run MTCNN on every n-th frame (and the last); the rest are interpolated.
+    detect_side: longer side, in pixels, of the frames MTCNN sees.
+    min_face_size: smallest face, in pixels of the detection frames.
+    threshold: minimum MTCNN confidence.
+    margin: the square crop is the box's longer side x (1 + margin), centred on the box.
+    max_gap: longest run of frames (between two detections) that is interpolated.
+    smooth: moving-average width (frames) applied to box centres and sizes.
+    """
+
+    def __init__(self, size: int = 224, device: str = "cpu", detect_every: int = 2, detect_side: int = 320,
+                 min_face_size: int = 20, threshold: float = 0.9, margin: float = 0.1, max_gap: int = 12,
+                 smooth: int = 3, batch_size: int = 16):
+        self.size, self.device, self.detect_every, self.detect_side = size, device, max(1, detect_every), detect_side
+        self.min_face_size, self.threshold, self.margin = min_face_size, threshold, margin
+        self.max_gap, self.smooth, self.batch_size = max_gap, smooth, batch_size
+
+    # ---- detection -------------------------------------------------------------------------
+    def detect(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(n, h, w, 3) uint8 -> per frame (boxes (k, 4) in frame pixels, probs (k,))."""
+        h, w = frames.shape[1:3]
+        scale = min(1.0, self.detect_side / max(h, w))
+        mtcnn = _mtcnn(self.device, self.min_face_size)
+        out = []
+        for i in range(0, len(frames), self.batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(frames[i:i + self.batch_size]))
+            if scale < 1.0:  # (n, h, w, 3) -> smaller, antialiased
+                small = F.interpolate(batch.permute(0, 3, 1, 2).float(), size=(round(h * scale), round(w * scale)),
+                                      mode="bilinear", antialias=True, align_corners=False)
+                batch = small.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8)
+            with torch.inference_mode():
+                boxes, probs = mtcnn.detect(batch.numpy())
+            for b, p in zip(boxes, probs):
+                if b is None or len(b) == 0:
+                    out.append((np.zeros((0, 4)), np.zeros(0)))
+                    continue
+                b = np.asarray(b, dtype=np.float64).reshape(-1, 4) / scale
+                p = np.asarray(p, dtype=np.float64).reshape(-1)
+                keep = p >= self.threshold
+                out.append((b[keep], p[keep]))
+        return out
+
+    # ---- tracking --------------------------------------------------------------------------
+    def track(self, t: int, detected: dict[int, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Detections at some frame indices -> (t, 4) boxes of the chosen track, nan elsewhere."""
+        tracks: list[dict] = []  # {"idx": [...], "boxes": [...], "score": float}
+        for i in sorted(detected):
+            boxes, probs = detected[i]
+            live = [k for k, tr in enumerate(tracks) if i - tr["idx"][-1] <= self.max_gap + self.detect_every]
+            if live and len(boxes):
+                iou = _iou(np.stack([tracks[k]["boxes"][-1] for k in live]), boxes)
+            taken = set()
+            for j in np.argsort(-probs) if len(boxes) else []:
+                best = None
+                if live:
+                    order = [k for k in np.argsort(-iou[:, j]) if iou[k, j] > 0.3 and live[k] not in taken]
+                    best = live[order[0]] if order else None
+                if best is None:
+                    tracks.append({"idx": [], "boxes": [], "score": 0.0})
+                    best = len(tracks) - 1
+                taken.add(best)
+                tr = tracks[best]
+                tr["idx"].append(i)
+                tr["boxes"].append(boxes[j])
+                side = np.sqrt(max((boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1]), 0.0))
+                tr["score"] += float(probs[j]) * side
+        out = np.full((t, 4), np.nan)
+        if not tracks:
+            return out
+        best = max(tracks, key=lambda tr: tr["score"])
+        idx, boxes = np.asarray(best["idx"]), np.stack(best["boxes"])
+        out[idx] = boxes
+        for (a, b), (ba, bb) in zip(zip(idx[:-1], idx[1:]), zip(boxes[:-1], boxes[1:])):
+            if 1 < b - a <= self.max_gap:
+                w = (np.arange(a + 1, b) - a)[:, None] / (b - a)
+                out[a + 1:b] = (1 - w) * ba + w * bb
+        # frames before the first / after the last detection: hold the box for up to one step
+        reach = self.detect_every - 1
+        out[max(idx[0] - reach, 0):idx[0]] = boxes[0]
+        out[idx[-1] + 1:idx[-1] + 1 + reach] = boxes[-1]
+        return out
+
+    # ---- cropping --------------------------------------------------------------------------
+    def squares(self, boxes: np.ndarray) -> np.ndarray:
+        """(t, 4) boxes -> (t, 4) smoothed square crop windows (nan where no box)."""
+        valid = ~np.isnan(boxes).any(1)
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        side = (boxes[:, 2:] - boxes[:, :2]).max(1, keepdims=True) * (1 + self.margin)
+        cs = _smooth(np.concatenate([centre, side], 1), valid, self.smooth)
+        half = cs[:, 2:] / 2
+        return np.concatenate([cs[:, :2] - half, cs[:, :2] + half], 1)
+
+    def crop(self, frames: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """Cut (t, 4) windows (zero padding outside the frame) and resize to size x size."""
+        t, h, w = frames.shape[:3]
+        crops = np.zeros((t, self.size, self.size, 3), np.uint8)
+        valid = np.flatnonzero(~np.isnan(windows).any(1))
+        if not len(valid):
+            return crops
+        # one batched bilinear resample: a normalised affine grid per frame
+        win = torch.as_tensor(windows[valid], dtype=torch.float32)
+        sx, sy = (win[:, 2] - win[:, 0]) / w, (win[:, 3] - win[:, 1]) / h
+        cx, cy = (win[:, 0] + win[:, 2]) / w - 1, (win[:, 1] + win[:, 3]) / h - 1
+        theta = torch.zeros(len(valid), 2, 3)
+        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, sy, cy
+        for i in range(0, len(valid), 32):
+            sel = valid[i:i + 32]
+            src = torch.from_numpy(frames[sel]).permute(0, 3, 1, 2).float()  # (n, 3, h, w)
+            grid = F.affine_grid(theta[i:i + 32], [len(sel), 3, self.size, self.size], align_corners=False)
+            if (win[i:i + 32, 2] - win[i:i + 32, 0]).min() > 2 * self.size:  # much larger than the crop: pre-shrink
+                src = F.avg_pool2d(src, 2)
+            out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            crops[sel] = out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return crops
+
+    def __call__(self, frames: np.ndarray) -> FaceTrack:
+        frames = np.asarray(frames)
+        assert frames.ndim == 4 and frames.shape[-1] == 3 and frames.dtype == np.uint8, \
+            f"frames must be (t, h, w, 3) uint8, got {frames.shape} {frames.dtype}"
+        t = len(frames)
+        if t == 0:
+            return FaceTrack(np.zeros((0, self.size, self.size, 3), np.uint8), np.zeros(0, bool), np.zeros((0, 4)))
+        idx = sorted(set(range(0, t, self.detect_every)) | {t - 1})
+        detected = dict(zip(idx, self.detect(frames[idx])))
+        boxes = self.track(t, detected)
+        windows = self.squares(boxes)
+        mask = ~np.isnan(windows).any(1)
+        return FaceTrack(crops=self.crop(frames, windows), mask=mask, boxes=np.where(mask[:, None], boxes, np.nan))
