@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -23,13 +24,14 @@ CREMA_D_LABELS = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral",
 RECIPE = "recipes/finetune.py (features from `vavl extract` with the entry's encoders)"
 
 
-def image_shape(dim: int) -> tuple[int, int] | None:
-    """A flattened (c h w) square image width -> (c, s) for c in 1, 2, 3 (unique: √2, √3 are irrational)."""
+def image_shape(dim: int) -> tuple[int, int]:
+    """A flattened (c h w) square image width -> (c, s) for c in 1, 2, 3 (unique: √2, √3 are
+    irrational). Any other width is read as one channel, zero-padded to the next square."""
     for c in (1, 2, 3):
         s = math.isqrt(dim // c)
         if c * s * s == dim:
             return c, s
-    return None
+    return 1, math.isqrt(dim - 1) + 1
 
 
 class ClassicConfig(EmotionConfig):
@@ -39,12 +41,12 @@ class ClassicConfig(EmotionConfig):
     num_layers: stacked BiLSTM layers.
     cnn_channels: output channels of the CNN's 3x3 conv blocks (each halves the image side while
         it is at least 4 pixels). The CNN reads visual_dim as a flattened (c h w) square image,
-        c = 1 (grey), 2 (flow) or 3 (RGB), so visual_dim must be c * s * s.
+        c = 1 (grey: face-grey, frame-diff), 2 (optical-flow grid) or 3 (face-rgb); other widths
+        (e.g. neural embeddings) are zero-padded into a square one-channel "image".
     dropout: before each head (and between LSTM layers).
     """
 
     model_type = "vavl_classic"
-    uses_cnn = False  # class attribute: whether visual_dim must be an image
 
     audio_dim: int = 40
     visual_dim: int = 48 * 48
@@ -64,9 +66,6 @@ class ClassicConfig(EmotionConfig):
             raise ConfigError(f"cnn_channels={self.cnn_channels!r} must be a non-empty list of positive integers")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
-        if self.uses_cnn and image_shape(self.visual_dim) is None:
-            raise ConfigError(f"visual_dim={self.visual_dim} is not a flattened square image (c*s*s, c = 1, 2 or 3); "
-                              "the CNN needs face-grey, face-rgb, frame-diff or optical-flow features")
 
 
 class BiLSTMConfig(ClassicConfig):
@@ -75,7 +74,6 @@ class BiLSTMConfig(ClassicConfig):
 
 class FaceCNNConfig(ClassicConfig):
     model_type = "vavl_face_cnn"
-    uses_cnn = True
 
 
 class EarlyFusionConfig(ClassicConfig):
@@ -84,7 +82,6 @@ class EarlyFusionConfig(ClassicConfig):
 
 class LateFusionConfig(ClassicConfig):
     model_type = "vavl_classic_late_fusion"
-    uses_cnn = True
 
 
 # ---- building blocks -----------------------------------------------------------------------------
@@ -132,6 +129,7 @@ class FaceCNN(nn.Module):
     def __init__(self, config: ClassicConfig):
         super().__init__()
         self.c, self.s = image_shape(config.visual_dim)
+        self.pad = self.c * self.s * self.s - config.visual_dim
         layers, c_in, side = [], self.c, self.s
         for c_out in config.cnn_channels:
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(1, c_out), nn.GELU()]
@@ -145,7 +143,7 @@ class FaceCNN(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         frames = torch.zeros(*x.shape[:2], self.output_dim, device=x.device, dtype=x.dtype)  # (b, t, c)
         if mask.any():
-            images = rearrange(x[mask], "n (c h w) -> n c h w", c=self.c, h=self.s, w=self.s)
+            images = rearrange(F.pad(x[mask], (0, self.pad)), "n (c h w) -> n c h w", c=self.c, h=self.s, w=self.s)
             frames[mask] = self.cnn(images).to(x.dtype)
         return masked_mean(frames, mask)
 
