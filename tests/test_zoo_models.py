@@ -96,19 +96,27 @@ def test_missing_modality(name):
         has_a, has_v = full.audio_logits is not None, full.visual_logits is not None
         expected = "fused" if has_a and has_v else "audio" if has_a else "visual"
         assert full.heads_used() == [expected] * 3
-        cases = {
-            "audio only": (model(audio_features=audio, audio_mask=amask), "audio" if has_a else "none"),
-            "visual only": (model(visual_features=visual, visual_mask=vmask), "visual" if has_v else "none"),
-        }
+        cases = {"audio only": model(audio_features=audio, audio_mask=amask),
+                 "visual only": model(visual_features=visual, visual_mask=vmask)}
         vmask_mixed = vmask.clone()
         vmask_mixed[1] = False
         amask_mixed = amask.clone()
         amask_mixed[2] = False
         mixed = model(audio_features=audio, audio_mask=amask_mixed, visual_features=visual, visual_mask=vmask_mixed)
-    for what, (out, head) in cases.items():
+
+    def truthful(modality, has):
+        """(modalities the answer saw, heads allowed to give it) for a sample with one modality.
+        A model without separate heads (MulT-style) may answer from its fused head."""
+        return ([modality], {modality, "fused"}) if has else ([], {"none"})
+
+    for (what, out), (modality, has) in zip(cases.items(), (("audio", has_a), ("visual", has_v))):
+        seen, heads = truthful(modality, has)
         assert torch.isfinite(out.logits).all(), f"{name}: NaN with {what}"
-        assert out.heads_used() == [head] * 3, f"{name}: {what} used {out.heads_used()}"
+        assert out.modalities_used() == [seen] * 3, f"{name}: {what} claims {out.modalities_used()}"
+        assert set(out.heads_used()) <= heads, f"{name}: {what} used {out.heads_used()}"
     assert torch.isfinite(mixed.logits).all()
-    assert mixed.heads_used() == [expected, "audio" if has_a else "none", "visual" if has_v else "none"]
+    assert mixed.heads_used()[0] == expected
+    assert mixed.modalities_used()[1:] == [truthful("audio", has_a)[0], truthful("visual", has_v)[0]]
+    assert mixed.heads_used()[1] in truthful("audio", has_a)[1] and mixed.heads_used()[2] in truthful("visual", has_v)[1]
     # a sample's prediction does not depend on its companions' missing modalities
     assert torch.allclose(mixed.logits[0], full.logits[0], atol=ATOL)
