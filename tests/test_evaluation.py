@@ -1,0 +1,291 @@
+"""Missing-modality evaluation: each condition changes exactly what it says on the inputs the model
+receives; an audio-only-signal corpus scores high with audio and at chance with video alone; bad
+input fails before anything runs."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import vavl
+from vavl import cli
+from vavl.data import write_manifest
+from vavl.data.cache import FeatureCache
+from vavl.errors import ConfigError
+from vavl.evaluation import (apply_condition, check_labels, collate_eval, evaluate, parse_conditions, predict_dataset,
+                             primary_metric)
+from vavl.layers import masked_mean
+from vavl.models.base import EmotionConfig, EmotionModel
+from vavl.outputs import EmotionRecognitionOutput
+
+LABELS = {0: "angry", 1: "happy", 2: "neutral", 3: "sad"}
+
+
+class SpyConfig(EmotionConfig):
+    model_type = "vavl_test_spy"
+
+
+class SpyModel(EmotionModel):
+    """Records every input it receives; predicts from means of the features."""
+
+    config_class = SpyConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.a, self.v = nn.Linear(config.audio_dim, config.num_labels), nn.Linear(config.visual_dim, config.num_labels)
+        self.seen = []
+        self.post_init()
+
+    def forward(self, **inputs):
+        self.seen.append({k: v.clone() for k, v in inputs.items()})
+        return super().forward(**inputs)
+
+    def compute_heads(self, audio, audio_mask, visual, visual_mask):
+        a, v = self.a(masked_mean(audio, audio_mask)), self.v(masked_mean(visual, visual_mask))
+        return {"fused_logits": a + v, "audio_logits": a, "visual_logits": v}
+
+
+def feature_clips(n=6):
+    g = torch.Generator().manual_seed(0)
+    return [{"id": f"clip{i}", "speaker": f"s{i % 2}", "audio_features": torch.randn(10 + i, 4, generator=g) + 1,
+             "visual_features": torch.randn(7 + i, 3, generator=g) + 1, "labels": torch.tensor(i % 4)} for i in range(n)]
+
+
+def seen_by(condition, data, batch_size=3):
+    """The inputs a spy model received, batches padded to one width and stacked (None: never given)."""
+    model = SpyModel(SpyConfig(audio_dim=4, visual_dim=3, id2label=LABELS))
+    predict_dataset(model, data, condition, batch_size=batch_size, progress=False)
+    out = {}
+    for k in ("audio_features", "audio_mask", "visual_features", "visual_mask"):
+        parts = [s.get(k) for s in model.seen]
+        if parts[0] is None:
+            out[k] = None
+            continue
+        t = max(p.shape[1] for p in parts)
+        out[k] = torch.cat([nn.functional.pad(p, (0, 0) * (p.dim() - 2) + (0, t - p.shape[1])) for p in parts])
+    return out
+
+
+def test_av_passes_inputs_unchanged_and_audio_video_remove_one_modality():
+    data = feature_clips()
+    ref = collate_eval([{**s, "index": i} for i, s in enumerate(data)])
+    av = seen_by("av", data, batch_size=6)
+    for k in ("audio_features", "audio_mask", "visual_features", "visual_mask"):
+        assert torch.equal(av[k], ref[k])
+    audio = seen_by("audio", data, batch_size=6)
+    assert audio["visual_features"] is None and torch.equal(audio["audio_features"], ref["audio_features"])
+    video = seen_by("video", data, batch_size=6)
+    assert video["audio_features"] is None and torch.equal(video["visual_features"], ref["visual_features"])
+
+
+@pytest.mark.parametrize("kind,changed,kept", [("drop-frames", "visual", "audio"), ("drop-audio", "audio", "visual")])
+def test_dropping_masks_the_fraction_of_each_clip_and_nothing_else(kind, changed, kept):
+    data = feature_clips()
+    ref = collate_eval([{**s, "index": i} for i, s in enumerate(data)])
+    got = seen_by(f"{kind}:0.5", data, batch_size=6)
+    assert torch.equal(got[f"{kept}_features"], ref[f"{kept}_features"]) and torch.equal(got[f"{kept}_mask"], ref[f"{kept}_mask"])
+    for i, s in enumerate(data):
+        n = s[f"{changed}_features"].shape[0]
+        mask = got[f"{changed}_mask"][i]
+        assert int(mask.sum()) == n - round(0.5 * n)                       # exactly p of the clip's frames
+        assert not mask[n:].any()                                           # padding stays padding
+        dropped = ref[f"{changed}_mask"][i] & ~mask
+        assert torch.all(got[f"{changed}_features"][i, dropped] == 0)
+        assert torch.equal(got[f"{changed}_features"][i, mask], ref[f"{changed}_features"][i, mask])
+    # seeded per clip: the same frames whatever the batching
+    again = seen_by(f"{kind}:0.5", data, batch_size=2)
+    assert torch.equal(again[f"{changed}_mask"], got[f"{changed}_mask"])
+
+
+def raw_batch():
+    g = torch.Generator().manual_seed(0)
+    wave = torch.randn(2, 1600, generator=g) * 0.3
+    attention = torch.ones(2, 1600, dtype=torch.bool)
+    attention[1, 1200:] = False
+    wave[1, 1200:] = 0
+    pixels = torch.randn(2, 5, 3, 20, 20, generator=g)
+    pixel_mask = torch.tensor([[1, 1, 1, 0, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    return {"ids": ["a", "b"], "input_values": wave, "attention_mask": attention, "pixel_values": pixels,
+            "pixel_mask": pixel_mask, "sample_rate": 16000}
+
+
+def test_noise_snr_adds_white_noise_at_that_snr_to_the_waveform_only():
+    batch = raw_batch()
+    out = apply_condition(batch, parse_conditions("noise-snr:10")[0])
+    assert torch.equal(out["pixel_values"], batch["pixel_values"])
+    for i, n in enumerate((1600, 1200)):
+        signal, noise = batch["input_values"][i, :n], (out["input_values"] - batch["input_values"])[i, :n]
+        snr = 10 * math.log10(signal.pow(2).mean() / noise.pow(2).mean())
+        assert abs(snr - 10) < 0.6
+        assert torch.all(out["input_values"][i, n:] == 0)                   # padding untouched
+
+
+def test_occlude_face_covers_fraction_of_each_present_crop():
+    batch = raw_batch()
+    out = apply_condition(batch, parse_conditions("occlude-face:0.25")[0])
+    assert torch.equal(out["input_values"], batch["input_values"])
+    changed = (out["pixel_values"] != batch["pixel_values"]).any(2)          # (b, t, H, W)
+    for i in range(2):
+        for j in range(5):
+            share = changed[i, j].float().mean().item()
+            assert share == (0.25 if batch["pixel_mask"][i, j] else 0.0)
+
+
+def test_drop_audio_on_waveforms_silences_20ms_frames():
+    batch = raw_batch()
+    out = apply_condition(batch, parse_conditions("drop-audio:0.5")[0])
+    frames = out["input_values"][0].reshape(-1, 320)                       # 5 frames of 20 ms
+    assert int((frames == 0).all(1).sum()) == round(0.5 * 5)
+    assert torch.equal(out["pixel_values"], batch["pixel_values"]) and torch.equal(out["attention_mask"], batch["attention_mask"])
+
+
+def test_drop_frames_on_raw_crops_masks_them():
+    batch = raw_batch()
+    out = apply_condition(batch, parse_conditions("drop-frames:0.5")[0])
+    assert out["pixel_mask"].sum(1).tolist() == [4 - 2, 5 - round(2.5)]
+    assert torch.equal(out["input_values"], batch["input_values"])
+
+
+class RawSpy(nn.Module):
+    """A model with encoders: takes waveforms and crops, records them."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = SpyConfig(audio_dim=1, visual_dim=3, id2label=LABELS)
+        self.w = nn.Linear(1, 4)
+        self.seen = []
+
+    def forward(self, input_values=None, attention_mask=None, pixel_values=None, pixel_mask=None):
+        self.seen.append({"input_values": input_values, "pixel_values": pixel_values})
+        b = (input_values if input_values is not None else pixel_values).shape[0]
+        a = self.w(input_values.mean(1, keepdim=True)) if input_values is not None else None
+        v = self.w(pixel_values.mean((1, 2, 3, 4)).unsqueeze(1)) if pixel_values is not None else None
+        logits = a if v is None else v if a is None else a + v
+        return EmotionRecognitionOutput(logits=logits, audio_logits=a, visual_logits=v, fused_logits=logits,
+                                        audio_present=torch.full((b,), a is not None), visual_present=torch.full((b,), v is not None))
+
+
+def test_raw_media_model_gets_conditioned_waveforms_and_null_removed_heads():
+    batch = raw_batch()
+    data = [{"id": i, "speaker": "x", "labels": torch.tensor(k), "input_values": batch["input_values"][k],
+             "attention_mask": batch["attention_mask"][k], "pixel_values": batch["pixel_values"][k],
+             "pixel_mask": batch["pixel_mask"][k]} for k, i in enumerate(batch["ids"])]
+    model = RawSpy()
+    res = evaluate(model, data, "av,audio,noise-snr:0,occlude-face:0.5", bootstrap=20, progress=False)
+    seen = model.seen
+    assert seen[1]["pixel_values"] is None                                   # "audio"
+    assert not torch.equal(seen[2]["input_values"], batch["input_values"])   # noise
+    assert torch.equal(seen[3]["input_values"], batch["input_values"])       # occlusion leaves audio alone
+    assert res["conditions"]["audio"]["visual"]["UA"] is None and "removed" in res["conditions"]["audio"]["visual"]["note"]
+
+
+def test_raw_only_conditions_on_cached_features_fail_before_running():
+    model = SpyModel(SpyConfig(audio_dim=4, visual_dim=3, id2label=LABELS))
+    for cond in ("noise-snr:10", "occlude-face:0.5"):
+        with pytest.raises(ConfigError, match="raw media"):
+            evaluate(model, feature_clips(), ["av", cond], progress=False)
+    assert model.seen == []
+
+
+@pytest.mark.parametrize("spec,match", [("av,blur", "unknown condition 'blur'.*drop-frames"), ("drop-frames", "needs a number"),
+                                        ("drop-frames:1.5", r"\[0, 1\]"), ("audio:0.5", "takes no parameter"),
+                                        ("noise-snr:abc", "needs a number"), ("av,av", "repeat"), ("", "no conditions")])
+def test_bad_conditions_name_the_valid_ones(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_conditions(spec)
+
+
+def test_model_labels_must_match_the_manifest():
+    cfg = SpyConfig(audio_dim=4, visual_dim=3, id2label=LABELS)
+    check_labels(cfg, [{"id": str(i), "label": LABELS[i]} for i in range(4)])
+    with pytest.raises(ConfigError, match="unknown to the model: \\['fear'\\]"):
+        check_labels(cfg, [{"id": "x", "label": "fear"}] + [{"id": str(i), "label": LABELS[i]} for i in range(4)])
+    reg = SpyConfig(audio_dim=4, visual_dim=3, task="regression")
+    with pytest.raises(ConfigError, match="dominance"):
+        check_labels(reg, [{"id": "x", "attributes": {"arousal": 3.0, "valence": 2.0}}])
+
+
+# ---- an audio-only-signal corpus, end to end through the CLI -------------------------------------
+def audio_signal_corpus(root, n_train=160, n_test=80, dim=8):
+    """Feature cache + manifest where only the audio features carry the label."""
+    g = torch.Generator().manual_seed(0)
+    prototypes = torch.randn(4, dim, generator=g) * 2
+    cache, records = FeatureCache(root / "cache"), []
+    for i in range(n_train + n_test):
+        label = i % 4
+        audio = prototypes[label] + torch.randn(12, dim, generator=g)
+        visual = torch.randn(6, dim, generator=g)
+        cid = f"clip{i:03d}"
+        cache.write(cid, audio, visual, {"label": LABELS[label]})
+        records.append({"id": cid, "speaker": f"spk{i % 5}", "audio": None, "video": None, "label": LABELS[label],
+                        "folds": {"synthetic": "train" if i < n_train else "test"}})
+    write_manifest(records, root / "manifest.jsonl")
+    return cache, records
+
+
+def train_small(records, cache, steps=120):
+    from vavl.data.cache import FeatureDataset
+
+    torch.manual_seed(0)
+    model = vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16,
+                              num_layers=0, dropout=0.0, id2label=LABELS)
+    ds = FeatureDataset(cache, [r for r in records if r["folds"]["synthetic"] == "train"], model.config)
+    batch = collate_eval([{**ds[i], "index": i} for i in range(len(ds))])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        loss = model(audio_features=batch["audio_features"], audio_mask=batch["audio_mask"], visual_features=batch["visual_features"],
+                     visual_mask=batch["visual_mask"], labels=batch["labels"]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def test_audio_only_signal_scores_high_with_audio_and_at_chance_with_video(tmp_path):
+    cache, records = audio_signal_corpus(tmp_path)
+    model = train_small(records, cache)
+    model.save_pretrained(tmp_path / "model")
+    out = tmp_path / "report"
+    code = cli.main(["evaluate", "--model", str(tmp_path / "model"), "--manifest", str(tmp_path / "manifest.jsonl"),
+                     "--protocol", "synthetic", "--split", "test", "--cache", str(tmp_path / "cache"),
+                     "--conditions", "av,audio,video,drop-frames:0.5,drop-audio:0.5", "--bootstrap", "100", "--out", str(out)])
+    assert code == 0
+    res = json.loads((out / "metrics.json").read_text())
+    c = res["conditions"]
+    assert res["n_samples"] == 80 and set(c) == {"av", "audio", "video", "drop-frames:0.5", "drop-audio:0.5"}
+    assert c["audio"]["fused"]["UA"] > 0.9 and c["audio"]["audio"]["UA"] > 0.9
+    assert c["video"]["fused"]["UA"] < 0.45 and c["av"]["visual"]["UA"] < 0.45          # chance is 0.25
+    assert c["av"]["fused"]["UA"] > 0.85 and primary_metric(res) == c["av"]["fused"]["UA"]
+    assert c["video"]["audio"]["UA"] is None and c["audio"]["visual"]["UA"] is None      # removed heads: null, not garbage
+    lo, hi = c["audio"]["fused"]["ci95"]["UA"]
+    assert lo <= c["audio"]["fused"]["UA"] <= hi
+    assert sum(v["n"] for v in c["av"]["fused"]["per_speaker"].values()) == 80
+    assert np.asarray(c["av"]["fused"]["confusion_matrix"]).sum() == 80
+    for name in ("report.md", "robustness.png", "confusion_av.png", "confusion_drop-frames_0.5.png"):
+        assert (out / name).stat().st_size > 0
+    report = (out / "report.md").read_text()
+    audio_row = next(line for line in report.splitlines() if line.startswith("| audio | fused |"))
+    video_row = next(line for line in report.splitlines() if line.startswith("| video | fused |"))
+    assert float(audio_row.split("|")[3].split()[0]) > 90 and float(video_row.split("|")[3].split()[0]) < 45
+
+
+def test_cli_errors_before_running(tmp_path, capsys):
+    cache, records = audio_signal_corpus(tmp_path, n_train=8, n_test=8)
+    model = vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16, num_layers=0,
+                              id2label={0: "angry", 1: "happy", 2: "fear", 3: "sad"})
+    model.save_pretrained(tmp_path / "model")
+    args = ["evaluate", "--model", str(tmp_path / "model"), "--manifest", str(tmp_path / "manifest.jsonl"),
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    assert cli.main(args + ["--conditions", "av,fog"]) == 2
+    assert "unknown condition 'fog'" in capsys.readouterr().err
+    assert cli.main(args + ["--conditions", "av"]) == 2
+    assert "differ from the model's" in capsys.readouterr().err
+    vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16, num_layers=0,
+                      id2label=LABELS).save_pretrained(tmp_path / "good")
+    no_cache = ["evaluate", "--model", str(tmp_path / "good"), "--manifest", str(tmp_path / "manifest.jsonl"), "--out", str(tmp_path / "out")]
+    assert cli.main(no_cache) == 2                                            # a features model needs --cache
+    assert "--cache" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
