@@ -176,3 +176,31 @@ def test_registry_resolves_vavl_to_crema_d():
     assert model.config.label_names == ["angry", "disgust", "fear", "happy", "neutral", "sad"]
     regression = vavl.create_model("vavl_w2v2l_effb2.msp_improv", hidden_size=16, num_attention_heads=2)
     assert regression.config.task == "regression" and regression.config.label_names == ["arousal", "valence", "dominance"]
+
+
+def test_masked_batch_norm_matches_batch_norm_on_real_frames_and_skips_empty_batches():
+    from vavl.models.vavl.conformer import MaskedBatchNorm1d
+
+    torch.manual_seed(0)
+    ref, ours = torch.nn.BatchNorm1d(4).train(), MaskedBatchNorm1d(4).train()
+    x = torch.randn(3, 4, 6)
+    assert torch.allclose(ref(x), ours(x, torch.ones(3, 6, dtype=torch.bool)), atol=1e-5)
+    assert torch.allclose(ref.running_var, ours.running_var, atol=1e-6)
+    before = ours.running_mean.clone()
+    assert torch.isfinite(ours(x, torch.zeros(3, 6, dtype=torch.bool))).all()   # e.g. an audio-only batch
+    assert torch.equal(ours.running_mean, before) and ours.num_batches_tracked.item() == 1
+
+
+def test_missing_modality_uses_the_unimodal_head():
+    model = tiny().eval()
+    g = torch.Generator().manual_seed(3)
+    a, v = torch.randn(2, 5, 12, generator=g), torch.randn(2, 4, 10, generator=g)
+    with torch.no_grad():
+        both = model(audio_features=a, visual_features=v)
+        audio_only = model(audio_features=a)
+        vmask = torch.tensor([[True] * 4, [False] * 4])
+        mixed = model(audio_features=a, visual_features=v, visual_mask=vmask)
+    assert audio_only.heads_used() == ["audio", "audio"] and torch.isfinite(audio_only.logits).all()
+    assert torch.allclose(audio_only.logits, both.audio_logits, atol=1e-6)   # the audio head never sees video
+    assert mixed.heads_used() == ["fused", "audio"]
+    assert torch.allclose(mixed.logits[0], both.logits[0], atol=1e-6) and torch.allclose(mixed.logits[1], both.audio_logits[1], atol=1e-6)

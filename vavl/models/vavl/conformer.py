@@ -36,18 +36,19 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     Eval mode uses the running statistics (a per-channel affine map), as nn.BatchNorm1d does."""
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return super().forward(x)
+        if not self.training or not mask.any():  # a batch with no real frame teaches nothing
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         m = mask.unsqueeze(1).to(x.dtype)                                   # (b, 1, t)
-        n = m.sum().clamp(min=1.0)
+        n = m.sum()
         mean = (x * m).sum((0, 2)) / n                                      # (d,)
         var = (((x - mean[:, None]) ** 2) * m).sum((0, 2)) / n
         if self.track_running_stats:
             with torch.no_grad():
-                unbiased = var * n / (n - 1).clamp(min=1.0)
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_var.lerp_(unbiased.detach(), self.momentum)
                 self.num_batches_tracked += 1
+                momentum = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked.item()
+                unbiased = var * n / (n - 1).clamp(min=1.0)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
+                self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), momentum)
         y = (x - mean[:, None]) / torch.sqrt(var[:, None] + self.eps)
         return y * self.weight[:, None] + self.bias[:, None]
 
