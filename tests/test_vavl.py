@@ -13,9 +13,7 @@ from vavl.convert import load_official_vavl
 from vavl.errors import ConfigError, DataError
 from vavl.models.vavl import VAVLConfig, VAVLForEmotionRecognition
 
-FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "reference-parity" / "vavl"
-if not FIXTURE.is_dir():
-    FIXTURE = Path("/work/shared/fixtures/reference-parity/vavl")
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference-parity" / "vavl"  # ../shared
 OURS = {"pred_av": "fused_logits", "pred_a": "audio_logits", "pred_v": "visual_logits", "rec_a": "audio_reconstruction",
         "rec_v": "visual_reconstruction", "rep_a": "audio_embedding", "rep_v": "visual_embedding"}
 
