@@ -1,0 +1,192 @@
+"""recipes/finetune.py on hand-made cached features: every config runs, bad input fails early,
+a killed run resumes to the same weights, two processes match one."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vavl.data import write_manifest
+from vavl.data.augment import modality_dropout
+from vavl.data.cache import FeatureCache
+from vavl.errors import ConfigError, DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*/*.yaml"))
+CLASSES = ["angry", "happy", "sad"]
+TINY = {  # per architecture family: the smallest valid shapes
+    "auxformer": {"hidden_size": 16, "num_layers": 1, "num_heads": 2},
+    "vavl": {"hidden_size": 16, "proj_dim": 8, "head_hidden_size": 8, "num_attention_heads": 2, "num_audio_layers": 1,
+             "num_visual_layers": 1, "num_shared_layers": 1, "conv_kernel_size": 3},
+    "baseline": {"hidden_size": 16},
+}
+
+spec = importlib.util.spec_from_file_location("finetune_recipe", ROOT / "recipes" / "finetune.py")
+finetune = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(finetune)
+
+
+def make_corpus(root: Path, n: int = 48, splits=("train", "dev", "test"), labels=None) -> Path:
+    """Cached features with a class signal in both modalities; 2/3 train, 1/6 dev, 1/6 test."""
+    g = torch.Generator().manual_seed(0)
+    cache = FeatureCache(root / "cache")
+    cache.init({"audio": "test", "visual": "test"})
+    recs = []
+    for i in range(n):
+        c = i % len(CLASSES)
+        split = splits[0] if i < n * 2 // 3 else splits[1] if i < n * 5 // 6 else splits[2]
+        a = torch.randn(5 + i % 3, 8, generator=g)
+        a[:, c] += 2.0
+        v = torch.randn(4, 6, generator=g)
+        v[:, c] += 2.0
+        cache.write(f"c{i:03d}", a, v, {})
+        label = labels(i, split) if labels else CLASSES[c]
+        recs.append({"id": f"c{i:03d}", "speaker": str(i % 5), "label": label, "labels": {"intended": label},
+                     "attributes": {"arousal": c + 1.0, "valence": 3.0 - c, "dominance": 1.0 + c / 2},
+                     "folds": {"vavl-1": split}})
+    write_manifest(recs, root / "manifest.jsonl")
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def tiny_overrides(config_path: Path, corpus: Path, out: Path) -> list[str]:
+    text = config_path.read_text()
+    family = "vavl" if "name: vavl" in text else "auxformer" if "name: auxformer" in text else "baseline"
+    over = [f"data.manifest={corpus / 'manifest.jsonl'}", f"data.cache={corpus / 'cache'}", f"output_dir={out}",
+            "data.protocol=vavl-1", "data.fold=null", "log.wandb=false", "log.progress=false", "train.batch_size=8"]
+    if "regression" not in text:
+        over += [f"data.labels=[{','.join(CLASSES)}]"]
+    over += [f"model.config.{k}={v}" for k, v in TINY[family].items()]
+    return over
+
+
+@pytest.mark.parametrize("config_path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_config_runs_a_few_steps(config_path, corpus, tmp_path):
+    text = config_path.read_text()
+    assert text.startswith("#") and "recipes/finetune.py --config " + str(config_path.relative_to(ROOT)) in text
+    cfg = finetune.load_config(config_path, tiny_overrides(config_path, corpus, tmp_path) + ["train.max_steps=2", "train.epochs=1"])
+    out = finetune.main(cfg, str(config_path))
+    assert out["summary"]["step"] == 2
+    card = (tmp_path / "README.md").read_text()
+    assert cfg["model"]["name"] in card and "dev_best" in card
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert results["test/audio+video"]["n"] == 8 and results["dev/audio"]["n_unique"] == 8
+    assert all(json.loads(line)["step"] >= 1 for line in (tmp_path / "log.jsonl").read_text().splitlines())
+
+
+def test_training_learns_and_saves_a_loadable_model(corpus, tmp_path):
+    import vavl  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoModel
+
+    cfg = finetune.load_config(ROOT / "recipes/configs/crema_d/auxformer.yaml",
+                               tiny_overrides(ROOT / "recipes/configs/crema_d/auxformer.yaml", corpus, tmp_path)
+                               + ["train.epochs=6", "train.lr=3e-3", "train.warmup_ratio=0"])
+    out = finetune.main(cfg)
+    assert out["results"]["test/audio+video"]["UA"] > 0.6          # chance is 1/3
+    model = AutoModel.from_pretrained(tmp_path)
+    assert model.config.label_names == CLASSES and model.config.class_weights is not None
+
+
+def test_unknown_key_is_an_error_listing_valid_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'train\.epoch'.*train\.epochs"):
+        finetune.load_config(None, ["data.manifest=x.jsonl", "train.epoch=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {manifest: x.jsonl}\noptimiser: adam\n")
+    with pytest.raises(ConfigError, match=f"{bad}: unknown config key 'optimiser'"):
+        finetune.load_config(bad)
+    with pytest.raises(ConfigError, match="key=value"):
+        finetune.load_config(None, ["data.manifest=x", "train.epochs"])
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "recipes/finetune.py"), "--config",
+                        str(ROOT / "recipes/configs/crema_d/auxformer.yaml"), "train.lr_rate=1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unknown config key 'train.lr_rate'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_no_training_clips_fails_before_training(tmp_path):
+    root = make_corpus(tmp_path / "c", n=12, splits=("dev", "dev", "test"))
+    cfg = finetune.load_config(None, [f"data.manifest={root / 'manifest.jsonl'}", f"data.cache={root / 'cache'}",
+                                      f"output_dir={tmp_path / 'out'}", "log.wandb=false"])
+    with pytest.raises(DataError, match="no training clips"):
+        finetune.main(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_label_unseen_in_training_fails_before_training(tmp_path):
+    root = make_corpus(tmp_path / "c", n=24, labels=lambda i, split: "fear" if split == "test" else CLASSES[i % 3])
+    over = [f"data.manifest={root / 'manifest.jsonl'}", f"data.cache={root / 'cache'}", f"output_dir={tmp_path / 'out'}",
+            "log.wandb=false", "model.name=auxformer_w2v2l_effb2.crema_d"]
+    with pytest.raises(DataError, match=r"test label\(s\) \['fear'\] never occur in training"):
+        finetune.main(finetune.load_config(None, over))
+    with pytest.raises(DataError, match=r"outside the model's classes"):
+        finetune.main(finetune.load_config(None, over + ["data.labels=[angry,happy,sad]"]))
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_config_fields_are_checked(corpus, tmp_path):
+    path = ROOT / "recipes/configs/crema_d/auxformer.yaml"
+    cfg = finetune.load_config(path, tiny_overrides(path, corpus, tmp_path) + ["model.config.hiden_size=8"])
+    with pytest.raises(ConfigError, match="unknown field.*hiden_size"):
+        finetune.main(cfg)
+
+
+@pytest.mark.parametrize("schedule", ["joint", "vavl"])
+def test_killed_run_resumes_to_the_same_weights(corpus, tmp_path, schedule):
+    path = ROOT / "recipes/configs/crema_d/vavl.yaml"
+    common = tiny_overrides(path, corpus, tmp_path) + [
+        f"train.schedule={schedule}", "train.epochs=2", "train.checkpoint_every=1", "train.checkpoints_to_keep=20",
+        "train.modality_dropout={audio: 0.3, visual: 0.3}", "evaluate.test=false"]
+    full = finetune.load_config(path, common + [f"output_dir={tmp_path / 'full'}"])
+    finetune.main(full)
+    part = common + [f"output_dir={tmp_path / 'part'}"]
+    first = finetune.main(finetune.load_config(path, part + ["train.stop_after_steps=3"]))   # mid epoch 1 (4 batches)
+    assert first["summary"]["stopped"] == "stop_after_steps" and first["summary"]["step"] == 3
+    finetune.main(finetune.load_config(path, part + ["resume=latest"]))
+    a = load_file(str(tmp_path / "full/checkpoints/step_8/model.safetensors"))
+    b = load_file(str(tmp_path / "part/checkpoints/step_8/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    logs = [json.loads(x) for x in (tmp_path / "part/log.jsonl").read_text().splitlines()]
+    assert sorted({r["epoch"] for r in logs if "dev_loss" in r}) == [0, 1]
+
+
+def test_two_processes_match_one(corpus, tmp_path):
+    path = ROOT / "recipes/configs/crema_d/auxformer.yaml"
+    over = tiny_overrides(path, corpus, tmp_path) + [
+        "train.epochs=2", "train.modality_dropout={audio: 0.0, visual: 0.0}", "train.lr=3e-3",
+        "model.config.attn_dropout=0", "model.config.relu_dropout=0", "model.config.res_dropout=0",
+        "model.config.embed_dropout=0", "model.config.out_dropout=0", "train.eval_batch_size=3"]
+    one = finetune.main(finetune.load_config(path, over + [f"output_dir={tmp_path / 'one'}"]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "recipes/finetune.py"), "--config", str(path),
+           *[o.replace("train.batch_size=8", "train.batch_size=4") for o in over], f"output_dir={tmp_path / 'two'}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = json.loads((tmp_path / "two/results.json").read_text())["results"]
+    for key, res in one["results"].items():
+        assert two[key]["n"] == res["n"] == two[key]["n_unique"] == 8      # every sample scored once (8 = 3+3+2 per split)
+        for m in ("UA", "WA", "loss"):
+            assert abs(two[key][m] - res[m]) < 0.05, (key, m, two[key][m], res[m])
+
+
+def test_modality_dropout_never_removes_the_last_modality():
+    torch.manual_seed(0)
+    batch = {"audio_mask": torch.ones(500, 3, dtype=torch.bool), "visual_mask": torch.ones(500, 2, dtype=torch.bool)}
+    batch["visual_mask"][:100] = False                          # audio-only samples keep their audio
+    out = modality_dropout(batch, audio=0.5, visual=0.5)
+    a, v = out["audio_mask"].any(1), out["visual_mask"].any(1)
+    assert (a | v).all() and a[:100].all()
+    assert 0.3 < (~a[100:]).float().mean() < 0.6 and 0.3 < (~v[100:]).float().mean() < 0.6
+    with pytest.raises(ConfigError):
+        modality_dropout(batch, audio=1.0)
