@@ -11,6 +11,7 @@ FAMILIES = (
     "vavl.models.baselines",
     "vavl.models.classic",
     "vavl.models.correspondence",
+    "vavl.models.with_encoders",  # full models (encoders + fusion): AutoModel.from_pretrained(dir)
 )
 
 for _name in FAMILIES:

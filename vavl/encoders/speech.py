@@ -1,0 +1,197 @@
+"""Speech encoders: self-supervised models from transformers (wav2vec2, HuBERT, WavLM).
+
+    build_encoder("wav2vec2-large-robust")                 # first 12 layers, random weights, offline
+    build_encoder("wav2vec2-large-robust", pretrained=True)  # from_pretrained("facebook/wav2vec2-large-robust")
+    build_encoder("wavlm-base-plus", layer=6)               # one hidden layer
+    build_encoder("hubert-large", weighted=True)            # learned softmax-weighted sum of all layers
+    build_encoder("path/to/save_pretrained_dir")            # any transformers audio model folder
+
+(b, n) 16 kHz waveforms, (b, n) mask -> (b, t, d) frames at 50 per second, (b, t) mask.
+Each preset carries its architecture config, so `pretrained=False` builds the full-size network
+with random weights and no network access.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+
+from ..errors import ConfigError
+from .base import Encoder, EncoderPreset, register_encoder
+
+CONFIG_NAME = "encoder_config.json"
+MIN_SAMPLES = 400  # the convolutional front end needs 25 ms of audio for one frame
+
+# architecture fields of the large "stable layer norm" models (wav2vec2-large-robust, HuBERT/WavLM large)
+_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+              feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, layer_norm_eps=1e-5)
+
+
+@dataclass(frozen=True)
+class SpeechArch:
+    """Where a speech model's weights live and the config that rebuilds it offline."""
+
+    hub_id: str
+    model_type: str                          # "wav2vec2" | "hubert" | "wavlm"
+    config: dict[str, Any] = field(default_factory=dict)
+    num_layers: int | None = None            # keep only the first n transformer layers
+    normalize: bool = True                   # zero-mean / unit-variance waveform, as the model's feature extractor
+    description: str = ""
+
+
+ARCHS = {
+    "wav2vec2-large-robust": SpeechArch(
+        "facebook/wav2vec2-large-robust", "wav2vec2", _LARGE, num_layers=12,
+        description="wav2vec 2.0 large (LV-60 + CommonVoice + Switchboard + Fisher), first 12 of 24 layers as in VAVL / AuxFormer"),
+    "wav2vec2-base": SpeechArch(
+        "facebook/wav2vec2-base", "wav2vec2", {}, normalize=True, description="wav2vec 2.0 base (LibriSpeech 960 h)"),
+    "hubert-large": SpeechArch(
+        "facebook/hubert-large-ll60k", "hubert", _LARGE, description="HuBERT large (Libri-Light 60k h)"),
+    "wavlm-base-plus": SpeechArch(
+        "microsoft/wavlm-base-plus", "wavlm", {}, normalize=False, description="WavLM base+ (94k h)"),
+    "wavlm-large": SpeechArch(
+        "microsoft/wavlm-large", "wavlm", {**_LARGE, "conv_bias": False}, description="WavLM large (94k h)"),
+}
+
+
+class SpeechEncoder(Encoder):
+    """A transformers speech model plus the choice of output: the last layer, one hidden layer
+    (`layer`: 0 = CNN features projected, L = last) or a learned weighted sum (`weighted`)."""
+
+    modality = "audio"
+    frame_rate = 50.0
+
+    def __init__(self, model: PreTrainedModel, layer: int | None = None, weighted: bool = False,
+                 freeze: bool = True, normalize: bool = True, name: str | None = None, source: str | None = None):
+        super().__init__()
+        n = model.config.num_hidden_layers
+        if layer is not None and not 0 <= layer <= n:
+            raise ConfigError(f"layer={layer}: the model has hidden states 0..{n}")
+        if weighted and layer is not None:
+            raise ConfigError("give either layer=... or weighted=True, not both")
+        self.model, self.layer, self.weighted, self.freeze, self.normalize = model, layer, weighted, freeze, normalize
+        self.name, self.source = name, source
+        self.output_dim = model.config.hidden_size
+        self.layer_weights = nn.Parameter(torch.zeros(n + 1)) if weighted else None
+        if freeze:
+            self.model.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze:
+            self.model.eval()  # a frozen backbone keeps dropout off
+        return self
+
+    # ---- forward ---------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        assert x.dim() == 2, f"speech encoder: expected waveforms (b, n), got {tuple(x.shape)}"
+        mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask.bool().clone()
+        if x.shape[1] < MIN_SAMPLES:
+            x = nn.functional.pad(x, (0, MIN_SAMPLES - x.shape[1]))
+            mask = nn.functional.pad(mask, (0, MIN_SAMPLES - mask.shape[1]))
+        mask[:, :MIN_SAMPLES] |= mask[:, :1].clone()  # a clip shorter than one frame: count zero padding as audio
+        x = x.float()
+        if self.normalize:
+            m = mask.to(x.dtype)
+            count = m.sum(1, keepdim=True).clamp(min=1)
+            mean = (x * m).sum(1, keepdim=True) / count
+            var = (((x - mean) * m) ** 2).sum(1, keepdim=True) / count
+            x = (x - mean) / torch.sqrt(var + 1e-7) * m
+        # group-norm front ends (base models) were trained without attention masks: padding is zeros
+        pass_mask = getattr(self.model.config, "feat_extract_norm", "layer") == "layer"
+        hidden_needed = self.layer is not None or self.weighted
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            out = self.model(x, attention_mask=mask.long() if pass_mask else None, output_hidden_states=hidden_needed)
+        if self.weighted:
+            states = torch.stack(out.hidden_states, 0)                        # (l, b, t, d)
+            feats = torch.einsum("l,lbtd->btd", self.layer_weights.softmax(0), states)
+        elif self.layer is not None:
+            feats = out.hidden_states[self.layer]
+        else:
+            feats = out.last_hidden_state
+        frame_mask = self.model._get_feature_vector_attention_mask(feats.shape[1], mask.long()).bool()
+        return feats * frame_mask.unsqueeze(-1), frame_mask
+
+    # ---- saving ----------------------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        return {"layer": self.layer, "weighted": self.weighted, "freeze": self.freeze, "normalize": self.normalize}
+
+    def spec(self) -> dict[str, Any]:
+        """Everything needed to rebuild the architecture offline (weights come separately)."""
+        return {"kind": "speech", "name": self.name, "source": self.source, "model_type": self.model.config.model_type,
+                "config": self.model.config.to_diff_dict(), **self.options()}
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """A transformers folder (loadable by AutoModel) + encoder_config.json (+ layer weights)."""
+        os.makedirs(directory, exist_ok=True)
+        self.model.save_pretrained(directory)
+        cfg = {k: v for k, v in self.spec().items() if k != "config"}
+        if self.layer_weights is not None:
+            cfg["layer_weights"] = self.layer_weights.detach().cpu().tolist()
+        with open(os.path.join(directory, CONFIG_NAME), "w") as f:
+            json.dump(cfg, f, indent=2)
+
+
+def _truncate(model: PreTrainedModel, num_layers: int | None) -> PreTrainedModel:
+    if num_layers is not None and num_layers < model.config.num_hidden_layers:
+        del model.encoder.layers[num_layers:]
+        model.config.num_hidden_layers = num_layers
+    return model
+
+
+def from_spec(spec: dict[str, Any]) -> SpeechEncoder:
+    """Random-weight encoder with the architecture of `spec` (SpeechEncoder.spec())."""
+    config = AutoConfig.for_model(spec["model_type"], **{k: v for k, v in spec["config"].items() if k != "model_type"})
+    model = AutoModel.from_config(config)
+    return SpeechEncoder(model, layer=spec.get("layer"), weighted=spec.get("weighted", False),
+                         freeze=spec.get("freeze", True), normalize=spec.get("normalize", True),
+                         name=spec.get("name"), source=spec.get("source"))
+
+
+def from_directory(directory: str | os.PathLike, num_layers: int | None = None, **options) -> SpeechEncoder:
+    """A folder written by `save_pretrained` (transformers or SpeechEncoder)."""
+    cfg_path = os.path.join(directory, CONFIG_NAME)
+    saved = json.load(open(cfg_path)) if os.path.exists(cfg_path) else {}
+    layer_weights = saved.pop("layer_weights", None)
+    try:
+        model = AutoModel.from_pretrained(str(directory))
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{directory}: not a loadable transformers audio model ({e})") from None
+    if not hasattr(model, "_get_feature_vector_attention_mask"):
+        raise ConfigError(f"{directory}: {type(model).__name__} is not a speech model (wav2vec2 / HuBERT / WavLM family)")
+    model = _truncate(model, num_layers)
+    kwargs = {k: saved[k] for k in ("layer", "weighted", "freeze", "normalize", "name") if k in saved}
+    kwargs.update(options)
+    enc = SpeechEncoder(model, source=saved.get("source") or str(directory), **kwargs)
+    if layer_weights is not None and enc.layer_weights is not None and len(layer_weights) == len(enc.layer_weights):
+        enc.layer_weights.data = torch.tensor(layer_weights)
+    return enc
+
+
+def _builder(name: str, arch: SpeechArch):
+    def build(pretrained: bool = False, num_layers: int | None = arch.num_layers, source: str | None = None,
+              normalize: bool = arch.normalize, **options) -> SpeechEncoder:
+        source = source or arch.hub_id
+        if pretrained:
+            model = AutoModel.from_pretrained(source)  # hub id or local folder
+        else:
+            config = AutoConfig.for_model(arch.model_type, **arch.config)
+            if num_layers is not None:
+                config.num_hidden_layers = num_layers
+            model = AutoModel.from_config(config)
+        return SpeechEncoder(_truncate(model, num_layers), name=name, source=source, normalize=normalize, **options)
+
+    return build
+
+
+for _name, _arch in ARCHS.items():
+    register_encoder(EncoderPreset(
+        name=_name, modality="audio", build=_builder(_name, _arch),
+        output_dim=_arch.config.get("hidden_size", 768), source=_arch.hub_id, description=_arch.description,
+        options={"num_layers": _arch.num_layers, "layer": None, "weighted": False, "freeze": True,
+                 "normalize": _arch.normalize}))
