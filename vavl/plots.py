@@ -80,7 +80,7 @@ def plot_robustness(results: dict, path, metric: str | None = None) -> Path:
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1)
     ax.set_title(f"{metric} per condition and head (95% bootstrap intervals)", fontsize=9)
-    ax.legend(fontsize=8, ncol=4, loc="upper right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path)
 
 
