@@ -47,6 +47,7 @@ class FeatureCache:
 
     def init(self, settings: dict[str, Any]) -> None:
         """Create the cache for `settings`, or check that an existing one was made with the same."""
+        settings = json.loads(json.dumps(settings))   # as stored: tuples become lists
         current = self.settings
         if current and current != settings:
             changed = sorted(k for k in set(current) | set(settings) if current.get(k) != settings.get(k))
