@@ -1,0 +1,221 @@
+"""Looking inside a trained model: embedding maps, saliency over time, class-wise error summaries.
+
+    vavl analyze --model DIR --manifest M --cache CACHE [--protocol P --split test] --out DIR \
+        [--embedding pca|tsne] [--source fused|audio|visual] [--clip ID] [--saliency gradient|occlusion]
+
+writes embedding_<source>.png (pooled representations in 2-D, coloured by label and by speaker),
+saliency_<clip>.png + saliency_<clip>.json (which seconds of each modality drive the prediction),
+errors.md + errors.json (per-class recall, most confused pairs). The same from Python:
+
+    from vavl.analysis import embedding_map, saliency_over_time, error_summary
+    pred = vavl.evaluation.predict_dataset(model, dataset, "av", embeddings=True)
+
+Saliency works on encoder features (a feature cache): gradient x input summed over the feature
+axis per frame (|sum_d grad * x|), or occlusion: the drop in the predicted class' probability
+when a window of frames is masked out. Frame times are spread evenly over the clip's duration
+(from the cache metadata), so for faces they are approximate when some frames had no face.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from .errors import ConfigError
+from .evaluation import (Predictions, build_dataset, emotion_config, gold_classes, load_model, predict_dataset,
+                         select_records, takes_raw_media)
+
+SOURCES = ("fused", "audio", "visual")
+
+
+# ---- embeddings ----------------------------------------------------------------------------
+def project_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """(n, d) -> (n, 2) with PCA or t-SNE (perplexity capped for small n)."""
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=seed).fit_transform(x)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(n_components=2, perplexity=float(min(30, max(2, (len(x) - 1) // 3))), init="pca",
+                    random_state=seed).fit_transform(x)
+    raise ConfigError(f"embedding method {method!r} must be 'pca' or 'tsne'")
+
+
+def embedding_map(pred: Predictions, label_names: list[str], path, source: str = "fused", method: str = "pca",
+                  regression: bool = False) -> np.ndarray:
+    """Plot `pred.embeddings[source + "_embedding"]` in 2-D; returns the (n, 2) points."""
+    from .plots import plot_embeddings
+
+    key = f"{source}_embedding"
+    if key not in pred.embeddings:
+        have = sorted(k.removesuffix("_embedding") for k in pred.embeddings)
+        raise ConfigError(f"the model gives no {key}; available: {have or 'none'} (pass embeddings=True to predict_dataset)")
+    keep = (pred.audio_present if source == "audio" else pred.visual_present if source == "visual"
+            else pred.audio_present | pred.visual_present).numpy()
+    if keep.sum() < 3:
+        raise ConfigError(f"only {int(keep.sum())} clips have a {source} embedding; need at least 3 to plot")
+    x = pred.embeddings[key].numpy()[keep]
+    points = project_2d(x, method)
+    if regression:
+        labels = ["attributes (regression)"] * len(points)
+    else:
+        labels = [label_names[g] if g >= 0 else "no label" for g in gold_classes(pred.labels)[keep]]
+    speakers = list(np.asarray(pred.speakers)[keep])
+    plot_embeddings(points, labels, speakers, path, title=f"{source} embedding ({method.upper()}, {len(points)} clips)")
+    return points
+
+
+# ---- saliency over time ----------------------------------------------------------------------
+def saliency_over_time(model, sample: dict[str, Any], method: str = "gradient", target: int | None = None,
+                       window: int = 1) -> dict[str, Any]:
+    """Per-frame saliency of one clip's features for the class `target` (default: the predicted one).
+
+    sample: {"audio_features": (ta, da) or None, "visual_features": (tv, dv) or None}.
+    Returns {"target": int, "audio": (ta,) array or None, "visual": (tv,) array or None}.
+    Regression models: the target is an attribute index (default 0) and its predicted value is used.
+    """
+    if takes_raw_media(model):
+        raise ConfigError("saliency over time works on encoder features; evaluate a feature model with --cache")
+    config = emotion_config(model)
+    inputs = {f"{m}_features": sample[f"{m}_features"].unsqueeze(0).float()
+              for m in ("audio", "visual") if sample.get(f"{m}_features") is not None}
+    if not inputs:
+        raise ConfigError(f"clip {sample.get('id')} has no features")
+    regression = config.task == "regression"
+    model.eval()
+
+    def score(out, k):
+        return out.logits[:, k] if regression else out.logits.softmax(-1)[:, k]
+
+    with torch.no_grad():
+        out = model(**inputs)
+    if target is None:
+        target = 0 if regression else int(out.logits[0].argmax())
+    result: dict[str, Any] = {"target": target, "audio": None, "visual": None}
+    if method == "gradient":
+        leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+        out = model(**leaves)
+        (out.logits[0, target]).backward()
+        for k, x in leaves.items():
+            result[k.split("_")[0]] = (x.grad[0] * x[0]).sum(-1).abs().detach().numpy()
+        model.zero_grad(set_to_none=True)
+    elif method == "occlusion":
+        with torch.no_grad():
+            base = float(score(model(**inputs), target))
+            for k, x in inputs.items():
+                t = x.shape[1]
+                masks = {f"{m}_mask": torch.ones(1, inputs[f"{m}_features"].shape[1], dtype=torch.bool)
+                         for m in ("audio", "visual") if f"{m}_features" in inputs}
+                drop = np.zeros(t)
+                for start in range(0, t, window):
+                    m = {n: v.clone() for n, v in masks.items()}
+                    m[k.replace("features", "mask")][0, start: start + window] = False
+                    drop[start: start + window] = base - float(score(model(**inputs, **m), target))
+                result[k.split("_")[0]] = drop
+    else:
+        raise ConfigError(f"saliency method {method!r} must be 'gradient' or 'occlusion'")
+    return result
+
+
+def frame_times(n: int, duration: float | None) -> np.ndarray:
+    """Centres of n frames spread over `duration` seconds (frame indices when unknown)."""
+    return (np.arange(n) + 0.5) * (duration / n) if duration else np.arange(n, dtype=float)
+
+
+# ---- errors ---------------------------------------------------------------------------------
+def error_summary(pred: Predictions, label_names: list[str], top: int = 5) -> dict[str, Any]:
+    """Per-class recall and support, and the most confused (gold -> predicted) pairs."""
+    gold, guess = gold_classes(pred.labels), pred.logits.argmax(-1).numpy()
+    cm = M.confusion_matrix(gold, guess, len(label_names))
+    support = cm.sum(1)
+    pairs = [{"gold": label_names[i], "predicted": label_names[j], "count": int(cm[i, j]),
+              "share_of_gold": float(cm[i, j] / support[i])}
+             for i in range(len(label_names)) for j in range(len(label_names)) if i != j and cm[i, j] > 0]
+    pairs.sort(key=lambda p: (-p["count"], -p["share_of_gold"], p["gold"], p["predicted"]))
+    recall = M.per_class_recall(gold, guess, len(label_names))
+    return {"n": int(support.sum()), "UA": M.unweighted_accuracy(gold, guess), "WA": M.weighted_accuracy(gold, guess),
+            "per_class": {name: {"recall": None if np.isnan(r) else float(r), "support": int(s),
+                                 "predicted": int(cm[:, i].sum())}
+                          for i, (name, r, s) in enumerate(zip(label_names, recall, support))},
+            "most_confused": pairs[:top], "confusion_matrix": cm.tolist()}
+
+
+def error_markdown(summary: dict[str, Any]) -> str:
+    lines = ["# Class-wise errors", "", f"{summary['n']} clips, UA {100 * summary['UA']:.1f}, WA {100 * summary['WA']:.1f}", "",
+             "| class | recall | gold clips | predicted as this |", "|---|---|---|---|"]
+    for name, c in summary["per_class"].items():
+        recall = "—" if c["recall"] is None else f"{100 * c['recall']:.1f}"
+        lines.append(f"| {name} | {recall} | {c['support']} | {c['predicted']} |")
+    lines += ["", "Most confused pairs (gold → predicted):", "", "| gold | predicted | clips | share of gold |", "|---|---|---|---|"]
+    lines += [f"| {p['gold']} | {p['predicted']} | {p['count']} | {100 * p['share_of_gold']:.1f}% |" for p in summary["most_confused"]]
+    return "\n".join(lines) + "\n"
+
+
+# ---- command line -----------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="folder written by save_pretrained")
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--cache", default=None, help="feature cache (needed for saliency)")
+    parser.add_argument("--protocol", default=None)
+    parser.add_argument("--fold", type=int, default=None)
+    parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
+    parser.add_argument("--condition", default="av", help="condition the clips are run under (see vavl evaluate)")
+    parser.add_argument("--out", required=True, help="folder for the figures and summaries")
+    parser.add_argument("--embedding", default="pca", choices=("pca", "tsne", "none"))
+    parser.add_argument("--source", default="fused", choices=SOURCES, help="which pooled representation to plot")
+    parser.add_argument("--clip", default=None, help="clip id for the saliency plot (default: the first clip)")
+    parser.add_argument("--saliency", default="gradient", choices=("gradient", "occlusion", "none"))
+    parser.add_argument("--batch-size", type=int, default=16)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .data import read_manifest
+    from .evaluation import check_labels, parse_condition
+    from .plots import plot_saliency
+
+    condition = parse_condition(args.condition)
+    records = select_records(read_manifest(args.manifest), args.protocol, args.split, args.fold)
+    if args.clip is not None and args.clip not in {r["id"] for r in records}:
+        raise ConfigError(f"clip {args.clip!r} is not among the {len(records)} clips chosen from {args.manifest}")
+    if args.saliency != "none" and args.cache is None:
+        raise ConfigError("saliency needs encoder features: give --cache, or --saliency none")
+    model = load_model(args.model)
+    config = emotion_config(model)
+    check_labels(config, read_manifest(args.manifest), args.manifest)
+    dataset = build_dataset(model, args.model, records, args.cache)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pred = predict_dataset(model, dataset, condition, batch_size=args.batch_size, embeddings=True)
+    written = []
+    if args.embedding != "none":
+        path = out / f"embedding_{args.source}.png"
+        embedding_map(pred, config.label_names, path, args.source, args.embedding, config.task == "regression")
+        written.append(path.name)
+    if config.task != "regression":
+        summary = error_summary(pred, config.label_names)
+        (out / "errors.json").write_text(json.dumps(summary, indent=2))
+        (out / "errors.md").write_text(error_markdown(summary))
+        written += ["errors.md", "errors.json"]
+        print(error_markdown(summary))
+    if args.saliency != "none":
+        clip = args.clip or dataset.records[0]["id"]
+        index = [r["id"] for r in dataset.records].index(clip)
+        sample = dataset[index]
+        duration = dataset.cache.read(clip)["meta"].get("duration")
+        sal = saliency_over_time(model, sample, args.saliency)
+        tracks = {m: (frame_times(len(sal[m]), duration), sal[m]) for m in ("audio", "visual") if sal[m] is not None}
+        target = config.label_names[sal["target"]]
+        name = f"saliency_{clip}"
+        plot_saliency(tracks, out / f"{name}.png", title=f"{clip}: {args.saliency} saliency for '{target}'")
+        (out / f"{name}.json").write_text(json.dumps({"clip": clip, "target": target, "method": args.saliency,
+                                                      **{m: {"times": t.tolist(), "saliency": s.tolist()} for m, (t, s) in tracks.items()}}))
+        written += [f"{name}.png", f"{name}.json"]
+    print(f"wrote {', '.join(written)} to {out}")
+    return 0
