@@ -112,7 +112,7 @@ def infer_config(state, source, directory, num_heads: int, framewise: bool, **ov
     heads_in_file = need("audio_encoder.layers.0.attention.u_bias").shape[0]
     if heads_in_file != num_heads:
         raise ConfigError(f"num_heads={num_heads} but {source['audio_encoder.layers.0.attention.u_bias']} was "
-                          f"trained with {heads_in_file} attention heads; pass num_heads={heads_in_file}")
+                          f"trained with {heads_in_file} attention heads; pass num_heads={heads_in_file} (CLI: --num-heads {heads_in_file})")
     hidden = need("audio_encoder.input_proj.weight").shape[0]
     return {
         "audio_dim": need("audio_proj.weight").shape[1], "visual_dim": need("visual_proj.weight").shape[1],

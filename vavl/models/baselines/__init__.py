@@ -12,7 +12,7 @@ for _config, _model in ((AudioOnlyConfig, AudioOnlyForEmotionRecognition), (Visu
 
 CREMA_D = {"config": {"audio_dim": 1024, "visual_dim": 1408,
                       "id2label": {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}},
-           "corpus": "CREMA-D", "labels": "VAVL consensus labels (majority rule), 6 classes", "protocol": "VAVL partitions 1-5"}
+           "corpus": "CREMA-D", "labels": "raters' perceived emotion, VAVL consensus files, 6 classes", "protocol": "VAVL partitions 1-5"}
 W2V2L, EFFB2 = "wav2vec2-large-robust", "efficientnet_b2"
 
 for name, model_class, recipe, description, encoders in (

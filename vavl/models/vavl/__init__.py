@@ -18,7 +18,8 @@ register_model(ModelEntry(
     model_class=VAVLForEmotionRecognition,
     config={"audio_dim": 1024, "visual_dim": 1408, "id2label": CREMA_D_LABELS, "reconstruction_loss_weight": 2.0},
     description="VAVL: Conformer branches + shared Conformer + unimodal and fusion heads + reconstruction heads",
-    corpus="CREMA-D", labels="perceived emotion (audio-visual majority vote), 6 classes", protocol="VAVL partitions 1-5",
+    corpus="CREMA-D", protocol="VAVL partitions 1-5",
+    labels="raters' perceived emotion, VAVL consensus files (vote distributions; the official code trains on them), 6 classes",
     recipe="recipes/configs/crema_d/vavl.yaml", paper=PAPER, **ENCODERS,
 ))
 register_model(ModelEntry(
