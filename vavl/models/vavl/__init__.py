@@ -29,7 +29,7 @@ register_model(ModelEntry(
             "attributes": ["arousal", "valence", "dominance"], "reconstruction_loss_weight": 1.0},
     description="VAVL regressing arousal, valence and dominance (1 - CCC loss)",
     corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal flipped as in VAVL)",
-    protocol="VAVL partitions 1-5", recipe="recipes/configs/msp_improv/vavl.yaml", paper=PAPER, **ENCODERS,
+    protocol="VAVL partitions 1-5", recipe="recipes/configs/msp_improv/vavl_regression.yaml", paper=PAPER, **ENCODERS,
 ))
 
 __all__ = ["VAVLConfig", "VAVLForEmotionRecognition"]
