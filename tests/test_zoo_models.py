@@ -2,6 +2,7 @@
 build -> forward + backward on `dummy_inputs` -> save_pretrained -> AutoModel.from_pretrained -> same
 outputs; emotion models also: batch and padding invariance, missing modality never NaN."""
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +121,14 @@ def test_missing_modality(name):
     assert mixed.heads_used()[1] in truthful("audio", has_a)[1] and mixed.heads_used()[2] in truthful("visual", has_v)[1]
     # a sample's prediction does not depend on its companions' missing modalities
     assert torch.allclose(mixed.logits[0], full.logits[0], atol=ATOL)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_entry_is_honest_plain_data(name):
+    entry = vavl.get_entry(name)
+    root = Path(__file__).resolve().parents[1]
+    assert entry.name.count(".") == 1 and entry.description, f"{name}: name 'arch.tag' and a description"
+    if entry.recipe:
+        assert (root / entry.recipe.split()[0]).exists(), f"{name}: recipe {entry.recipe!r} does not exist"
+    if entry.hub_id is None:
+        assert entry.status == vavl.registry.NO_WEIGHTS, f"{name}: no hub_id but status {entry.status!r}"
