@@ -1,0 +1,280 @@
+"""From a media file to emotion scores: `vavl.predict(path, model=...)` and `vavl predict`.
+
+    result = vavl.predict("clip.mp4", model="runs/auxformer")   # a save_pretrained folder or an AudioVisualModel
+    result["label"], result["scores"], result["modalities"], result["timeline"]
+
+    vavl predict clip.mp4 folder/ --model runs/auxformer --json --csv out.csv --timeline out.png
+
+The clip is decoded in windows of at most `window` seconds (bounded memory on long files); each
+window goes through the processor (faces) and the encoders once. The clip score comes from the
+fusion model on the whole window (duration-weighted average over windows for long clips); the
+timeline runs the fusion model again on `step`-second slices of the same features.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.collate import pad_frames
+from .errors import ConfigError, MediaError, VavlError
+from .media.decode import MEDIA_SUFFIXES, is_media_file, probe
+
+
+# ---- model loading ---------------------------------------------------------------------------
+def load_model(model, device: str = "cpu"):
+    """A folder / hub id / zoo name with weights, or a model -> AudioVisualModel in eval mode."""
+    from .models.with_encoders import AudioVisualModel
+
+    if isinstance(model, (str, os.PathLike)):
+        name = str(model)
+        if os.path.isdir(name):
+            if not os.path.exists(os.path.join(name, "config.json")):
+                raise ConfigError(f"{name}: no config.json; give a folder written by model.save_pretrained")
+            from transformers import AutoModel
+
+            try:
+                model = AutoModel.from_pretrained(name)
+            except (OSError, ValueError, KeyError) as e:
+                raise ConfigError(f"{name}: cannot load the model ({str(e).splitlines()[0]})") from None
+        else:
+            from .registry import create_model
+
+            model = create_model(name, pretrained=True)
+    if not isinstance(model, AudioVisualModel):
+        raise ConfigError(f"{type(model).__name__} takes features, not media files: build a full model with "
+                          "vavl.create_model(name, audio_encoder=..., visual_encoder=...)")
+    return model.to(device).eval()
+
+
+# ---- prediction ------------------------------------------------------------------------------
+def _scores(model, out) -> torch.Tensor:
+    """Model output -> (b, c): class probabilities, or attribute values for regression."""
+    logits = out.logits.float()
+    return logits if model.fusion.config.task == "regression" else logits.softmax(-1)
+
+
+def _fuse(model, feats: dict[str, Any]):
+    return model.fusion(**{k: v for k, v in feats.items() if v is not None})
+
+
+def _window_features(feats: dict, times: dict, spans: list[tuple[float, float]]) -> dict[str, Any]:
+    """Slices of (1, t, d) features whose frame times fall in each span -> a padded batch."""
+    batch = {}
+    for m in ("audio", "visual"):
+        x, mask = feats[f"{m}_features"], feats[f"{m}_mask"]
+        if x is None:
+            batch[f"{m}_features"] = batch[f"{m}_mask"] = None
+            continue
+        rows = []
+        for a, b in spans:
+            sel = torch.from_numpy((times[m] >= a) & (times[m] < b))
+            sel = sel & mask[0].cpu()
+            rows.append(x[0, sel.to(x.device)] if sel.any() else None)
+        padded, pmask = pad_frames(rows)
+        batch[f"{m}_features"] = padded.to(x.device) if padded is not None else None
+        batch[f"{m}_mask"] = pmask.to(x.device) if pmask is not None else None
+    return batch
+
+
+def _spans(start: float, end: float, step: float) -> list[tuple[float, float]]:
+    """[start, end) cut into `step`-second pieces; a last piece shorter than step / 2 joins the one before."""
+    edges = list(np.arange(start, end, step)) + [end]
+    if len(edges) > 2 and edges[-1] - edges[-2] < step / 2:
+        del edges[-2]
+    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _entry(model, scores: torch.Tensor, modalities: list[str]) -> dict[str, Any]:
+    names = model.label_names
+    values = {n: round(float(s), 6) for n, s in zip(names, scores.tolist())}
+    label = None if model.fusion.config.task == "regression" else names[int(scores.argmax())]
+    return {"label": label, "scores": values, "modalities": modalities}
+
+
+@torch.inference_mode()
+def predict(path, model, device: str = "cpu", window: float = 30.0, step: float = 1.0) -> dict[str, Any]:
+    """Emotion scores for one media file. Returns a dict with file, label (None for regression),
+    scores (class -> probability, or attribute -> value), modalities (used), head, frames,
+    face_frames, duration, timeline (per `step` seconds), notes and per-stage timings.
+    Raises MediaError for unreadable files."""
+    model = load_model(model, device)
+    processor = model.processor
+    path = str(path)
+    info = probe(path)
+    timings = {k: 0.0 for k in ("decode", "faces", "audio_encoder", "visual_encoder", "fusion")}
+    want_audio = model.audio_encoder is not None and info.has_audio
+    want_video = model.visual_encoder is not None and info.has_video
+    if not (want_audio or want_video):
+        have = [m for m, h in (("audio", info.has_audio), ("video", info.has_video)) if h]
+        raise MediaError(f"{path}: has {' and '.join(have) or 'no streams'} but the model takes "
+                         f"{'audio' if model.audio_encoder is not None else 'video'}")
+    starts = np.arange(0.0, max(info.duration, 1e-3), window) if info.duration > window else [0.0]
+    clip_scores, weights, timeline, used = [], [], [], set()
+    frames = face_frames = 0
+    duration = 0.0
+    silent = True
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else None
+        t0 = time.perf_counter()
+        clip = processor.decode(path, start=float(start), end=end, audio=want_audio, video=want_video)
+        timings["decode"] += time.perf_counter() - t0
+        inputs = processor(clip, audio=want_audio, video=want_video)
+        timings["faces"] += inputs["timings"].get("faces", 0.0)
+        frames += inputs["frames"]
+        face_frames += inputs["face_frames"]
+        duration += clip.duration
+        if inputs["input_values"] is not None and float(inputs["input_values"].abs().max()) > 1e-4:
+            silent = False
+        feats, times = {"audio_features": None, "audio_mask": None, "visual_features": None, "visual_mask": None}, {}
+        if inputs["input_values"] is not None:
+            t0 = time.perf_counter()
+            a, am = model.audio_encoder(inputs["input_values"].to(device), inputs["attention_mask"].to(device))
+            timings["audio_encoder"] += time.perf_counter() - t0
+            rate = getattr(model.audio_encoder, "frame_rate", None) or a.shape[1] / max(clip.duration, 1e-3)
+            feats.update(audio_features=a, audio_mask=am)
+            times["audio"] = clip.start + (np.arange(a.shape[1]) + 0.5) / rate
+        if inputs["pixel_values"] is not None:
+            t0 = time.perf_counter()
+            v, vm = model.visual_encoder(inputs["pixel_values"].to(device), inputs["pixel_mask"].to(device))
+            timings["visual_encoder"] += time.perf_counter() - t0
+            feats.update(visual_features=v, visual_mask=vm)
+            times["visual"] = np.asarray(inputs["frame_times"], dtype=np.float64)
+        if feats["audio_features"] is None and feats["visual_features"] is None:
+            continue  # nothing usable in this window (e.g. video only, no face)
+        t0 = time.perf_counter()
+        out = _fuse(model, feats)
+        clip_scores.append(_scores(model, out)[0].cpu())
+        weights.append(max(clip.duration, 1e-3))
+        used.update(out.modalities_used()[0])
+        spans = _spans(clip.start, clip.start + max(clip.duration, 1e-3), step)
+        wout = _fuse(model, _window_features(feats, times, spans))
+        timings["fusion"] += time.perf_counter() - t0
+        wscores = _scores(model, wout).cpu()
+        for (a, b), s, mods in zip(spans, wscores, wout.modalities_used()):
+            entry = _entry(model, s, mods) if mods else {"label": None, "scores": None, "modalities": []}
+            timeline.append({"start": round(a, 3), "end": round(b, 3), **entry})
+    notes = []
+    if model.audio_encoder is not None and not info.has_audio:
+        notes.append("no audio stream: audio modality missing")
+    elif want_audio and silent:
+        notes.append("audio is silent")
+    if model.visual_encoder is not None and not info.has_video:
+        notes.append("no video stream: visual modality missing")
+    elif want_video and face_frames == 0:
+        notes.append(f"no face found in {frames} frames: visual modality missing")
+    result: dict[str, Any] = {"file": path}
+    if not clip_scores:
+        result.update(label=None, scores=None, modalities=[], head="none")
+        notes.append("no usable audio or face in the clip: no prediction")
+    else:
+        w = torch.tensor(weights)
+        scores = (torch.stack(clip_scores) * w[:, None]).sum(0) / w.sum()
+        mods = [m for m in ("audio", "visual") if m in used]
+        result.update(_entry(model, scores, mods))
+        result["head"] = "fused" if len(mods) == 2 else mods[0]
+    result.update(task=model.fusion.config.task, frames=frames, face_frames=face_frames,
+                  duration=round(duration, 3), timeline=timeline, notes=notes,
+                  timings={k: round(v, 4) for k, v in timings.items()})
+    return result
+
+
+# ---- command line ----------------------------------------------------------------------------
+def expand_paths(paths: list[str]) -> list[str]:
+    """Files as given; folders -> their media files (recursive, sorted)."""
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            out += sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and is_media_file(f))
+        else:
+            out.append(p)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="media files or folders")
+    parser.add_argument("--model", required=True, help="folder written by save_pretrained (or a zoo name with weights)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file per line on stdout")
+    parser.add_argument("--csv", metavar="FILE", help="also write a table: one row per file")
+    parser.add_argument("--timeline", metavar="PNG", help="plot scores over time (several files: PNG_<name>.png)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--window", type=float, default=30.0, help="seconds decoded and encoded at a time")
+    parser.add_argument("--step", type=float, default=1.0, help="seconds per timeline entry")
+
+
+def _summary(r: dict[str, Any]) -> str:
+    if r["scores"] is None:
+        what = "no prediction"
+    elif r["label"] is None:
+        what = " ".join(f"{k}={v:.3f}" for k, v in r["scores"].items())
+    else:
+        what = f"{r['label']} {r['scores'][r['label']]:.2f}"
+    mods = "+".join(r["modalities"]) or "nothing"
+    note = f"; {'; '.join(r['notes'])}" if r["notes"] else ""
+    return f"{r['file']}: {what} ({mods}; face in {r['face_frames']}/{r['frames']} frames{note})"
+
+
+def _timeline_path(base: str, file: str, many: bool) -> str:
+    if not many:
+        return base
+    b = Path(base)
+    return str(b.with_name(f"{b.stem}_{Path(file).stem}{b.suffix or '.png'}"))
+
+
+def _write_csv(path: str, results: list[dict[str, Any]]) -> None:
+    names = []
+    for r in results:
+        for k in r["scores"] or {}:
+            if k not in names:
+                names.append(k)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "label", "modalities", "frames", "face_frames", "duration", *names])
+        for r in results:
+            s = r["scores"] or {}
+            w.writerow([r["file"], r["label"] or "", "+".join(r["modalities"]), r["frames"], r["face_frames"],
+                        r["duration"], *[s.get(n, "") for n in names]])
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    import av
+    from tqdm import tqdm
+
+    files = expand_paths(args.paths)
+    if not files:
+        raise MediaError(f"{' '.join(args.paths)}: no media files ({', '.join(MEDIA_SUFFIXES)})")
+    model = load_model(args.model, args.device)
+    results, failures = [], []
+    many = len(files) > 1
+    for file in tqdm(files, desc="predict", unit="file", disable=not many, file=sys.stderr):
+        try:
+            r = predict(file, model, device=args.device, window=args.window, step=args.step)
+        except (VavlError, av.error.FFmpegError, OSError) as e:
+            msg = str(e) if isinstance(e, VavlError) else f"{file}: {e}"
+            failures.append((file, msg))
+            tqdm.write(f"vavl predict: error: {msg}", file=sys.stderr)
+            continue
+        results.append(r)
+        print(json.dumps(r) if args.json else _summary(r), flush=True)
+        if args.timeline:
+            from .timeline import plot_timeline
+
+            plot_timeline(r, _timeline_path(args.timeline, file, many))
+    if args.csv and results:
+        _write_csv(args.csv, results)
+    if failures:
+        if many:
+            print(f"vavl predict: {len(failures)} of {len(files)} files failed: "
+                  f"{', '.join(f for f, _ in failures)}", file=sys.stderr)
+        return 2
+    return 0
