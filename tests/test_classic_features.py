@@ -67,7 +67,7 @@ def test_fbank_of_a_tone_matches_numpy():
     ours, mask = run_audio(encoder("fbank"), x)
     ref = np_logmel(x)
     assert ours.shape == ref.shape == (len(x) // HOP + 1, 40) and bool(mask.all())
-    assert np.abs(ours - ref).max() < 2e-3 * np.abs(ref).max()
+    assert np.abs(ours - ref).max() < 1e-3
     assert ref[10].argmax() == ours[10].argmax()   # the band holding 1 kHz is the loudest
 
 
@@ -76,7 +76,7 @@ def test_mfcc_of_a_tone_matches_numpy_and_scipy_dct():
     ref = scipy.fft.dct(np_logmel(x), type=2, norm="ortho", axis=1)[:, :40]
     ours, _ = run_audio(encoder("mfcc"), x)
     assert ours.shape == ref.shape
-    assert np.abs(ours - ref).max() < 2e-3 * np.abs(ref).max()
+    assert np.abs(ours - ref).max() < 1e-3
     full, _ = run_audio(encoder("mfcc-deltas"), x)
     assert full.shape[1] == 120 == encoder("mfcc-deltas").output_dim
     assert np.allclose(full[:, :40], ours, atol=1e-4)
