@@ -216,7 +216,7 @@ def decode(path, fps: float = 25.0, sample_rate: int = 16000, max_side: int | No
         frame_times = np.asarray(sampler.times, dtype=np.float64)
     content_end = max(
         start + (len(wave) / sample_rate if wave is not None else 0.0),
-        (frame_times[-1] + 1.0 / fps) if frame_times is not None else 0.0,
+        (sampler.prev[0] + last_frame_duration) if frame_times is not None else 0.0,
     )
     stop = end if end is not None else content_end
     if end is not None and header > 0:
