@@ -66,7 +66,7 @@ def read_evaluation(path: Path) -> dict[str, dict[str, Any]]:
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             parts = [p.strip() for p in line.strip().split(";")]
-            if len(parts) < 3 or "-IMPROV-" not in parts[0]:
+            if len(parts) < 3 or not CLIP_ID.fullmatch(clip_id_of(parts[0])):
                 continue   # blank lines and the individual raters' lines
             values = dict(p.split(":", 1) for p in parts[2:] if ":" in p)
             attrs = {name: float(values[key]) for name, key in zip(ATTRIBUTES, "AVD") if key in values}

@@ -1,0 +1,289 @@
+"""Corpus indexers on the real CREMA-D metadata and VAVL partitions (../shared/data), with trees of
+empty files named as the corpora name their media."""
+import collections
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from vavl.data import read_manifest, split_records
+from vavl.data.corpora import msp_improv
+from vavl.data.prepare import prepare
+from vavl.errors import DataError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CREMA = SHARED / "crema-d"
+PARTITIONS = SHARED / "vavl-partitions"
+EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+VOTES = dict(zip("ADFHNS", ("angry", "disgust", "fear", "happy", "neutral", "sad")))
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def crema_names():
+    return [r["Filename"] for r in rows(CREMA / "SentenceFilenames.csv")]
+
+
+@pytest.fixture(scope="module")
+def crema_tree(tmp_path_factory, crema_names):
+    root = tmp_path_factory.mktemp("crema")
+    for sub, suffix in (("AudioWAV", "wav"), ("VideoFlash", "flv")):
+        (root / sub).mkdir()
+        for name in crema_names:
+            (root / sub / f"{name}.{suffix}").touch()
+    return root
+
+
+_MANIFESTS = {}
+
+
+def crema(tree, tmp_path, **options):
+    """Manifest records and summary for these options (each made once per test session)."""
+    key = tuple(sorted(options.items()))
+    if key not in _MANIFESTS:
+        out = tmp_path / "crema.jsonl"
+        summary = prepare("crema-d", tree, out, metadata_dir=CREMA, log=open("/dev/null", "w"), **options)
+        _MANIFESTS[key] = read_manifest(out), summary
+    return _MANIFESTS[key]
+
+
+def test_crema_intended_labels_and_speakers_follow_the_names(crema_tree, crema_names, tmp_path):
+    records, _ = crema(crema_tree, tmp_path)
+    assert len(crema_names) == 7442 and [r["id"] for r in records] == crema_names
+    want = collections.Counter(EMOTIONS[n.split("_")[2]] for n in crema_names)
+    assert collections.Counter(r["label"] for r in records) == want
+    demo = {r["ActorID"]: r["Sex"].lower() for r in rows(CREMA / "VideoDemographics.csv")}
+    assert all(r["speaker"] == r["id"][:4] and r["gender"] == demo[r["speaker"]] for r in records)
+    assert len({r["speaker"] for r in records}) == 91
+    assert all(Path(r["audio"]).name == r["id"] + ".wav" and Path(r["video"]).parent.name == "VideoFlash" for r in records)
+
+
+@pytest.mark.parametrize("label,column", [("perceived-av", "MultiModalVote"), ("perceived-audio", "VoiceVote"),
+                                          ("perceived-video", "FaceVote")])
+def test_crema_perceived_labels_equal_summary_table(crema_tree, tmp_path, label, column):
+    records, summary = crema(crema_tree, tmp_path, label=label)
+    table = {r["FileName"]: r[column] for r in rows(CREMA / "summaryTable.csv")}
+    ties = 0
+    for r in records:
+        vote = table[r["id"]]
+        if ":" in vote:      # a tie is never made into one class
+            assert r["label"] is None
+            ties += 1
+        else:
+            assert r["label"] == VOTES[vote]
+    assert ties == len(summary["ambiguous"]) > 100
+    dropped, s2 = crema(crema_tree, tmp_path, label=label, drop_ambiguous=True)
+    assert len(dropped) == 7442 - ties and all(r["label"] for r in dropped)
+
+
+def test_crema_soft_labels_are_the_vote_shares(crema_tree, tmp_path):
+    records, _ = crema(crema_tree, tmp_path, label="soft")
+    votes = {r["fileName"]: r for r in rows(CREMA / "tabulatedVotes.csv") if r[""].startswith("3")}
+    for r in records[::97]:
+        v = votes[r["id"]]
+        total = sum(int(v[k]) for k in "ADFHNS")
+        assert r["label_distribution"] == pytest.approx({VOTES[k]: int(v[k]) / total for k in "ADFHNS"})
+        assert r["label"] == (None if ":" in v["emoVote"] else VOTES[v["emoVote"]])
+
+
+def test_crema_speaker_folds_are_actor_disjoint_and_cover_every_clip_once(crema_tree, tmp_path):
+    records, _ = crema(crema_tree, tmp_path)
+    fold_of_actor = collections.defaultdict(set)
+    for r in records:
+        fold_of_actor[r["speaker"]].add(r["folds"]["speaker-5fold"])
+    assert all(len(f) == 1 for f in fold_of_actor.values())
+    tests = [split_records(records, "speaker-5fold", k)["test"] for k in range(5)]
+    assert sorted(r["id"] for t in tests for r in t) == sorted(r["id"] for r in records)
+    assert all(1300 < len(t) < 1600 for t in tests)
+    split = split_records(records, "speaker-5fold", 0)
+    spk = {k: {r["speaker"] for r in v} for k, v in split.items()}
+    assert not (spk["train"] & spk["test"]) and not (spk["train"] & spk["dev"]) and not (spk["dev"] & spk["test"])
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_crema_vavl_partitions_reproduce_the_published_membership(crema_tree, tmp_path, k):
+    records, _ = crema(crema_tree, tmp_path)
+    published = collections.defaultdict(set)
+    for r in rows(PARTITIONS / "CREMA-D" / f"label_consensus_6class_M_{k}.csv"):
+        published[{"Train": "train", "Development": "dev", "Test": "test"}[r["Split_Set"]]].add(r["FileName"][:-4])
+    ours = split_records(records, f"vavl-{k}")
+    assert {s: {r["id"] for r in v} for s, v in ours.items()} == dict(published)
+
+
+def test_crema_missing_media_is_reported_then_kept_or_dropped(crema_names, tmp_path):
+    root = tmp_path / "crema"
+    for sub, suffix in (("AudioWAV", "wav"), ("VideoFlash", "flv")):
+        (root / sub).mkdir(parents=True)
+        for name in crema_names[:60]:
+            (root / sub / f"{name}.{suffix}").touch()
+    (root / "VideoFlash" / f"{crema_names[3]}.flv").unlink()
+    (root / "AudioWAV" / f"{crema_names[5]}.wav").unlink()
+    # the metadata lists all 7,442 clips: 7,382 have no media at all
+    with open(tmp_path / "log.txt", "w") as log:
+        summary = prepare("crema-d", root, tmp_path / "keep.jsonl", metadata_dir=CREMA, log=log)
+    report = (tmp_path / "log.txt").read_text()
+    assert "7383 of 7442 clips have no video file (kept without video)" in report
+    assert "7383 of 7442 clips have no audio file (kept without audio), e.g. 1001_IEO_SAD_MD" in report
+    assert "7382 clips have no media at all (dropped)" in report
+    kept = {r["id"]: r for r in read_manifest(tmp_path / "keep.jsonl")}
+    assert summary["clips"] == len(kept) == 60
+    assert kept[crema_names[3]]["video"] is None and kept[crema_names[3]]["audio"]
+    assert kept[crema_names[5]]["audio"] is None and kept[crema_names[5]]["video"]
+    summary = prepare("crema-d", root, tmp_path / "drop.jsonl", metadata_dir=CREMA, missing="drop",
+                      log=open(tmp_path / "log2.txt", "w"))
+    assert summary["clips"] == 58 and {crema_names[3], crema_names[5]} <= set(summary["dropped_missing"])
+
+
+def test_crema_metadata_in_the_corpus_layout_and_a_fast_index(crema_tree, tmp_path):
+    """Metadata found in <root>/processedResults without --metadata-dir; 7,442 clips in seconds."""
+    import shutil
+    import time
+
+    root = tmp_path / "c"
+    root.mkdir()
+    for sub in ("AudioWAV", "VideoFlash"):
+        (root / sub).symlink_to(crema_tree / sub)
+    (root / "processedResults").mkdir()
+    for name in ("summaryTable.csv", "tabulatedVotes.csv"):
+        shutil.copy(CREMA / name, root / "processedResults" / name)
+    shutil.copy(CREMA / "VideoDemographics.csv", root)
+    start = time.perf_counter()
+    summary = prepare("crema-d", root, tmp_path / "m.jsonl", label="perceived-av", log=open("/dev/null", "w"))
+    assert summary["clips"] == 7442 and time.perf_counter() - start < 30
+
+
+# ---- RAVDESS -------------------------------------------------------------------------------
+def ravdess_tree(root):
+    names = []
+    for actor in range(1, 25):
+        for emotion in range(1, 9):
+            for channel in ("01", "02"):
+                if channel == "02" and emotion in (2, 7, 8):
+                    continue    # fewer song files, as in the corpus
+                tail = f"{channel}-{emotion:02d}-01-01-01-{actor:02d}"
+                names += [f"01-{tail}.mp4", f"03-{tail}.wav"]
+    # utterances with unusual file sets: video-only + audio-only pair, audio-only, video-only
+    names += ["02-01-03-02-02-02-05.mp4", "03-01-03-02-02-02-05.wav", "03-01-04-02-02-02-05.wav",
+              "02-01-05-02-02-02-05.mp4", "notes.txt", "01-01-09-01-01-01-05.mp4"]
+    for name in names:
+        actor = name[-6:-4] if name.endswith((".mp4", ".wav")) else "01"
+        path = root / f"Actor_{actor}" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    return root
+
+
+def test_ravdess_pairs_files_per_utterance_and_folds_by_actor(tmp_path):
+    root = ravdess_tree(tmp_path / "ravdess")
+    summary = prepare("ravdess", root, tmp_path / "r.jsonl", log=open("/dev/null", "w"))
+    records = {r["id"]: r for r in read_manifest(tmp_path / "r.jsonl")}
+    assert summary["clips"] == len(records) == 24 * (8 + 5) + 3
+    r = records["01-05-01-01-01-12"]
+    assert Path(r["video"]).name == "01-01-05-01-01-01-12.mp4" and Path(r["audio"]).name == "03-01-05-01-01-01-12.wav"
+    assert (r["label"], r["speaker"], r["gender"], r["channel"]) == ("angry", "12", "female", "speech")
+    pair = records["01-03-02-02-02-05"]
+    assert Path(pair["video"]).name.startswith("02-") and Path(pair["audio"]).name.startswith("03-")
+    assert records["01-04-02-02-02-05"]["video"] is None and records["01-05-02-02-02-05"]["audio"] is None
+    assert records["02-03-01-01-01-01"]["channel"] == "song"
+    actors = collections.defaultdict(set)
+    for r in records.values():
+        actors[r["folds"]["speaker-6fold"]].add(int(r["speaker"]))
+    assert sorted(actors) == list(range(6)) and all(len(a) == 4 for a in actors.values())
+    assert all({x % 2 for x in a} == {0, 1} for a in actors.values())
+
+
+# ---- MSP-IMPROV ----------------------------------------------------------------------------
+def msp_tree(root, ids):
+    for clip_id in ids:
+        info = msp_improv.parse_id(clip_id)
+        folder = f"session{info['session']}/{clip_id[11:15]}/{clip_id[20]}"
+        for kind, suffix in (("Audio", "wav"), ("Video", "avi")):
+            path = root / kind / folder / f"{clip_id}.{suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    return root
+
+
+def test_msp_improv_vavl_csv_attributes_sessions_and_partitions(tmp_path):
+    label_file = PARTITIONS / "MSP-IMPROV" / "labels_consensus_EmoP_4class_D_1.csv"
+    table = {r["FileName"][:-4]: r for r in rows(label_file)}
+    root = msp_tree(tmp_path / "msp", list(table)[:-5])    # the last five clips have no media
+    summary = prepare("msp-improv", root, tmp_path / "m.jsonl", labels=label_file, log=open("/dev/null", "w"))
+    records = read_manifest(tmp_path / "m.jsonl")
+    assert summary["listed"] == len(table) == 8385 and len(summary["missing_audio"]) == 5 == len(summary["dropped_no_media"])
+    assert len(records) == 8380
+    for r in records[::50]:
+        row = table[r["id"]]
+        assert r["attributes"] == {"arousal": float(row["EmoAct"]), "valence": float(row["EmoVal"]),
+                                   "dominance": float(row["EmoDom"])}
+        assert r["speaker"][1:] == f"{int(row['SpkrID']):02d}" and r["gender"] == row["Gender"].lower()
+        assert r["folds"]["session-6fold"] == int(row["SpkrID"]) - 1
+    sessions = collections.defaultdict(set)
+    for r in records:
+        sessions[r["folds"]["session-6fold"]].add(r["speaker"])
+    assert {k: len(v) for k, v in sessions.items()} == {k: 2 for k in range(6)}
+    for k in (1, 5):
+        published = {r["FileName"][:-4]: r["Split_Set"] for r in rows(PARTITIONS / "MSP-IMPROV" /
+                                                                          f"labels_consensus_EmoP_4class_D_{k}.csv")}
+        names = {"Train": "train", "Development": "dev", "Test": "test"}
+        assert all(r["folds"][f"vavl-{k}"] == names[published[r["id"]]] for r in records)
+
+
+def test_msp_improv_evaluation_txt(tmp_path):
+    ids = ["MSP-IMPROV-S01A-F01-S-FM01", "MSP-IMPROV-S02H-M03-P-MF02", "MSP-IMPROV-S03N-F06-T-FM03"]
+    root = msp_tree(tmp_path / "msp", ids)
+    (root / "Evalution.txt").write_text(
+        "UTD-IMPROV-S01A-F01-S-FM01.avi; A; A:2.000000; V:1.500000; D:4.000000; N:3.000000;\n"
+        "UTD-IMPROV-S01A-F01-S-FM01-p001.avi; Angry; Frustrated; A:2; V:1; D:4; N:3;\n\n"
+        "UTD-IMPROV-S02H-M03-P-MF02.avi; H; A:1.000000; V:4.500000; D:3.000000; N:2.000000;\n\n"
+        "UTD-IMPROV-S03N-F06-T-FM03.avi; O; A:3.000000; V:3.000000; D:3.000000; N:4.000000;\n")
+    prepare("msp-improv", root, tmp_path / "m.jsonl", log=open("/dev/null", "w"))
+    records = {r["id"]: r for r in read_manifest(tmp_path / "m.jsonl")}
+    assert set(records) == set(ids)
+    first = records[ids[0]]
+    assert first["label"] == "angry" and first["attributes"] == {"arousal": 4.0, "valence": 1.5, "dominance": 4.0}
+    assert records[ids[1]]["label"] == "happy" and records[ids[1]]["speaker"] == "M03"
+    assert records[ids[2]]["label"] is None and records[ids[2]]["folds"]["session-6fold"] == 5
+    assert Path(first["video"]).parts[-4:] == ("session1", "S01A", "S", f"{ids[0]}.avi")
+
+
+# ---- custom --------------------------------------------------------------------------------
+def test_custom_csv(tmp_path):
+    (tmp_path / "media").mkdir()
+    for name in ("a.mp4", "b.wav", "c.mp4", "c.wav"):
+        (tmp_path / "media" / name).touch()
+    (tmp_path / "labels.csv").write_text(
+        "path,audio,video,label,speaker,arousal,split\n"
+        "media/a.mp4,,,happy,s1,3.5,train\n"
+        "media/b.wav,,,sad,s2,,test\n"
+        ",media/c.wav,media/c.mp4,,s3,2.0,dev\n"
+        "media/gone.mp4,,,sad,s1,1.0,train\n")
+    summary = prepare("custom", tmp_path, tmp_path / "m.jsonl", log=open("/dev/null", "w"))
+    records = {r["id"]: r for r in read_manifest(tmp_path / "m.jsonl")}
+    assert summary["dropped_no_media"] == ["gone"] and set(records) == {"a", "b", "c"}
+    assert records["a"]["audio"] == records["a"]["video"] == str((tmp_path / "media" / "a.mp4").resolve())
+    assert records["b"]["video"] is None and records["b"]["attributes"] is None
+    assert records["c"]["attributes"] == {"arousal": 2.0} and records["c"]["label"] is None
+    assert split_records(list(records.values()), "split")["dev"][0]["id"] == "c"
+
+
+# ---- the command line ----------------------------------------------------------------------
+def test_cli_prepare_and_user_errors(tmp_path, capsys):
+    from vavl.cli import main
+
+    root = ravdess_tree(tmp_path / "ravdess")
+    assert main(["prepare", "ravdess", "--root", str(root), "--out", str(tmp_path / "r.jsonl")]) == 0
+    assert "wrote 315 clips" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r.jsonl").read_text().splitlines()[0])["folds"]
+    assert main(["prepare", "crema-d", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and len(err.strip().splitlines()) == 1
+    assert main(["prepare", "msp-improv", "--root", str(tmp_path), "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "--labels" in capsys.readouterr().err
+    with pytest.raises(DataError, match="unknown corpus"):
+        prepare("iemocap", tmp_path, tmp_path / "x.jsonl")
