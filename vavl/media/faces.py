@@ -4,7 +4,7 @@
     track.crops (t, 224, 224, 3), track.mask (t,), track.boxes (t, 4)
 
 MTCNN (facenet-pytorch, weights in the wheel) runs on every `detect_every`-th frame, scaled so
-the longer side is `detect_side` pixels. Detections are linked into tracks by overlap; the track
+the longer side is `detect_side` pixels. Detections are linked into tracks by nearness (within one face width, similar size); the track
 with the largest sum of confidence x face size (persistent and large) is the speaker's face. Its
 boxes are interpolated between detections, smoothed, and cut as squares from the full frames.
 Frames the track does not reach are masked; no track at all means the visual modality is missing.
@@ -37,13 +37,14 @@ def _mtcnn(device: str, min_face_size: int):
     return MTCNN(keep_all=True, min_face_size=min_face_size, device=device, post_process=False)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, 4), (m, 4) -> (n, m) intersection over union."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
+def _match_cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, 4) track boxes, (m, 4) detections -> (n, m) centre distance in units of the track's
+    face size; inf where the sizes differ by more than 1.6x (a different face)."""
+    ca, cb = (a[:, :2] + a[:, 2:]) / 2, (b[:, :2] + b[:, 2:]) / 2
+    sa, sb = (a[:, 2:] - a[:, :2]).max(1), (b[:, 2:] - b[:, :2]).max(1)
+    cost = np.linalg.norm(ca[:, None] - cb[None], axis=-1) / np.maximum(sa[:, None], 1e-6)
+    ratio = np.maximum(sa[:, None], sb[None]) / np.maximum(np.minimum(sa[:, None], sb[None]), 1e-6)
+    return np.where(ratio <= 1.6, cost, np.inf)
 
 
 def _smooth(x: np.ndarray, valid: np.ndarray, width: int) -> np.ndarray:
@@ -110,12 +111,12 @@ class FaceCropper:
             boxes, probs = detected[i]
             live = [k for k, tr in enumerate(tracks) if i - tr["idx"][-1] <= self.max_gap + self.detect_every]
             if live and len(boxes):
-                iou = _iou(np.stack([tracks[k]["boxes"][-1] for k in live]), boxes)
+                cost = _match_cost(np.stack([tracks[k]["boxes"][-1] for k in live]), boxes)
             taken = set()
             for j in np.argsort(-probs) if len(boxes) else []:
                 best = None
-                if live:
-                    order = [k for k in np.argsort(-iou[:, j]) if iou[k, j] > 0.3 and live[k] not in taken]
+                if live:  # the nearest live track within one face width, not yet matched in this frame
+                    order = [k for k in np.argsort(cost[:, j]) if cost[k, j] < 1.0 and live[k] not in taken]
                     best = live[order[0]] if order else None
                 if best is None:
                     tracks.append({"idx": [], "boxes": [], "score": 0.0})

@@ -1,0 +1,61 @@
+"""Face tracks with the real MTCNN on a real face (skimage's astronaut) in synthetic clips."""
+import numpy as np
+import pytest
+
+from media_utils import face_frames, tone
+from vavl.media import decode, write_clip
+from vavl.media.faces import FaceCropper
+from vavl.processing import AudioVisualProcessor
+
+
+def _centres(boxes):
+    return (boxes[:, 0] + boxes[:, 2]) / 2
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".flv"])
+def test_moving_face_is_tracked_and_cropped(tmp_path, suffix):
+    path = write_clip(tmp_path / f"face{suffix}", face_frames(12, 120, 200), fps=10, audio=tone(1.2, 44100),
+                      sample_rate=44100)
+    frames = decode(path, fps=10).frames
+    track = FaceCropper(size=96, detect_every=3)(frames)
+    assert track.mask.all() and track.crops.shape == (len(frames), 96, 96, 3)
+    x = _centres(track.boxes)
+    assert x[-1] - x[0] > 60 and (np.diff(x) > -3).all()  # follows the head left to right, interpolated between detections
+    # the crops are faces: MTCNN finds one, large, in each
+    found = FaceCropper(size=96, detect_every=1, detect_side=96).detect(track.crops[::4])
+    assert all(len(b) == 1 and (b[0, 2] - b[0, 0]) > 40 for b, _ in found)
+
+
+def test_the_larger_face_is_chosen_when_two_appear():
+    frames = face_frames(6, 120, 200, face=90, second_face=50)
+    track = FaceCropper(size=64, detect_every=2)(frames)
+    assert track.mask.all()
+    assert (_centres(track.boxes) < 110).all()  # the big head moves in the left half; the small one sits right
+    assert ((track.boxes[:, 2] - track.boxes[:, 0]) > 30).all()
+
+
+def test_frames_without_a_face_are_masked():
+    frames = face_frames(10, 96, 128)
+    frames[6:] = 30  # the person leaves
+    track = FaceCropper(size=48, detect_every=2)(frames)
+    assert track.mask[:6].all() and not track.mask[7:].any()
+    assert np.isnan(track.boxes[7:]).all() and (track.crops[7:] == 0).all()
+
+
+def test_no_face_means_no_visual_input(tmp_path):
+    path = write_clip(tmp_path / "black.mp4", np.zeros((5, 64, 80, 3), np.uint8), fps=10, audio=tone(0.5))
+    out = AudioVisualProcessor(face_size=48, fps=10)(str(path))
+    assert out["pixel_values"] is None and out["face_frames"] == 0 and out["frames"] == 5
+    assert abs(out["input_values"].shape[1] - 8000) < 400  # 0.5 s (AAC pads a little)
+
+
+def test_processor_normalises_crops_and_round_trips(tmp_path):
+    path = write_clip(tmp_path / "f.mp4", face_frames(6, 96, 128), fps=10)
+    proc = AudioVisualProcessor(face_size=40, fps=10, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), face={"detect_every": 2})
+    out = proc(str(path))
+    assert out["input_values"] is None and out["pixel_values"].shape == (1, 6, 3, 40, 40)
+    assert out["pixel_mask"].all() and out["face_frames"] == 6
+    assert -2.01 <= out["pixel_values"].min() and out["pixel_values"].max() <= 2.01
+    proc.save_pretrained(tmp_path / "p")
+    again = AudioVisualProcessor.from_pretrained(tmp_path / "p")
+    assert again == proc and again.face == {"detect_every": 2}
