@@ -119,11 +119,12 @@ def encode_batch(items: list[dict[str, Any]], audio_encoder, visual_encoder, dev
 def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: str | None = None,
             visual_encoder: str | None = None, fps: float = 5.0, batch_size: int = 4, device: str = "cpu",
             workers: int = 0, max_seconds: float | None = None, max_side: int | None = 640,
-            precision: str = "fp32", progress: bool = True, log=sys.stderr) -> dict[str, Any]:
+            precision: str = "fp32", progress: bool = True, log=None) -> dict[str, Any]:
     """Fill the cache at `out` for every clip of `manifest` not in it yet. Returns a summary."""
     from ..encoders import build_encoder
     from ..processing import AudioVisualProcessor
 
+    log = log or sys.stderr
     if not audio_encoder and not visual_encoder:
         raise DataError("give --audio-encoder, --visual-encoder or both")
     rank, world, barrier = _dist()

@@ -24,10 +24,11 @@ SHOW = 5   # ids named in a report
 
 
 def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_ambiguous: bool = False,
-            missing: str = "keep", log=sys.stderr, **options: Any) -> dict[str, Any]:
+            missing: str = "keep", log=None, **options: Any) -> dict[str, Any]:
     """Index `root` as `corpus` and write the manifest to `out`. Options go to the corpus
     indexer (crema-d: label, metadata_dir; msp-improv: labels, flip_arousal; custom: csv,
     attributes). Returns a summary: clips written, and the ids dropped or kept without media."""
+    log = log or sys.stderr
     if missing not in ("keep", "drop"):
         raise DataError(f"missing={missing!r}: choose 'keep' or 'drop'")
     root = Path(root)
