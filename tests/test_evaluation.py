@@ -289,3 +289,42 @@ def test_cli_errors_before_running(tmp_path, capsys):
     assert cli.main(no_cache) == 2                                            # a features model needs --cache
     assert "--cache" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_raw_media_model_with_encoders_end_to_end(tmp_path):
+    """Real clips -> decode -> faces -> processor -> encoders -> fusion, under raw-only conditions."""
+    from media_utils import write_face_clip
+
+    records = []
+    for i in range(4):
+        path = write_face_clip(tmp_path / f"clip{i}.mp4", seconds=1.0, fps=10.0)
+        records.append({"id": f"clip{i}", "speaker": f"s{i % 2}", "video": path.name, "audio": path.name, "label": LABELS[i]})
+    write_manifest(records, tmp_path / "manifest.jsonl")
+    torch.manual_seed(0)
+    model = vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_encoder="zcr-energy", visual_encoder="face-grey",
+                              hidden_size=16, num_layers=0, id2label=LABELS)
+    model.save_pretrained(tmp_path / "model")
+    from vavl.evaluation import load_model
+
+    loaded = load_model(str(tmp_path / "model"))
+    seen = []
+    loaded.register_forward_pre_hook(lambda m, args, kw: seen.append({k: v.clone() for k, v in kw.items()}), with_kwargs=True)
+    import vavl.evaluation as ev
+    original = ev.load_model
+    ev.load_model = lambda path: loaded
+    try:
+        code = cli.main(["evaluate", "--model", str(tmp_path / "model"), "--manifest", str(tmp_path / "manifest.jsonl"),
+                         "--conditions", "av,audio,video,noise-snr:0,occlude-face:0.5", "--batch-size", "4",
+                         "--bootstrap", "20", "--out", str(tmp_path / "report")])
+    finally:
+        ev.load_model = original
+    assert code == 0
+    av, audio, video, noise, occl = seen
+    assert {"input_values", "pixel_values"} <= set(av) and "pixel_values" not in audio and "input_values" not in video
+    assert not torch.equal(noise["input_values"], av["input_values"]) and torch.equal(noise["pixel_values"], av["pixel_values"])
+    assert torch.equal(occl["input_values"], av["input_values"])
+    share = (occl["pixel_values"] != av["pixel_values"]).any(2).float().mean((2, 3))[av["pixel_mask"]]
+    assert torch.allclose(share, torch.tensor(0.5), atol=0.02)
+    res = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert res["source"] == "raw media" and res["conditions"]["noise-snr:0"]["fused"]["n"] == 4
+    assert res["conditions"]["video"]["audio"]["UA"] is None

@@ -228,7 +228,6 @@ class IndexedDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset):
         self.dataset = dataset
-        self.source = getattr(dataset, "source", "features")
 
     def __len__(self):
         return len(self.dataset)
@@ -240,8 +239,6 @@ class IndexedDataset(torch.utils.data.Dataset):
 class RawClipDataset(torch.utils.data.Dataset):
     """Manifest records -> processor inputs for models with encoders (decoding on the fly)."""
 
-    source = "raw"
-
     def __init__(self, records: list[dict], processor, config=None):
         self.records, self.processor, self.config = records, processor, config
 
@@ -252,7 +249,7 @@ class RawClipDataset(torch.utils.data.Dataset):
         from .data import encode_labels
 
         rec = self.records[i]
-        inputs = self.processor(load_clip(rec, self.processor.fps, self.processor.sample_rate))
+        inputs = self.processor(load_clip(rec, self.processor))
         sample = {"id": rec["id"], "speaker": rec.get("speaker"), "record": rec, "sample_rate": self.processor.sample_rate}
         for key in ("input_values", "attention_mask", "pixel_values", "pixel_mask"):
             value = inputs.get(key)
@@ -262,17 +259,14 @@ class RawClipDataset(torch.utils.data.Dataset):
         return sample
 
 
-def load_clip(record: dict, fps: float, sample_rate: int):
+def load_clip(record: dict, processor):
     """A record's audio and video (one file, or separate files as in CREMA-D) as one DecodedClip."""
-    from .media.decode import decode
-
     video, audio = record.get("video"), record.get("audio")
     if not video and not audio:
         raise DataError(f"clip {record['id']!r} has neither an audio nor a video path in the manifest")
     if not video or not audio or video == audio:
-        return decode(video or audio, fps=fps, sample_rate=sample_rate)
-    v = decode(video, fps=fps, sample_rate=sample_rate, audio=False)
-    a = decode(audio, sample_rate=sample_rate, video=False)
+        return processor.decode(video or audio)
+    v, a = processor.decode(video, audio=False), processor.decode(audio, video=False)
     return replace(v, audio=a.audio, sample_rate=a.sample_rate, duration=max(v.duration, a.duration))
 
 
@@ -360,13 +354,20 @@ def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def predict_dataset(model, dataset, condition: Condition | str = "av", **kwargs) -> Predictions:
+    """Run `model` over `dataset` under one condition (see `predict_conditions` for the options)."""
+    condition = parse_condition(condition) if isinstance(condition, str) else condition
+    return predict_conditions(model, dataset, [condition], **kwargs)[condition.name]
+
+
 @torch.no_grad()
-def predict_dataset(model, dataset, condition: Condition | str = "av", *, batch_size: int = 16, seed: int = 0,
-                    accelerator=None, embeddings: bool = False, num_workers: int = 0, progress: bool = True) -> Predictions:
-    """Run `model` over `dataset` under one condition; gathered over processes when distributed."""
+def predict_conditions(model, dataset, conditions: Sequence[Condition], *, batch_size: int = 16, seed: int = 0,
+                       accelerator=None, embeddings: bool = False, num_workers: int = 0,
+                       progress: bool = True) -> dict[str, Predictions]:
+    """One pass over `dataset`; every batch is run under each condition (media are decoded once).
+    With an `accelerator` the data is sharded and predictions gathered (each clip once)."""
     from tqdm.auto import tqdm
 
-    condition = parse_condition(condition) if isinstance(condition, str) else condition
     indexed = dataset if isinstance(dataset, IndexedDataset) else IndexedDataset(dataset)
     loader = torch.utils.data.DataLoader(indexed, batch_size=batch_size, shuffle=False, collate_fn=collate_eval,
                                          num_workers=num_workers)
@@ -377,26 +378,36 @@ def predict_dataset(model, dataset, condition: Condition | str = "av", *, batch_
         model.to(device)
     was_training = model.training
     model.eval()
-    parts: list[dict[str, torch.Tensor]] = []
-    for batch in tqdm(loader, desc=f"evaluate {condition.name}", unit="batch", disable=not (progress and main), leave=False):
-        batch = apply_condition(batch, condition, seed)
-        kwargs = {k: v.to(device) for k, v in model_kwargs(batch).items()}
-        out = model(**kwargs)
-        part = {"index": batch["index"].to(device), "logits": out.logits.float(),
-                "audio_present": out.audio_present, "visual_present": out.visual_present}
-        if "labels" in batch:
-            part["labels"] = batch["labels"].to(device)
-        for head in ("audio_logits", "visual_logits"):
-            if getattr(out, head) is not None:
-                part[head] = getattr(out, head).float()
-        if embeddings:
-            for name in ("fused_embedding", "audio_embedding", "visual_embedding"):
-                if getattr(out, name, None) is not None:
-                    part[name] = getattr(out, name).float()
-        if accelerator is not None:
-            part = accelerator.gather_for_metrics(part)
-        parts.append({k: v.cpu() for k, v in part.items()})
+    parts: dict[str, list[dict[str, torch.Tensor]]] = {c.name: [] for c in conditions}
+    names = ", ".join(parts)
+    for batch in tqdm(loader, desc=f"evaluate {names}", unit="batch", disable=not (progress and main), leave=False):
+        for condition in conditions:
+            part = _run_batch(model, apply_condition(batch, condition, seed), device, embeddings)
+            if accelerator is not None:
+                part = accelerator.gather_for_metrics(part)
+            parts[condition.name].append({k: v.cpu() for k, v in part.items()})
     model.train(was_training)
+    return {name: _merge(p, indexed) for name, p in parts.items()}
+
+
+def _run_batch(model, batch: dict[str, Any], device, embeddings: bool) -> dict[str, torch.Tensor]:
+    out = model(**{k: v.to(device) for k, v in model_kwargs(batch).items()})
+    part = {"index": batch["index"].to(device), "logits": out.logits.float(),
+            "audio_present": out.audio_present, "visual_present": out.visual_present}
+    if "labels" in batch:
+        part["labels"] = batch["labels"].to(device)
+    for head in ("audio_logits", "visual_logits"):
+        if getattr(out, head) is not None:
+            part[head] = getattr(out, head).float()
+    if embeddings:
+        for name in ("fused_embedding", "audio_embedding", "visual_embedding"):
+            if getattr(out, name, None) is not None:
+                part[name] = getattr(out, name).float()
+    return part
+
+
+def _merge(parts: list[dict[str, torch.Tensor]], indexed: IndexedDataset) -> Predictions:
+    """Batches (possibly gathered from several processes) -> Predictions in dataset order."""
     if not parts:
         raise DataError("the dataset to evaluate is empty")
     merged = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
@@ -405,9 +416,9 @@ def predict_dataset(model, dataset, condition: Condition | str = "av", *, batch_
     index = merged["index"].tolist()
     if index != list(range(len(indexed))):
         raise RuntimeError(f"gathered {len(index)} predictions for {len(indexed)} clips; some were counted twice or lost")
-    records = [_meta(indexed.dataset, i) for i in index]
     if "labels" not in merged:
         raise DataError("the dataset gives no labels; build it with the model's config so labels are encoded")
+    records = [_meta(indexed.dataset, i) for i in index]
     return Predictions(
         ids=[r[0] for r in records], speakers=[r[1] for r in records], labels=merged["labels"], logits=merged["logits"],
         audio_present=merged["audio_present"].bool(), visual_present=merged["visual_present"].bool(),
@@ -498,7 +509,7 @@ def evaluate(model, dataset, conditions: str | Sequence[str | Condition] = ("av"
     samples with labels) under each condition. Returns the metrics.json dict (see module docstring)."""
     conditions = parse_conditions(conditions)
     config = emotion_config(model)
-    check_conditions_for_source(conditions, getattr(dataset, "source", "raw" if takes_raw_media(model) else "features"))
+    check_conditions_for_source(conditions, data_source(dataset))
     if accelerator is None and _distributed():
         from accelerate import Accelerator  # only distributed runs need Accelerate
 
@@ -506,10 +517,19 @@ def evaluate(model, dataset, conditions: str | Sequence[str | Condition] = ("av"
     results: dict[str, Any] = {**(meta or {}), "task": config.task, "labels": config.label_names, "n_samples": len(dataset),
                                "bootstrap": {"resamples": bootstrap, "confidence": 0.95, "seed": seed},
                                "condition_semantics": {c.name: describe(c) for c in conditions}, "conditions": {}}
+    preds = predict_conditions(model, dataset, conditions, batch_size=batch_size, seed=seed, accelerator=accelerator,
+                               progress=progress)
     for c in conditions:
-        pred = predict_dataset(model, dataset, c, batch_size=batch_size, seed=seed, accelerator=accelerator, progress=progress)
-        results["conditions"][c.name] = score_predictions(pred, c, config, bootstrap=bootstrap, seed=seed)
+        results["conditions"][c.name] = score_predictions(preds[c.name], c, config, bootstrap=bootstrap, seed=seed)
     return results
+
+
+def data_source(dataset) -> str:
+    """"raw" when samples hold waveforms / face crops, "features" when they hold encoder features."""
+    if isinstance(dataset, RawClipDataset):
+        return "raw"
+    sample = dataset[0]
+    return "raw" if sample.get("input_values") is not None or sample.get("pixel_values") is not None else "features"
 
 
 def check_conditions_for_source(conditions: Sequence[Condition], source: str) -> None:
@@ -582,8 +602,6 @@ def build_dataset(model, model_dir: str, records: list[dict], cache: str | None)
     if cache is not None:
         from .data.cache import FeatureCache, FeatureDataset
 
-        if takes_raw_media(model):
-            raise ConfigError(f"{model_dir}: this model takes raw media (it has encoders); leave out --cache")
         store = FeatureCache(cache)
         missing = [r["id"] for r in records if not store.has(r["id"])]
         if missing:
@@ -707,7 +725,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     check_labels(emotion_config(model), read_manifest(args.manifest), args.manifest)
     dataset = build_dataset(model, args.model, records, args.cache)
-    check_conditions_for_source(conditions, getattr(dataset, "source", "features"))
+    check_conditions_for_source(conditions, data_source(dataset))
     if not _distributed():
         model.to(args.device)
     meta = {"model": str(args.model), "manifest": str(args.manifest), "protocol": args.protocol, "fold": args.fold,
