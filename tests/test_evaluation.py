@@ -328,3 +328,28 @@ def test_raw_media_model_with_encoders_end_to_end(tmp_path):
     res = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert res["source"] == "raw media" and res["conditions"]["noise-snr:0"]["fused"]["n"] == 4
     assert res["conditions"]["video"]["audio"]["UA"] is None
+
+
+def test_regression_report_has_ccc_pearson_rmse_per_attribute(tmp_path):
+    from vavl.evaluation import write_report
+
+    g = torch.Generator().manual_seed(0)
+    data = [{"id": f"c{i}", "speaker": f"s{i % 3}", "audio_features": torch.randn(6, 4, generator=g),
+             "visual_features": torch.randn(3, 3, generator=g), "labels": torch.rand(3, generator=g) * 4 + 1} for i in range(30)]
+    model = SpyModel(SpyConfig(audio_dim=4, visual_dim=3, task="regression"))
+    res = evaluate(model, data, "av,video", bootstrap=50, progress=False)
+    fused = res["conditions"]["av"]["fused"]
+    assert set(fused) >= {"arousal", "valence", "dominance", "mean_ccc", "ci95", "per_speaker", "n"}
+    assert set(fused["arousal"]) == {"ccc", "pearson", "rmse"} and set(fused["ci95"]["valence"]) == {"ccc", "pearson", "rmse"}
+    assert res["conditions"]["video"]["audio"]["arousal"] is None
+    out = write_report(res, tmp_path)
+    assert "| av | fused |" in (out / "report.md").read_text() and (out / "robustness.png").is_file()
+    assert not list(out.glob("confusion_*.png"))
+
+
+def test_condition_that_leaves_no_input_gives_null_not_garbage():
+    data = [{**s, "visual_features": None} for s in feature_clips(4)]       # audio-only clips
+    model = SpyModel(SpyConfig(audio_dim=4, visual_dim=3, id2label=LABELS))
+    res = evaluate(model, data, "av,video", bootstrap=10, progress=False)
+    assert res["conditions"]["video"]["fused"]["UA"] is None and "no clip has any input" in res["conditions"]["video"]["fused"]["note"]
+    assert res["conditions"]["av"]["visual"]["UA"] is None and res["conditions"]["av"]["fused"]["n"] == 4

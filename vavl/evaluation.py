@@ -51,6 +51,7 @@ import torch
 
 from . import metrics as M
 from .errors import ConfigError, DataError
+from .outputs import EmotionRecognitionOutput
 
 CONDITION_KINDS = {  # kind -> (takes a parameter, valid range, needs raw media)
     "av": (False, None, False),
@@ -309,12 +310,9 @@ RAW_INPUTS = ("input_values", "attention_mask", "pixel_values", "pixel_mask")
 
 
 def model_kwargs(batch: dict[str, Any]) -> dict[str, Any]:
-    """What the model's forward takes from a (conditioned) batch; labels are not passed."""
-    kwargs = {k: batch[k] for k in FEATURE_INPUTS + RAW_INPUTS if batch.get(k) is not None}
-    if not kwargs:  # both modalities gone (e.g. "video" on an audio-only clip set): one masked frame
-        raise DataError("a batch has no audio and no visual input left under this condition; "
-                        "check that the clips have the modality the condition keeps")
-    return kwargs
+    """What the model's forward takes from a (conditioned) batch; labels are not passed. Empty when
+    the condition left nothing (e.g. "video" on audio-only clips)."""
+    return {k: batch[k] for k in FEATURE_INPUTS + RAW_INPUTS if batch.get(k) is not None}
 
 
 # ---- running the model ---------------------------------------------------------------------
@@ -391,7 +389,14 @@ def predict_conditions(model, dataset, conditions: Sequence[Condition], *, batch
 
 
 def _run_batch(model, batch: dict[str, Any], device, embeddings: bool) -> dict[str, torch.Tensor]:
-    out = model(**{k: v.to(device) for k, v in model_kwargs(batch).items()})
+    kwargs = model_kwargs(batch)
+    if kwargs:
+        out = model(**{k: v.to(device) for k, v in kwargs.items()})
+    else:  # no input left: no prediction (scored as "no clip has any input"); same keys on every process
+        b, c = len(batch["ids"]), emotion_config(model).num_labels
+        nothing = torch.zeros(b, dtype=torch.bool, device=device)
+        out = EmotionRecognitionOutput(logits=torch.zeros(b, c, device=device), audio_logits=torch.zeros(b, c, device=device),
+                                       visual_logits=torch.zeros(b, c, device=device), audio_present=nothing, visual_present=nothing)
     part = {"index": batch["index"].to(device), "logits": out.logits.float(),
             "audio_present": out.audio_present, "visual_present": out.visual_present}
     if "labels" in batch:
