@@ -57,6 +57,7 @@ class AudioFeatureEncoder(ClassicEncoder):
 
     def __init__(self, fn, output_dim: int, sample_rate: int = 16000, **options):
         super().__init__(sample_rate=sample_rate, **options)
+        # fn: a plain callable (vavl.features), so the encoder has no state to save
         self.fn, self.output_dim, self.sample_rate = fn, output_dim, sample_rate
         self.frame_rate = sample_rate / features.frame_sizes(sample_rate)[1]
 
@@ -132,7 +133,6 @@ def build_mfcc(pretrained: bool = False, n_mfcc: int = 40, n_mels: int = 40, del
                sample_rate: int = 16000, name: str = "mfcc") -> Encoder:
     fn = features.MFCC(sample_rate, n_mfcc=n_mfcc, n_mels=n_mels, deltas=deltas)
     enc = AudioFeatureEncoder(fn, n_mfcc * (3 if deltas else 1), sample_rate, n_mfcc=n_mfcc, n_mels=n_mels, deltas=deltas)
-    enc.add_module("mfcc", fn)
     return _named(enc, name)
 
 
@@ -142,9 +142,7 @@ def build_mfcc_deltas(pretrained: bool = False, **options) -> Encoder:
 
 def build_fbank(pretrained: bool = False, n_mels: int = 40, sample_rate: int = 16000) -> Encoder:
     fn = features.LogMel(sample_rate, n_mels=n_mels)
-    enc = AudioFeatureEncoder(fn, n_mels, sample_rate, n_mels=n_mels)
-    enc.add_module("logmel", fn)
-    return _named(enc, "fbank")
+    return _named(AudioFeatureEncoder(fn, n_mels, sample_rate, n_mels=n_mels), "fbank")
 
 
 def build_zcr_energy(pretrained: bool = False, sample_rate: int = 16000) -> Encoder:
