@@ -57,11 +57,12 @@ class _PickleModule:
 
 def _state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PickleModule)
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ConfigError(f"{path}: not a torch checkpoint ({str(e).splitlines()[0]})") from None
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # a whole pickled model: timm/torch classes only
+            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PickleModule)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, AttributeError, ModuleNotFoundError) as e:
+        raise ConfigError(f"{path}: not a readable HSEmotion/torch checkpoint ({str(e).splitlines()[0][:200]})") from None
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
