@@ -658,12 +658,14 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _fmt(value, ci=None) -> str:
+def _fmt(value, ci=None, percent: bool = True) -> str:
+    """A metric for the tables: ×100 with one decimal (percent) or three decimals; "—" when undefined."""
     if value is None:
         return "—"
-    text = f"{100 * value:.1f}" if ci is not None or abs(value) <= 1 else f"{value:.3f}"
+    scale, spec = (100, ".1f") if percent else (1, ".3f")
+    text = f"{scale * value:{spec}}"
     if ci and None not in ci:
-        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+        text += f" [{scale * ci[0]:{spec}}, {scale * ci[1]:{spec}}]"
     return text
 
 
@@ -678,8 +680,8 @@ def markdown_report(results: dict) -> str:
     regression = results["task"] == "regression"
     attrs = results["labels"]
     if regression:
-        lines += ["CCC per attribute (×100), mean CCC with its 95% interval.", "",
-                  "| condition | head | " + " | ".join(attrs) + " | mean CCC | n |",
+        lines += ["Per attribute: CCC / Pearson r / RMSE; mean CCC with its 95% interval.", "",
+                  "| condition | head | " + " | ".join(attrs) + " | mean CCC [95% CI] | n |",
                   "|---|---|" + "---|" * (len(attrs) + 2)]
     else:
         lines += ["All numbers ×100; UA = mean per-class recall, WA = accuracy; UA with its 95% interval.", "",
@@ -689,10 +691,11 @@ def markdown_report(results: dict) -> str:
             s = heads[head]
             ci = s.get("ci95") or {}
             if regression:
-                cells = [_fmt((s.get(a) or {}).get("ccc") if isinstance(s.get(a), dict) else None, []) for a in attrs]
-                cells.append(_fmt(s.get("mean_ccc"), ci.get("mean_ccc")))
+                cells = [" / ".join(_fmt(s[a][k], percent=False) for k in M.REGRESSION_METRICS) if s.get(a) else "—"
+                         for a in attrs]
+                cells.append(_fmt(s.get("mean_ccc"), ci.get("mean_ccc"), percent=False))
             else:
-                cells = [_fmt(s.get("UA"), ci.get("UA"))] + [_fmt(s.get(k), []) for k in ("WA", "macro_f1", "micro_f1")]
+                cells = [_fmt(s.get("UA"), ci.get("UA"))] + [_fmt(s.get(k)) for k in ("WA", "macro_f1", "micro_f1")]
             n = s.get("n") if s.get("n") else (s.get("note") or 0)
             lines.append(f"| {cond} | {head} | " + " | ".join(cells) + f" | {n} |")
     lines += ["", "Conditions:", ""] + [f"- `{k}`: {v}" for k, v in results["condition_semantics"].items()]
@@ -700,9 +703,9 @@ def markdown_report(results: dict) -> str:
     speakers = results["conditions"][first]["fused"].get("per_speaker") or {}
     if speakers:
         key = "mean_ccc" if regression else "UA"
-        lines += ["", f"## Per speaker (condition `{first}`, fused head, {key} ×100)", "",
+        lines += ["", f"## Per speaker (condition `{first}`, fused head, {key}{'' if regression else ' ×100'})", "",
                   "| speaker | " + key + " | n |", "|---|---|---|"]
-        lines += [f"| {spk} | {_fmt(v.get(key), [])} | {v['n']} |" for spk, v in speakers.items()]
+        lines += [f"| {spk} | {_fmt(v.get(key), percent=not regression)} | {v['n']} |" for spk, v in speakers.items()]
     return "\n".join(lines) + "\n"
 
 

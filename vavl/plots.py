@@ -78,7 +78,8 @@ def plot_robustness(results: dict, path, metric: str | None = None) -> Path:
         ax.axhline(1 / len(results["labels"]), ls="--", lw=1, color="grey", label="chance")
     ax.set_xticks(range(len(conditions)), conditions, rotation=20, ha="right")
     ax.set_ylabel(metric)
-    ax.set_ylim(0, 1)
+    values = [s[h].get(metric) for s in results["conditions"].values() for h in heads]
+    ax.set_ylim(min([0.0] + [v - 0.1 for v in values if v is not None]), 1)
     ax.set_title(f"{metric} per condition and head (95% bootstrap intervals)", fontsize=9)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path)
