@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..models.auxformer import AuxFormerConfig, AuxFormerForEmotionRecognition
 
 ENCODERS = {"a_mem": "a_aux", "v_mem": "v_aux", "trans_a_mem": "fusion.a_mem", "trans_v_mem": "fusion.v_mem",
@@ -85,6 +85,8 @@ def load_official_auxformer(path, num_heads: int = 10, causal_mask: bool = True)
                 ours[name] = value.squeeze(-1) if key == "conv_1d_a.weight" else value
     except KeyError as e:
         raise DataError(f"{path}: unexpected parameter {e.args[0]!r} for an official AuxFormer checkpoint") from e
+    except ConfigError as e:
+        raise DataError(f"{path}: {e}; pass a --num-heads that divides the checkpoint's width") from e
     model = AuxFormerForEmotionRecognition(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(ours))

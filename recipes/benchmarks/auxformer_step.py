@@ -1,0 +1,168 @@
+"""Benchmark: one AuxFormer training step (forward + backward + AdamW) at the official default
+shape, inference latency for one clip, and peak memory; optionally the official implementation.
+
+    python recipes/benchmarks/auxformer_step.py                      # ours, CPU, fp32, 2 threads
+    python recipes/benchmarks/auxformer_step.py --official-src DIR   # DIR holds the official
+        # ilucasgoncalves/AuxFormer files net/avmodel_AF.py and modules/ (not shipped with vavl)
+    python recipes/benchmarks/auxformer_step.py --device cuda --dtype bf16
+
+Each implementation runs in its own subprocess so that peak memory (RSS, or CUDA peak allocated)
+is its own. Same inputs shape, same loss (CE on fused + both auxiliary heads), same optimiser.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_OUT = Path(__file__).parent / "results" / "auxformer_step.json"
+SHAPE = {"batch": 32, "audio_frames": 125, "visual_frames": 75, "audio_dim": 1024, "visual_dim": 50,
+         "hidden_size": 50, "num_layers": 5, "num_heads": 10, "num_labels": 6}
+
+
+def build(impl: str, official_src: str | None):
+    """-> (model, fn(audio, visual, labels) -> loss, fn(audio, visual) -> logits)."""
+    if impl == "ours":
+        import vavl
+
+        model = vavl.create_model("auxformer.official")
+
+        def loss_fn(a, v, y):
+            return model(audio_features=a, visual_features=v, labels=y).loss
+
+        def infer(a, v):
+            return model(audio_features=a, visual_features=v).logits
+        return model, loss_fn, infer
+    sys.path.insert(0, official_src)
+    from net.avmodel_AF import AVmodel  # the official class, from the user's copy
+
+    args = SimpleNamespace(num_heads=SHAPE["num_heads"], layers=SHAPE["num_layers"], attn_mask=True,
+                           output_dim=SHAPE["num_labels"], attn_dropout=0.1, relu_dropout=0.1, res_dropout=0.1,
+                           out_dropout=0.2, embed_dropout=0.25)
+    model = AVmodel(args)
+
+    def loss_fn(a, v, y):
+        out, out_a, out_v = model(a, v)
+        return F.cross_entropy(out, y) + F.cross_entropy(out_a, y) + F.cross_entropy(out_v, y)
+
+    def infer(a, v):
+        return model(a, v)[0]
+    return model, loss_fn, infer
+
+
+def peak_memory_mb(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def measure(impl: str, args) -> dict:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    model, loss_fn, infer = build(impl, args.official_src)
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    b = SHAPE["batch"]
+    audio = torch.randn(b, SHAPE["audio_frames"], SHAPE["audio_dim"], device=device)
+    visual = torch.randn(b, SHAPE["visual_frames"], SHAPE["visual_dim"], device=device)
+    labels = torch.randint(0, SHAPE["num_labels"], (b,), device=device)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = loss_fn(audio, visual, labels)
+        loss.backward()
+        opt.step()
+
+    model.train()
+    times = []
+    for i in range(args.warmup + args.steps):
+        sync()
+        t0 = time.perf_counter()
+        step()
+        sync()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    model.eval()
+    lat = []
+    with torch.no_grad(), autocast:
+        for i in range(args.warmup + args.latency_runs):
+            sync()
+            t0 = time.perf_counter()
+            infer(audio[:1], visual[:1])
+            sync()
+            if i >= args.warmup:
+                lat.append(time.perf_counter() - t0)
+    return {"train_step_s": {"median": statistics.median(times), "min": min(times), "max": max(times), "n": len(times)},
+            "latency_one_clip_ms": {"median": 1000 * statistics.median(lat), "n": len(lat)},
+            "peak_memory_mb": peak_memory_mb(args.device),
+            "peak_memory_kind": "cuda max_memory_allocated" if args.device == "cuda" else "process max RSS (getrusage)"}
+
+
+def run_in_subprocess(impl: str, args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        cmd = [sys.executable, __file__, "--only", impl, "--out", str(out), "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--latency-runs", str(args.latency_runs), "--threads", str(args.threads),
+               "--device", args.device, "--dtype", args.dtype]
+        if args.official_src:
+            cmd += ["--official-src", args.official_src]
+        subprocess.run(cmd, check=True)
+        return json.loads(out.read_text())
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--latency-runs", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--official-src", help="folder with the official AuxFormer source (net/, modules/)")
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--only", choices=["ours", "official"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.only:  # child process: one implementation
+        Path(args.out).write_text(json.dumps(measure(args.only, args)))
+        return 0
+    results = {"ours": run_in_subprocess("ours", args)}
+    if args.official_src:
+        results["official"] = run_in_subprocess("official", args)
+        results["speedup_train_step"] = results["official"]["train_step_s"]["median"] / results["ours"]["train_step_s"]["median"]
+        results["speedup_latency"] = results["official"]["latency_one_clip_ms"]["median"] / results["ours"]["latency_one_clip_ms"]["median"]
+    report = {
+        "benchmark": "AuxFormer training step (forward + backward + AdamW) and one-clip inference",
+        "shape": SHAPE, "device": args.device, "dtype": args.dtype, "threads": args.threads,
+        "steps": args.steps, "warmup": args.warmup,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__, "processor": platform.processor() or platform.machine()},
+        "results": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, out)
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
