@@ -328,6 +328,18 @@ def forward_inputs(batch: dict, drop: str | None = None) -> dict:
 
 
 # ---- model and optimiser --------------------------------------------------------------------
+def has_encoders(model) -> bool:
+    """An AudioVisualModel: encoders in front of a fusion model (`.fusion`), takes raw media."""
+    from vavl.models.with_encoders import AudioVisualModel
+
+    return isinstance(model, AudioVisualModel)
+
+
+def emotion_config(model):
+    """The fusion model's EmotionConfig (an AudioVisualModel wraps it as `.fusion`)."""
+    return model.fusion.config if has_encoders(model) else model.config
+
+
 def feature_dims(cache, records: list[dict]) -> tuple[int | None, int | None]:
     """(audio_dim, visual_dim) read from the first cached clips that have each modality."""
     dims: dict[str, int | None] = {"audio_features": None, "visual_features": None}
@@ -389,7 +401,7 @@ def param_groups(model, cfg: dict) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if name.startswith(("audio_encoder.", "visual_encoder.")) and hasattr(model, "fusion"):
+        if name.startswith(("audio_encoder.", "visual_encoder.")) and has_encoders(model):
             module = name.split(".")[0]
             layer = encoder_layer_depth(name)
             enc.setdefault(module, []).append((name, p, None if layer is None else layer[0]))
@@ -409,7 +421,7 @@ def param_groups(model, cfg: dict) -> list[dict]:
 def freeze_encoders(model, cfg: dict) -> None:
     t = cfg["train"]
     for name in ("audio_encoder", "visual_encoder"):
-        enc = getattr(model, name, None) if hasattr(model, "fusion") else None
+        enc = getattr(model, name, None) if has_encoders(model) else None
         if enc is None:
             continue
         if t["freeze_encoders"]:
@@ -540,7 +552,7 @@ def evaluate(accelerator, model, dataloader, drop: str | None = None, desc: str 
     from vavl import metrics
 
     model.eval()
-    config = accelerator.unwrap_model(model).config
+    config = emotion_config(accelerator.unwrap_model(model))
     logits, labels, index = [], [], []
     for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
         out = model(**{k: v for k, v in forward_inputs(batch, drop).items() if k != "labels"})
@@ -568,7 +580,7 @@ def is_better(value: float, best: float | None, metric: str) -> bool:
 
 
 def model_card(cfg: dict, model, metrics: dict, names: list[str], config_path: str | None) -> str:
-    c = model.config
+    c = emotion_config(model)
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, float))
     return f"""---
 library_name: vavl
@@ -700,14 +712,11 @@ def setup(cfg: dict):
         collate_fn = collate_indexed
     else:
         model = build_model(cfg, task, names, (None, None), weights)
-        if not hasattr(model, "fusion"):
+        if not has_encoders(model):
             raise ConfigError("data.cache is null (end to end) but the model has no encoders: "
                               "set model.audio_encoder / model.visual_encoder, or give a feature cache")
         freeze_encoders(model, cfg)
-        processor = model.build_processor() if hasattr(model, "build_processor") else None
-        if processor is None:
-            from vavl.processing import AudioVisualProcessor
-            processor = AudioVisualProcessor()
+        processor = model.processor
         make = lambda recs: IndexedDataset(RawClipDataset(recs, processor, model.fusion.config))  # noqa: E731
         collate_fn = collate_raw
     t = cfg["train"]
@@ -758,7 +767,7 @@ def train(run: dict, config_path: str | None = None) -> dict:
         except Exception as e:  # wandb could not start: go on with the JSONL log only
             acc.print(f"warning: experiment tracker did not start ({e}); logging to {out_dir / 'log.jsonl'} only")
     step_fn = train_step_vavl if t["schedule"] == "vavl" else train_step_joint
-    metric = t["metric"] or ("ccc" if acc.unwrap_model(model).config.task == "regression" else "UA")
+    metric = t["metric"] or ("ccc" if emotion_config(acc.unwrap_model(model)).task == "regression" else "UA")
     md = t["modality_dropout"]
     stopped = None
     model.train()

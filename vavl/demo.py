@@ -1,0 +1,167 @@
+"""`vavl demo`: synthetic CREMA-D-layout corpus -> manifest -> features -> fine-tuned AuxFormer ->
+missing-modality report -> one prediction, in a few minutes on a CPU.
+
+The corpus (vavl.data.synthetic) puts the emotion in both modalities (audio: pitch, loudness,
+syllable rate; video: face tint, size, motion). Features come from small hand-crafted encoders
+that keep those cues: 40 MFCCs per 10 ms for audio, 32x32 RGB MTCNN face crops for video
+("mfcc" and "face-rgb" in the encoder registry; no downloads). Training is recipes/finetune.py
+itself, imported from the repository checkout, so the demo runs the same loop as the recipes.
+
+Leaves in DIR: corpus/, manifest.jsonl, features/, finetune/ (the recipe's output folder),
+model/ (encoders + fusion model, save_pretrained: loadable with AutoModel after `import vavl`,
+and usable by `vavl predict`), report/ (metrics.json, report.md, confusion and robustness PNGs).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+from .errors import ConfigError
+
+AUDIO_ENCODER, VISUAL_ENCODER = "mfcc", "face-rgb"
+SIZES = {  # n_speakers, clips per class and speaker, epochs
+    "default": (10, 2, 20),
+    "small": (5, 1, 12),
+}
+
+
+def load_recipe():
+    """recipes/finetune.py from the checkout this package is installed from (editable install)."""
+    path = Path(__file__).resolve().parents[1] / "recipes" / "finetune.py"
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipes/finetune.py not found. `vavl demo` runs the fine-tune recipe from the "
+                          "repository checkout: install with `pip install -e .` from a clone of the repository")
+    spec = importlib.util.spec_from_file_location("vavl_recipe_finetune", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, progress: bool = True) -> dict:
+    """Run every step; returns the summary that is printed at the end."""
+    import torch
+
+    import vavl
+    from .data import read_manifest, split_records
+    from .data.cache import FeatureCache, FeatureDataset
+    from .data.extract import extract
+    from .data.prepare import prepare
+    from .data.synthetic import make_corpus
+    from .evaluation import evaluate, write_report
+
+    if size not in SIZES:
+        raise ConfigError(f"--size {size!r} is not one of {sorted(SIZES)}")
+    recipe = load_recipe()                      # fail early if the checkout is missing
+    n_speakers, per_class, epochs = SIZES[size]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    times = {}
+
+    def step(name):
+        times[name] = time.perf_counter()
+        print(f"[vavl demo] {name}", flush=True)
+
+    step("corpus")
+    corpus = out / "corpus"
+    if not (corpus / "SentenceFilenames.csv").is_file():
+        make_corpus("crema-d", corpus, n_speakers=n_speakers, clips_per_class=per_class, duration=1.5,
+                    size=(128, 96), fps=15.0, signal="both", seed=seed)
+    step("prepare")
+    manifest = out / "manifest.jsonl"
+    prepare("crema-d", corpus, manifest, label="intended")
+    step("extract")
+    extract(manifest, out / "features", audio_encoder=AUDIO_ENCODER, visual_encoder=VISUAL_ENCODER, fps=5.0,
+            batch_size=8, max_side=160, progress=progress)
+
+    step("fine-tune")
+    cfg = recipe.load_config(None, extra={
+        "seed": seed, "output_dir": str(out / "finetune"),
+        "model": {"name": "auxformer_w2v2l_effb2.crema_d",
+                  "config": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "embed_dropout": 0.1}},
+        "data": {"manifest": str(manifest), "cache": str(out / "features"), "protocol": "speaker-5fold", "fold": 0},
+        "train": {"epochs": epochs, "batch_size": 16, "lr": 2e-3, "warmup_ratio": 0.1, "metric": "UA",
+                  "modality_dropout": {"audio": 0.2, "visual": 0.2}},
+        "log": {"wandb": False, "progress": progress, "every": 5},
+    })
+    trained = recipe.main(cfg)
+
+    step("evaluate")
+    from .evaluation import load_model
+
+    fusion = load_model(str(out / "finetune"))
+    test = split_records(read_manifest(manifest), "speaker-5fold", 0)["test"]
+    dataset = FeatureDataset(FeatureCache(out / "features"), test, fusion.config)
+    meta = {"model": str(out / "model"), "manifest": str(manifest), "protocol": "speaker-5fold", "fold": 0,
+            "split": "test", "source": "feature cache"}
+    results = evaluate(fusion, dataset, ("av", "audio", "video"), batch_size=32, bootstrap=200, seed=seed,
+                       progress=progress, meta=meta)
+    write_report(results, out / "report")
+
+    step("save model")
+    from .models.with_encoders import AudioVisualModel
+
+    full = AudioVisualModel.from_parts(fusion, audio_encoder=AUDIO_ENCODER, visual_encoder=VISUAL_ENCODER,
+                                       processor={"fps": 5.0})
+    full.save_pretrained(out / "model")
+    (out / "model" / "README.md").write_text((out / "finetune" / "README.md").read_text(encoding="utf-8")
+                                             + f"\nThis folder adds the `{AUDIO_ENCODER}` / `{VISUAL_ENCODER}` encoders "
+                                               "in front of the fusion model, so it takes media files.\n", encoding="utf-8")
+
+    step("predict")
+    clip = test[0]
+    prediction = vavl.predict(clip["video"], model=str(out / "model"))
+    times["end"] = time.perf_counter()
+
+    conds = results["conditions"]
+    summary = {
+        "output": str(out), "clips": len(read_manifest(manifest)), "test_clips": len(test),
+        "labels": results["labels"], "chance_UA": 1 / len(results["labels"]),
+        "UA": {c: conds[c]["fused"]["UA"] for c in conds},
+        "prediction": {"clip": clip["id"], "gold": clip["label"], "predicted": _top(prediction)},
+        "seconds": {name: round(t1 - t0, 1) for (name, t0), t1 in zip(list(times.items())[:-1], list(times.values())[1:])},
+        "best_dev_UA": trained["summary"]["best"],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    print(format_summary(summary))
+    return summary
+
+
+def _top(prediction) -> str:
+    """The predicted class from whatever vavl.predict returns (dict / object with label or scores)."""
+    if isinstance(prediction, list) and prediction:
+        prediction = prediction[0]
+    for key in ("label", "emotion", "prediction"):
+        value = prediction.get(key) if isinstance(prediction, dict) else getattr(prediction, key, None)
+        if isinstance(value, str):
+            return value
+    scores = prediction.get("scores") if isinstance(prediction, dict) else getattr(prediction, "scores", None)
+    if isinstance(scores, dict) and scores:
+        return max(scores, key=scores.get)
+    return str(prediction)
+
+
+def format_summary(s: dict) -> str:
+    rows = [f"vavl demo: {s['clips']} synthetic CREMA-D-layout clips, test = {s['test_clips']} clips of unseen speakers",
+            f"{'condition':<12} {'UA (fused head)':>16}   chance {100 * s['chance_UA']:.1f}"]
+    rows += [f"{c:<12} {100 * v:>15.1f}%" for c, v in s["UA"].items()]
+    p = s["prediction"]
+    rows.append(f"predict {p['clip']}: {p['predicted']} (gold {p['gold']})")
+    rows.append("time: " + ", ".join(f"{k} {v}s" for k, v in s["seconds"].items()) + f"; total {sum(s['seconds'].values()):.0f}s")
+    rows.append(f"files: {s['output']}/manifest.jsonl, model/, report/metrics.json, report/robustness.png, report/confusion_av.png")
+    return "\n".join(rows)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
+    parser.add_argument("--size", default="default", choices=sorted(SIZES),
+                        help="corpus size: default (120 clips, ~3-4 min on 2 CPU cores) or small (30 clips, for tests)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    demo(args.out, size=args.size, seed=args.seed, progress=not args.no_progress)
+    return 0
