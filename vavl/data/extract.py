@@ -32,12 +32,12 @@ from .manifest import read_manifest
 SETTINGS_VERSION = 1
 
 
-def _dist():
+def _dist(device: str):
     """(rank, world size, barrier) from Accelerate when launched with several processes."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 
-        state = PartialState()
+        state = PartialState(cpu=not str(device).startswith("cuda"))   # CPU ranks talk over gloo
         return state.process_index, state.num_processes, state.wait_for_everyone
     return 0, 1, lambda: None
 
@@ -127,7 +127,7 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     log = log or sys.stderr
     if not audio_encoder and not visual_encoder:
         raise DataError("give --audio-encoder, --visual-encoder or both")
-    rank, world, barrier = _dist()
+    rank, world, barrier = _dist(device)
     records = read_manifest(manifest)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     encoders = {}

@@ -1,0 +1,132 @@
+"""Synthetic corpora in every layout -> manifest -> `vavl extract` (tiny encoders) -> dataset -> batch;
+resuming a killed run; bad clips; two processes under accelerate."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from vavl.data import collate, read_manifest, write_manifest
+from vavl.data.cache import FeatureCache, FeatureDataset
+from vavl.data.extract import extract
+from vavl.data.prepare import prepare
+from vavl.data.synthetic import make_corpus
+from vavl.models.base import EmotionConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = open(os.devnull, "w")
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    """A tiny wav2vec2 (transformers save_pretrained) and a tiny timm face backbone (vavl save_pretrained)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from vavl.encoders import build_encoder
+
+    root = tmp_path_factory.mktemp("encoders")
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(32, 32), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    Wav2Vec2Model(config).save_pretrained(root / "audio")
+    build_encoder("test_convnext", image_size=64).save_pretrained(root / "visual")
+    return str(root / "audio"), str(root / "visual")
+
+
+def make(layout, root, **kw):
+    kw = {"n_speakers": 2, "clips_per_class": 1, "duration": 1.0, **kw}
+    make_corpus(layout, root / "corpus", **kw)
+    prepare(layout, root / "corpus", root / "m.jsonl", log=QUIET)
+    return root / "m.jsonl"
+
+
+LABELS = {"crema-d": ("angry", "disgust", "fear", "happy", "neutral", "sad"),
+          "ravdess": ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"),
+          "msp-improv": ("angry", "happy", "neutral", "sad"), "custom": ("angry", "happy", "neutral", "sad")}
+
+
+@pytest.mark.parametrize("layout", ["crema-d", "ravdess", "msp-improv", "custom"])
+def test_every_layout_goes_from_corpus_to_batches(tmp_path, encoders, layout):
+    manifest = make(layout, tmp_path, n_speakers=1)
+    records = read_manifest(manifest)
+    summary = extract(manifest, tmp_path / "cache", *encoders, fps=4, batch_size=3, progress=False, log=QUIET)
+    assert summary["cached"] == len(records) and summary["failed"] == 0
+    cache = FeatureCache(tmp_path / "cache")
+    assert cache.settings["visual_dim"] == 64 and cache.settings["processor"]["face_size"] == 64
+    config = EmotionConfig(id2label=dict(enumerate(LABELS[layout])), num_labels=len(LABELS[layout]),
+                           audio_dim=32, visual_dim=64)
+    ds = FeatureDataset(cache, records, config)
+    batch = collate([ds[i] for i in range(len(ds))])
+    assert batch["audio_features"].shape[:1] == (len(records),) and batch["audio_features"].shape[2] == 32
+    assert batch["visual_features"].shape[2] == 64
+    # 1 s of 16 kHz audio at stride 80 -> ~199 frames; a clip without audio/video has an all-false row
+    has_audio = torch.tensor([r["audio"] is not None for r in ds.records])
+    assert torch.equal(batch["audio_mask"].any(1), has_audio)
+    assert (batch["audio_mask"].sum(1)[has_audio] > 150).all()
+    has_video = torch.tensor([r["video"] is not None for r in ds.records])
+    assert not batch["visual_mask"].any(1)[~has_video].any()
+    assert batch["visual_mask"].any(1)[has_video].float().mean() > 0.7        # faces found in the synthetic clips
+    assert batch["labels"].tolist() == [LABELS[layout].index(r["label"]) for r in ds.records]
+
+
+def test_bad_clips_are_reported_and_skipped(tmp_path, encoders):
+    manifest = make("custom", tmp_path, n_speakers=1)
+    records = read_manifest(manifest)[:3]
+    (tmp_path / "junk.mp4").write_bytes(b"\x00not a video" * 100)
+    records.append({"id": "junk", "audio": str(tmp_path / "junk.mp4"), "video": str(tmp_path / "junk.mp4"), "folds": {}})
+    write_manifest(records, tmp_path / "bad.jsonl")
+    summary = extract(tmp_path / "bad.jsonl", tmp_path / "cache", encoders[0], None, progress=False, log=QUIET)
+    assert summary["cached"] == 3 and summary["failed"] == 1
+    errors = [json.loads(x) for x in (tmp_path / "cache" / "errors.jsonl").read_text().splitlines()]
+    assert errors[0]["id"] == "junk" and "junk.mp4" in errors[0]["error"]
+
+
+def run_cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "vavl.cli", "extract", *args, "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, **kw)
+
+
+def test_a_killed_run_resumes_without_recomputing(tmp_path, encoders):
+    manifest = make("crema-d", tmp_path)
+    n = len(read_manifest(manifest))
+    args = ["--manifest", str(manifest), "--out", str(tmp_path / "cache"), "--audio-encoder", encoders[0],
+            "--visual-encoder", encoders[1], "--fps", "3", "--batch-size", "1"]
+    clips = tmp_path / "cache" / "clips"
+    proc = run_cli(*args)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and len(list(clips.glob("*.safetensors"))) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = {p.name: p.stat().st_mtime_ns for p in clips.glob("*.safetensors")}
+    assert 2 <= len(first) < n, "the run should have been killed part way"
+    done = run_cli(*args)
+    assert done.wait() == 0, done.stderr.read()
+    after = {p.name: p.stat().st_mtime_ns for p in clips.glob("*.safetensors")}
+    assert len(after) == n and all(after[k] == v for k, v in first.items())   # nothing recomputed
+    assert not list(clips.glob(".*.tmp"))
+    for path in clips.glob("*.safetensors"):                                # every file loads
+        with safe_open(str(path), framework="pt") as f:
+            assert f.get_tensor("audio").shape[1] == 32
+    index = [json.loads(x) for x in (tmp_path / "cache" / "index.jsonl").read_text().splitlines()]
+    assert len(index) == n
+
+
+def test_two_processes_share_one_cache(tmp_path, encoders):
+    manifest = make("custom", tmp_path, n_speakers=1)
+    n = len(read_manifest(manifest))
+    launcher = str(Path(sys.executable).parent / "accelerate")
+    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "-m", "vavl.cli", "extract", "--manifest", str(manifest),
+           "--out", str(tmp_path / "cache"), "--audio-encoder", encoders[0], "--no-progress"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    index = FeatureCache(tmp_path / "cache").rebuild_index()
+    assert len(index) == n and {e["meta"]["rank"] for e in index.values()} == {0, 1}
