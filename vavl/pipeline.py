@@ -250,6 +250,10 @@ def run(args: argparse.Namespace) -> int:
     import av
     from tqdm import tqdm
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()   # one line per problem on stderr: no loading bars or notices
+    hf_logging.disable_progress_bar()
     files = expand_paths(args.paths)
     if not files:
         raise MediaError(f"{' '.join(args.paths)}: no media files ({', '.join(MEDIA_SUFFIXES)})")

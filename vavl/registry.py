@@ -87,7 +87,11 @@ def create_model(
             raise ConfigError(f"{name}: {entry.status}; create it with pretrained=False or train it with recipes/finetune.py")
         model = entry.model_class.from_pretrained(entry.hub_id, **config_overrides)
     else:
-        config = entry.model_class.config_class(**{**entry.config, **config_overrides})
+        defaults = dict(entry.config)
+        if "id2label" in config_overrides or "num_labels" in config_overrides:  # the caller's labels win
+            for key in ("id2label", "label2id", "num_labels"):
+                defaults.pop(key, None)
+        config = entry.model_class.config_class(**{**defaults, **config_overrides})
         model = entry.model_class(config)
     if audio_encoder is None and visual_encoder is None:
         return model

@@ -51,10 +51,14 @@ def _smooth(x: np.ndarray, valid: np.ndarray, width: int) -> np.ndarray:
     """Centred moving average of (t, k) values over valid frames only (nan elsewhere)."""
     if width <= 1 or not valid.any():
         return x
-    kernel = np.ones(width)
+    kernel, t, lo = np.ones(width), len(x), width // 2
+
+    def conv(v):  # centred, same length as v (also when v is shorter than the kernel)
+        return np.convolve(v, kernel, mode="full")[lo:lo + t]
+
     filled = np.where(valid[:, None], x, 0.0)
-    num = np.stack([np.convolve(filled[:, j], kernel, mode="same") for j in range(x.shape[1])], 1)
-    den = np.convolve(valid.astype(float), kernel, mode="same")[:, None]
+    num = np.stack([conv(filled[:, j]) for j in range(x.shape[1])], 1)
+    den = conv(valid.astype(float))[:, None]
     return np.where(valid[:, None], num / np.maximum(den, 1e-9), np.nan)
 
 

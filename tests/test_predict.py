@@ -1,0 +1,164 @@
+"""Raw clip -> prediction: full models (encoders + fusion), save / AutoModel round trip,
+`vavl.predict` on every kind of input, and the `vavl predict` command line."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel
+
+import vavl
+from media_utils import tone, write_face_clip
+from test_encoders import tiny_speech_dir
+from vavl.cli import main
+from vavl.media import write_clip
+from vavl.models.with_encoders import AudioVisualModel
+
+LABELS = {0: "angry", 1: "happy", 2: "neutral"}
+SMALL = dict(hidden_size=16, num_heads=2, num_layers=1)
+
+
+def tiny_full_model(tmp_path, **overrides):
+    speech = tiny_speech_dir(tmp_path / "speech")
+    torch.manual_seed(0)
+    model = vavl.create_model("auxformer", audio_encoder=speech, visual_encoder="test_efficientnet",
+                              **{"id2label": LABELS, **SMALL, **overrides})
+    model.processor.face_size = 64  # small crops keep the tests fast
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    tiny_full_model(root).save_pretrained(root / "model")
+    return str(root / "model")
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    from vavl.pipeline import load_model
+
+    return load_model(model_dir)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "face.mp4": write_face_clip(d / "face.mp4", seconds=2.0, fps=10, sample_rate=48000, channels=2),
+        "face.flv": write_face_clip(d / "face.flv", seconds=1.0, fps=10, sample_rate=44100),
+        "surround.mkv": write_face_clip(d / "surround.mkv", seconds=1.0, fps=10, sample_rate=48000, channels=6),
+        "speech.wav": write_clip(d / "speech.wav", audio=tone(1.5), sample_rate=16000),
+        "speech.mp3": write_clip(d / "speech.mp3", audio=tone(1.0, 44100, 2), sample_rate=44100),
+        "mute.mp4": write_face_clip(d / "mute.mp4", seconds=1.0, fps=10, audio=False),
+        "noface.mp4": write_clip(d / "noface.mp4", np.full((10, 96, 128, 3), 60, np.uint8), fps=10, audio=tone(1.0)),
+        "short.mp4": write_face_clip(d / "short.mp4", seconds=0.2, fps=10),
+        "silent_black.mp4": write_clip(d / "silent_black.mp4", np.zeros((10, 64, 80, 3), np.uint8), fps=10,
+                                       audio=np.zeros(16000, np.float32)),
+    }
+
+
+def test_full_model_takes_raw_and_feature_inputs_and_round_trips(tmp_path, model_dir):
+    m = AutoModel.from_pretrained(model_dir).eval()
+    assert isinstance(m, AudioVisualModel) and m.fusion.config.audio_dim == 32
+    assert m.fusion.config.visual_dim == m.visual_encoder.output_dim and m.processor.face_size == 64
+    assert m.config.id2label[1] == "happy" and m.label_names == ["angry", "happy", "neutral"]
+    wave, crops = torch.randn(2, 8000), torch.randn(2, 4, 3, 64, 64)
+    mask, pmask = torch.ones(2, 8000, dtype=torch.bool), torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    with torch.no_grad():
+        out = m(input_values=wave, attention_mask=mask, pixel_values=crops, pixel_mask=pmask, labels=torch.tensor([0, 2]))
+        assert out.heads_used() == ["fused", "audio"] and torch.isfinite(out.loss)
+        feats = m.encode(wave, mask, crops, pmask)
+        again = m(**feats)  # feature-level inputs go straight to the fusion model
+        assert torch.allclose(again.logits, out.logits, atol=1e-5)
+    m.save_pretrained(tmp_path / "again")
+    reloaded = AutoModel.from_pretrained(tmp_path / "again").eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(input_values=wave, pixel_values=crops, pixel_mask=pmask).logits,
+                              m(input_values=wave, pixel_values=crops, pixel_mask=pmask).logits, atol=1e-5)
+
+
+def test_predict_audio_visual_clip(model, clips):
+    r = vavl.predict(clips["face.mp4"], model=model)
+    assert r["modalities"] == ["audio", "visual"] and r["head"] == "fused"
+    assert r["label"] in LABELS.values() and abs(sum(r["scores"].values()) - 1) < 1e-4
+    assert r["frames"] == 10 and r["face_frames"] == 10 and abs(r["duration"] - 2.0) < 0.1
+    assert [x for e in r["timeline"] for x in (e["start"], e["end"])] == pytest.approx([0, 1, 1, 2], abs=0.05)
+    assert all(e["modalities"] == ["audio", "visual"] for e in r["timeline"])
+    assert set(r["timings"]) == {"decode", "faces", "audio_encoder", "visual_encoder", "fusion"}
+
+
+@pytest.mark.parametrize("name,modalities,note", [
+    ("face.flv", ["audio", "visual"], None), ("surround.mkv", ["audio", "visual"], None),
+    ("speech.wav", ["audio"], "no video stream"), ("speech.mp3", ["audio"], "no video stream"),
+    ("mute.mp4", ["visual"], "no audio stream"), ("noface.mp4", ["audio"], "no face found"),
+    ("short.mp4", ["audio", "visual"], None), ("silent_black.mp4", ["audio"], "silent")])
+def test_predict_handles_every_kind_of_clip(model, clips, name, modalities, note):
+    r = vavl.predict(clips[name], model=model)
+    assert r["modalities"] == modalities and r["label"] in LABELS.values()
+    assert (note is None and not r["notes"]) or any(note in n for n in r["notes"])
+    assert r["timeline"] and all(set(e["modalities"]) <= set(modalities) for e in r["timeline"])
+    if "visual" not in modalities and name.endswith(".mp4") and name != "mute.mp4":
+        assert r["frames"] > 0 and r["face_frames"] == 0
+
+
+def test_regression_model_reports_attribute_values(tmp_path, clips):
+    m = tiny_full_model(tmp_path, task="regression", id2label=None).eval()
+    r = vavl.predict(clips["face.flv"], model=m)
+    assert r["label"] is None and list(r["scores"]) == ["arousal", "valence", "dominance"]
+
+
+def test_long_clip_is_decoded_in_windows(tmp_path, model, monkeypatch):
+    path = write_clip(tmp_path / "long.wav", audio=np.tile(tone(1.0), 120), sample_rate=16000)  # 2 minutes
+    spans = []
+    decode = model.processor.decode
+
+    def spy(p, start=0.0, end=None, **kw):
+        spans.append((start, end))
+        return decode(p, start=start, end=end, **kw)
+
+    monkeypatch.setattr(model.processor, "decode", spy)
+    r = vavl.predict(path, model=model, window=20.0, step=5.0)
+    assert len(spans) == 6 and all(e is None or e - s <= 20.0 for s, e in spans)
+    assert len(r["timeline"]) == 24 and r["timeline"][-1]["end"] == pytest.approx(120.0, abs=0.1)
+    assert r["modalities"] == ["audio"] and abs(r["duration"] - 120.0) < 0.1
+
+
+def test_cli_json_csv_timeline_and_batch_with_failures(tmp_path, model_dir, clips, capsys):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for name in ("face.flv", "speech.wav"):
+        (folder / name).write_bytes(clips[name].read_bytes())
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.mp4").write_text("not a video")
+    (folder / "readme.txt").write_text("ignored: not a media suffix")
+    code = main(["predict", str(folder), "--model", model_dir, "--json", "--csv", str(tmp_path / "out.csv"),
+                 "--timeline", str(tmp_path / "t.png")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    assert sorted(r["file"].split("/")[-1] for r in rows) == ["face.flv", "speech.wav"]
+    for r in rows:
+        assert {"file", "label", "scores", "modalities", "frames", "face_frames", "timeline"} <= set(r)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 2 and any("empty.mp4" in e for e in errors) and any("notes.mp4" in e for e in errors)
+    assert "2 of 4 files failed" in err
+    assert (tmp_path / "out.csv").read_text().count("\n") == 3
+    assert (tmp_path / "t_face.png").stat().st_size > 1000 and (tmp_path / "t_speech.png").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"plain text\n" * 10, None])
+def test_cli_single_bad_file_is_one_line_and_exit_2(tmp_path, model_dir, capsys, content):
+    path = tmp_path / "bad.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["predict", str(path), "--model", model_dir]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and "bad.mp4" in lines[0] and "Traceback" not in err
+
+
+def test_cli_human_readable_line(model_dir, clips, capsys):
+    assert main(["predict", str(clips["noface.mp4"]), "--model", model_dir]) == 0
+    out = capsys.readouterr().out
+    assert "noface.mp4" in out and "audio" in out and "no face found" in out
