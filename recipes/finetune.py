@@ -546,7 +546,7 @@ def train_step_vavl(accelerator, model, batch, optimizers, schedulers, cfg) -> f
 
 
 @torch.no_grad()
-def evaluate(accelerator, model, dataloader, drop: str | None = None, desc: str = "eval") -> dict:
+def evaluate(accelerator, model, dataloader, drop: str | None = None, desc: str = "eval", progress: bool = True) -> dict:
     """Predictions of every sample exactly once (gather_for_metrics drops the padding duplicates
     of the last batch), then metrics on the whole set: UA/WA/F1 or CCC per attribute."""
     from vavl import metrics
@@ -554,7 +554,7 @@ def evaluate(accelerator, model, dataloader, drop: str | None = None, desc: str 
     model.eval()
     config = emotion_config(accelerator.unwrap_model(model))
     logits, labels, index = [], [], []
-    for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+    for batch in tqdm(dataloader, desc=desc, disable=not (accelerator.is_local_main_process and progress), leave=False):
         out = model(**{k: v for k, v in forward_inputs(batch, drop).items() if k != "labels"})
         lg, lb, ix = accelerator.gather_for_metrics((out.logits.float(), batch["labels"], batch["index"]))
         logits.append(lg.cpu()), labels.append(lb.cpu()), index.append(ix.cpu())
@@ -803,7 +803,7 @@ def train(run: dict, config_path: str | None = None) -> dict:
         bar.close()
         if stopped == "stop_after_steps":
             break
-        dev = evaluate(acc, model, run["eval_dls"]["dev"], desc="dev")
+        dev = evaluate(acc, model, run["eval_dls"]["dev"], desc="dev", progress=cfg["log"]["progress"])
         value = dev[metric]
         row = {"epoch": state.epoch, **{f"dev_{k}": v for k, v in dev.items() if isinstance(v, float)}}
         log(row, state.step)
@@ -837,7 +837,7 @@ def test(run: dict, summary: dict, config_path: str | None = None) -> dict:
         if split == "test" and not cfg["evaluate"]["test"]:
             continue
         for cond in cfg["evaluate"]["conditions"]:
-            r = evaluate(acc, run["model"], dl, drop=drops[cond], desc=f"{split} {cond}")
+            r = evaluate(acc, run["model"], dl, drop=drops[cond], desc=f"{split} {cond}", progress=cfg["log"]["progress"])
             results[f"{split}/{cond}"] = {k: v for k, v in r.items() if k not in ("logits", "labels", "index")}
     if acc.is_main_process:
         report = {"best_epoch": summary["best_epoch"] + 1, "dev_metric": summary["metric"], "dev_best": summary["best"],

@@ -57,7 +57,6 @@ def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, pro
     n_speakers, per_class, epochs = SIZES[size]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     times = {}
 
     def step(name):
@@ -80,7 +79,7 @@ def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, pro
     cfg = recipe.load_config(None, extra={
         "seed": seed, "output_dir": str(out / "finetune"),
         "model": {"name": "auxformer_w2v2l_effb2.crema_d",
-                  "config": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "embed_dropout": 0.1}},
+                  "config": {"hidden_size": 32, "num_layers": 1, "num_heads": 4, "aux_repeats": 1, "embed_dropout": 0.1}},
         "data": {"manifest": str(manifest), "cache": str(out / "features"), "protocol": "speaker-5fold", "fold": 0},
         "train": {"epochs": epochs, "batch_size": 16, "lr": 2e-3, "warmup_ratio": 0.1, "metric": "UA",
                   "modality_dropout": {"audio": 0.2, "visual": 0.2}},
