@@ -221,13 +221,13 @@ def _write_crema_metadata(root, clips, votes, demographics):
               *[f"mean{n}Resp" for n in names], "medianEmoResp", "meanEmoRespNorm",
               *[f"mean{n}RespNorm" for n in names], "medianEmoRespNorm"]
     with open(meta / "tabulatedVotes.csv", "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
+        w = csv.writer(f, **quote)
         w.writerow(header)
         for p in "123":
             for i, (clip_id, *_) in enumerate(clips):
                 c = votes[clip_id, p]
                 means = [60 if c[j] else -1 for j in range(6)]
-                w.writerow([f"{p}{i + 1:05d}", *c.tolist(), clip_id, int(c.sum()), c.max() / c.sum(), vote(c), 60,
+                w.writerow([f"{p}{i + 1:05d}", *c.tolist(), clip_id, int(c.sum()), float(c.max() / c.sum()), vote(c), 60,
                             *means, 60, 60, *means, 60])
 
 
