@@ -580,9 +580,12 @@ def check_labels(config, records: list[dict], manifest: str = "manifest") -> Non
 
 
 def select_records(records: list[dict], protocol: str | None, split: str, fold: int | None) -> list[dict]:
+    """The clips to score: a protocol's split (a fold's test/dev/train part), or every clip without a protocol."""
     from .data import split_records
 
     if protocol is None:
+        if fold is not None:
+            raise ConfigError("--fold needs --protocol (the k-fold protocol the fold belongs to)")
         return records
     chosen = split_records(records, protocol, fold)[split]
     if not chosen:
