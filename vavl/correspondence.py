@@ -66,13 +66,13 @@ def clip_seconds(clip_id: str, audio: torch.Tensor, visual: torch.Tensor, audio_
 def frame_rates(meta: dict, settings: dict, duration: float | None, frames: tuple[int, int],
                 override: tuple[float | None, float | None] = (None, None)) -> tuple[float, float]:
     """(audio, visual) frames per second of a cached clip: given on the command line, else from the
-    clip's metadata or the cache settings (`<modality>_frame_rate`, `fps` for video), else
-    frames / duration."""
+    clip's metadata or the cache settings (`<modality>_frame_rate`; for video the processor's
+    `fps` that `vavl extract` records), else frames / duration."""
     rates = []
     for i, m in enumerate(("audio", "visual")):
         rate = override[i] or meta.get(f"{m}_frame_rate") or settings.get(f"{m}_frame_rate")
         if rate is None and m == "visual":
-            rate = meta.get("fps") or settings.get("fps")
+            rate = meta.get("fps") or settings.get("fps") or (settings.get("processor") or {}).get("fps")
         if rate is None and duration:
             rate = frames[i] / duration
         if not rate:
