@@ -6,6 +6,7 @@ Masks are bool (b, t), True where a frame is real.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -75,12 +76,69 @@ def attention_mask(query_mask: torch.Tensor, key_mask: torch.Tensor, causal: boo
     return allowed.unsqueeze(1)
 
 
+class AttentionBias(NamedTuple):
+    """An `attention_mask` made ready for the layers, once per forward.
+
+    bias: float, 0 where a query may look at a key and -inf elsewhere, (tq, tk) or (b, 1, tq, tk);
+        None when every key is allowed. Adding it costs one cheap pass; masked_fill with a bool
+        mask is several times slower on CPU.
+    empty: (b, 1, tq, 1) bool, queries that see no key at all (a missing modality): their row
+        of `bias` is opened so softmax stays finite, and their output is set to zero.
+    """
+
+    bias: torch.Tensor | None
+    empty: torch.Tensor | None
+
+    @classmethod
+    def from_mask(cls, allowed: torch.Tensor | None, dtype=torch.float32) -> "AttentionBias":
+        if allowed is None:
+            return cls(None, None)
+        empty = None
+        if allowed.dim() == 4:
+            empty = ~allowed.any(-1, keepdim=True)
+            allowed = allowed | empty
+        bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+        return cls(bias, empty)
+
+
+def keep_mask(shape, p: float, dtype=torch.float32, device=None) -> tuple[torch.Tensor, float]:
+    """Dropout keep mask (1 kept, 0 dropped, probability p) as `dtype`, and the 1 / (1 - p) that
+    keeps the expectation. Each decision uses 15 random bits, four per 64-bit draw: on CPU several
+    times cheaper than `bernoulli_`, which otherwise dominates a training step of these small-width
+    attention models. p is rounded to a multiple of 2^-15 (0.1 -> 0.100006); the scale uses it."""
+    threshold = min(round(p * 32768), 32767)
+    n = math.prod(shape)
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_().view(torch.int16)[:n]
+    return ((bits & 0x7FFF) >= threshold).view(shape).to(dtype), 32768 / (32768 - threshold)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """`F.dropout` with the cheap mask of `keep_mask` on CPU (GPUs keep the native kernel)."""
+    if not training or p == 0:
+        return x
+    if x.device.type != "cpu":
+        return torch.nn.functional.dropout(x, p, True)
+    keep, scale = keep_mask(x.shape, p, x.dtype, x.device)
+    return x * keep.mul_(scale)
+
+
+def attention_with_dropout(q, k, v, bias, p: float) -> torch.Tensor:
+    """softmax(q k^T / sqrt(e) + bias) with dropout on the weights, @ v; (b, h, t, e) in and out.
+    The CPU training path: SDPA's fused CPU kernel has no dropout and its fallback is slower
+    (bool masks, a NaN-safe softmax, `bernoulli_`). The dropout scale goes on the small output."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (b, h, tq, tk)
+    if bias is not None:
+        scores = scores.add_(bias)  # in place: the product is not kept for backward
+    keep, scale = keep_mask(scores.shape, p, scores.dtype, scores.device)
+    return (scores.softmax(-1) * keep @ v) * scale
+
+
 class MultiHeadAttention(torch.nn.Module):
     """Self- or cross-attention, batch-first, through `F.scaled_dot_product_attention`.
 
     One packed input projection `qkv` (3d, d) as in `nn.MultiheadAttention`, so its weights map
-    one-to-one. `mask`: bool, True where a query may look at a key. A query with no key at all
-    (a missing modality) gets a zero output instead of NaN.
+    one-to-one. `mask`: an `AttentionBias`. A query with no key at all (a missing modality) gets a
+    zero output instead of NaN.
     """
 
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0):
@@ -105,15 +163,15 @@ class MultiHeadAttention(torch.nn.Module):
                 k = torch.nn.functional.linear(key, w[d:2 * d], bias[d:2 * d])
                 v = torch.nn.functional.linear(value, w[2 * d:], bias[2 * d:])
         q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (q, k, v))  # (b, h, t, e)
-        empty = None
-        if mask is not None and mask.dim() == 4:
-            empty = ~mask.any(-1, keepdim=True)  # (b, 1, tq, 1) queries with no key
-            mask = mask | empty
-        out = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        bias = None if mask is None or mask.bias is None else mask.bias.to(q.dtype)
+        if self.training and self.dropout and q.device.type == "cpu":
+            out = attention_with_dropout(q, k, v, bias, self.dropout)
+        else:
+            out = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
         out = self.out_proj(out.transpose(1, 2).flatten(2))  # (b, tq, d)
-        if empty is not None:
-            out = out.masked_fill(empty.squeeze(1), 0.0)
+        if mask is not None and mask.empty is not None:
+            out = out.masked_fill(mask.empty.squeeze(1), 0.0)
         return out
 
 
@@ -134,16 +192,16 @@ class CrossModalLayer(torch.nn.Module):
         self.alpha = torch.nn.Parameter(torch.rand(1)) if scalar else None
 
     def residual(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-        branch = torch.nn.functional.dropout(branch, self.res_dropout, self.training)
+        branch = dropout(branch, self.res_dropout, self.training)
         return x + branch if self.alpha is None else self.alpha * x + (1 - self.alpha) * branch
 
     def forward(self, x, key=None, value=None, mask=None):
-        """x (b, tq, d); key / value (b, tk, d) or None; mask from `attention_mask`."""
+        """x (b, tq, d); key / value (b, tk, d) or None; mask: an `AttentionBias`."""
         if key is not None:
             key, value = (self.attn_norm(key), None) if value is None or value is key else (self.attn_norm(key), self.attn_norm(value))
         x = self.residual(x, self.attn(self.attn_norm(x), key, value, mask))
         h = torch.nn.functional.relu(self.fc1(self.ff_norm(x)))
-        h = self.fc2(torch.nn.functional.dropout(h, self.relu_dropout, self.training))
+        h = self.fc2(dropout(h, self.relu_dropout, self.training))
         return self.residual(x, h)
 
 
@@ -167,15 +225,14 @@ class CrossModalEncoder(torch.nn.Module):
         return x if positions is None else x + sinusoidal_embedding(positions, x.shape[-1]).to(x.dtype)
 
     def forward(self, x, mask=None, positions=None, context=None, context_positions=None):
-        """x (b, t, d) -> (b, t, d). mask: from `attention_mask(x_mask, context_mask or x_mask)`."""
-        drop = torch.nn.functional.dropout
-        x = drop(self.embed(x, positions), self.embed_dropout, self.training)
+        """x (b, t, d) -> (b, t, d). mask: `AttentionBias.from_mask(attention_mask(x_mask, context_mask or x_mask))`."""
+        x = dropout(self.embed(x, positions), self.embed_dropout, self.training)
         key = value = None
         if context is not None:
             context = self.embed(context, context_positions)
-            key = drop(context, self.embed_dropout, self.training)
+            key = dropout(context, self.embed_dropout, self.training)
             # training: keys and values get their own dropout masks, as in MulT; eval: one tensor
-            value = drop(context, self.embed_dropout, self.training) if self.training and self.embed_dropout else key
+            value = dropout(context, self.embed_dropout, self.training) if self.training and self.embed_dropout else key
         for layer in self.layers:
             x = layer(x, key, value, mask)
         return self.norm(x)
@@ -196,7 +253,7 @@ class ResidualHead(torch.nn.Module):
         h = x
         for i, layer in enumerate(self.layers):
             if i:
-                h = torch.nn.functional.dropout(torch.nn.functional.relu(h), self.dropout, self.training)
+                h = dropout(torch.nn.functional.relu(h), self.dropout, self.training)
             h = layer(h)
         h = x + h
         return self.out(h), h

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...layers import CrossModalEncoder, ResidualHead, attention_mask, mask_positions, masked_last
+from ...layers import AttentionBias, CrossModalEncoder, ResidualHead, attention_mask, mask_positions, masked_last
 from ..base import EmotionModel
 from .configuration_auxformer import AuxFormerConfig
 
@@ -68,8 +68,9 @@ def projected_inputs(model, audio, audio_mask, visual, visual_mask):
     pa = positions(a, audio_mask, cfg.official_positions)
     pv = positions(v, visual_mask, cfg.official_positions)
     c = cfg.causal_mask
-    masks = {"aa": attention_mask(audio_mask, audio_mask, c), "vv": attention_mask(visual_mask, visual_mask, c),
-             "av": attention_mask(audio_mask, visual_mask, c), "va": attention_mask(visual_mask, audio_mask, c)}
+    pairs = {"aa": (audio_mask, audio_mask), "vv": (visual_mask, visual_mask),
+             "av": (audio_mask, visual_mask), "va": (visual_mask, audio_mask)}  # (queries, keys)
+    masks = {k: AttentionBias.from_mask(attention_mask(q, kv, c)) for k, (q, kv) in pairs.items()}
     return a, v, pa, pv, masks
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..auxformer.modeling_auxformer import CrossModalStreams, input_projection, projected_inputs
 from ..base import EmotionModel
-from ...layers import ResidualHead
+from ...layers import AttentionBias, ResidualHead
 from .configuration_mult import MulTConfig
 
 
@@ -46,7 +46,8 @@ class MulTForEmotionRecognition(EmotionModel):
         fused_logits, fused = self.fusion_head(torch.cat([rep_a, rep_v], -1))
         # each stream with the other modality masked out: its cross-attention sees no key
         b, ta, tv = a.shape[0], a.shape[1], v.shape[1]
-        alone = {**masks, "av": audio_mask.new_zeros(b, 1, ta, tv), "va": audio_mask.new_zeros(b, 1, tv, ta)}
+        alone = {**masks, "av": AttentionBias.from_mask(audio_mask.new_zeros(b, 1, ta, tv)),
+                 "va": AttentionBias.from_mask(audio_mask.new_zeros(b, 1, tv, ta))}
         rep_a_alone = self.fusion.audio(a, audio_mask, v, pa, pv, alone)
         rep_v_alone = self.fusion.visual(v, visual_mask, a, pv, pa, alone)
         audio_logits, audio_emb = self.fusion_head(torch.cat([rep_a_alone, torch.zeros_like(rep_v_alone)], -1))
