@@ -120,7 +120,8 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
             visual_encoder: str | None = None, fps: float = 5.0, batch_size: int = 4, device: str = "cpu",
             workers: int = 0, max_seconds: float | None = None, max_side: int | None = 640,
             precision: str = "fp32", progress: bool = True, log=None) -> dict[str, Any]:
-    """Fill the cache at `out` for every clip of `manifest` not in it yet. Returns a summary."""
+    """Fill the cache at `out` for every clip of `manifest` not in it yet. Encoders are names
+    (presets, folders, timm names) or Encoder modules. Returns a summary."""
     from ..encoders import build_encoder
     from ..processing import AudioVisualProcessor
 
@@ -132,7 +133,9 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     encoders = {}
     for modality, name in (("audio", audio_encoder), ("visual", visual_encoder)):
-        if name:
+        if isinstance(name, torch.nn.Module):   # an encoder built by the caller
+            encoders[modality] = name.to(device, dtype).eval()
+        elif name:
             enc = build_encoder(name).to(device, dtype).eval()
             if enc.modality != modality:
                 raise DataError(f"{name} is a {enc.modality} encoder; pass it as --{enc.modality}-encoder")
@@ -202,7 +205,9 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     return summary
 
 
-def _encoder_name(name: str | None) -> str | None:
+def _encoder_name(name) -> str | None:
+    if isinstance(name, torch.nn.Module):
+        return getattr(name, "name", None) or type(name).__name__
     if name and os.path.isdir(name):
         return str(Path(name).resolve())
     return name
