@@ -27,8 +27,9 @@ register_model(ModelEntry(
     model_class=AuxFormerForEmotionRecognition,
     config={"audio_dim": 1024, "visual_dim": 1408, "id2label": CREMA_D_LABELS},
     description="AuxFormer on wav2vec2-large-robust frames and EfficientNet-B2 face embeddings",
-    corpus="CREMA-D", labels="perceived emotion (audio-visual majority vote), 6 classes", protocol="VAVL partitions 1-5",
-    recipe=RECIPE, paper=PAPER, **ENCODERS,
+    corpus="CREMA-D", labels="the actor's intended emotion, 6 classes (raters' perceived label: "
+                             "recipes/configs/crema_d/auxformer_perceived.yaml)",
+    protocol="VAVL partitions 1-5 (the recipe runs partition 1)", recipe=RECIPE, paper=PAPER, **ENCODERS,
 ))
 register_model(ModelEntry(
     name="auxformer_w2v2l_effb2.msp_improv",
@@ -36,7 +37,8 @@ register_model(ModelEntry(
     config={"audio_dim": 1024, "visual_dim": 1408, "task": "regression", "attributes": ["arousal", "valence", "dominance"]},
     description="AuxFormer regressing arousal, valence and dominance (1 - CCC loss)",
     corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal flipped as in VAVL)",
-    protocol="VAVL partitions 1-5", recipe="recipes/configs/msp_improv/auxformer.yaml", paper=PAPER, **ENCODERS,
+    protocol="VAVL partitions 1-5 (the recipe runs partition 1)", recipe="recipes/configs/msp_improv/auxformer.yaml",
+    paper=PAPER, **ENCODERS,
 ))
 
 __all__ = ["AuxFormerConfig", "AuxFormerForEmotionRecognition"]
