@@ -54,6 +54,8 @@ class ClipLoader(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         rec = self.records[i]
+        if not (self.want_audio and rec.get("audio")) and not (self.want_video and rec.get("video")):
+            return {"record": rec, "inputs": {}, "error": None}   # nothing to encode: cached as missing
         try:
             return {"record": rec, "inputs": self.processor(self.decode(rec)), "error": None}
         except Exception as e:   # one bad clip must not end the run: report it and go on
@@ -65,8 +67,6 @@ class ClipLoader(torch.utils.data.Dataset):
 
         a_path = rec.get("audio") if self.want_audio else None
         v_path = rec.get("video") if self.want_video else None
-        if not a_path and not v_path:
-            raise DataError(f"{rec['id']}: no media for the encoders asked for")
         decode = self.processor.decode
         if a_path and a_path == v_path:
             return decode(a_path, end=self.max_seconds)
