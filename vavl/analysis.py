@@ -81,6 +81,7 @@ def saliency_over_time(model, sample: dict[str, Any], method: str = "gradient", 
     Returns {"target": int, "audio": (ta,) array or None, "visual": (tv,) array or None}.
     Regression models: the target is an attribute index (default 0) and its predicted value is used.
     """
+    model = getattr(model, "fusion", model)   # a model with encoders: its fusion model takes the features
     if takes_raw_media(model):
         raise ConfigError("saliency over time works on encoder features; evaluate a feature model with --cache")
     config = emotion_config(model)
