@@ -152,6 +152,8 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     if rank == 0:
         cache.init(settings)
         cache.remove_temp_files()
+        for stale in Path(out).glob(".errors.rank*.jsonl"):   # left by a killed run
+            stale.unlink()
         processor.save_pretrained(out)   # the settings a model trained on this cache should be used with
     barrier()
     cache.init(settings)
@@ -194,6 +196,7 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
         for part in sorted(Path(out).glob(".errors.rank*.jsonl")):
             all_errors += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
             part.unlink()
+        all_errors = [e for e in all_errors if e["id"] not in index]
         _write_jsonl(Path(out) / "errors.jsonl", all_errors)
         summary.update(cached=len(index), failed=len(all_errors))
         if all_errors:
