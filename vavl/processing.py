@@ -38,7 +38,7 @@ class AudioVisualProcessor:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     max_side: int | None = 640
-    face: dict[str, Any] = field(default_factory=lambda: {"detect_every": 1, "detect_side": 320})
+    face: dict[str, Any] = field(default_factory=lambda: {"detect_every": 2, "detect_side": 320})
     device: str = field(default="cpu", repr=False)
 
     def __post_init__(self):
