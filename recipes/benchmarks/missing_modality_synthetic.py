@@ -48,8 +48,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--work", default=None, help="working folder (default: a temp dir)")
     parser.add_argument("--speakers", type=int, default=5)
-    parser.add_argument("--clips-per-class", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--clips-per-class", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
