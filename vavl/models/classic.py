@@ -21,7 +21,7 @@ from .auto import register_auto
 from .base import EmotionConfig, EmotionModel, check_positive_int
 
 CREMA_D_LABELS = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}
-RECIPE = "recipes/finetune.py (features from `vavl extract` with the entry's encoders)"
+RECIPE = "recipes/finetune.py"
 
 
 def image_shape(dim: int) -> tuple[int, int]:
