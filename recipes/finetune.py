@@ -685,7 +685,11 @@ def setup(cfg: dict):
     task, names = resolve_labels(cfg, entry.config, splits)
     set_seed(cfg["seed"])
     out_dir = Path(cfg["output_dir"])
+    # several processes but no GPU (`accelerate launch --multi_gpu --num_processes 2` on a CPU box):
+    # Accelerate forms the gloo process group only when told it runs on CPU
+    cpu_ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
+        cpu=cpu_ddp,
         mixed_precision=cfg["train"]["mixed_precision"],
         gradient_accumulation_steps=cfg["train"]["gradient_accumulation_steps"],
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg["seed"]),
