@@ -181,6 +181,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        _fixed_mmap_threshold()
         record = self.records[i]
         clip = read_clip_file(self._files[i])
         return {
@@ -189,6 +190,25 @@ class FeatureDataset(torch.utils.data.Dataset):
             "labels": encode_labels(record, self.config) if self.config is not None else None,
             "record": record,
         }
+
+
+_MALLOC_SET_IN: int | None = None
+
+
+def _fixed_mmap_threshold() -> None:
+    """Once per process: glibc raises its mmap threshold after large frees, so a DataLoader
+    worker's heap grows with every batch it builds (peak RSS then grows with the corpus); a fixed
+    threshold hands large tensor buffers back to the OS when freed. No-op off glibc."""
+    global _MALLOC_SET_IN
+    if _MALLOC_SET_IN == os.getpid():
+        return
+    _MALLOC_SET_IN = os.getpid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)   # M_MMAP_THRESHOLD = 128 KiB
+    except (OSError, AttributeError):
+        pass
 
 
 def _atomic_write(path: Path, text: str) -> None:
