@@ -149,7 +149,7 @@ class MultiHeadAttention(torch.nn.Module):
         self.out_proj = torch.nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: AttentionBias | None = None) -> torch.Tensor:
         """x (b, tq, d); key / value (b, tk, d), default x (self-attention); -> (b, tq, d)."""
         d = x.shape[-1]
         w, bias = self.qkv.weight, self.qkv.bias
