@@ -142,6 +142,7 @@ def main() -> int:
     if args.only:  # child process: one implementation
         Path(args.out).write_text(json.dumps(measure(args.only, args)))
         return 0
+    load_before = os.getloadavg()[0]  # other jobs on the machine skew every timing: recorded
     results = {"ours": run_in_subprocess("ours", args)}
     if args.official_src:
         results["official"] = run_in_subprocess("official", args)
@@ -152,7 +153,8 @@ def main() -> int:
         "shape": SHAPE, "device": args.device, "dtype": args.dtype, "threads": args.threads,
         "steps": args.steps, "warmup": args.warmup,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "processor": platform.processor() or platform.machine()},
+                    "torch": torch.__version__, "processor": platform.processor() or platform.machine(),
+                    "load_average_1m": {"start": load_before, "end": os.getloadavg()[0]}},
         "results": results,
     }
     out = Path(args.out)
