@@ -131,14 +131,20 @@ def predict(path, model, device: str = "cpu", window: float = 30.0, step: float 
     """Emotion scores for one media file. Returns a dict with file, label (None for regression),
     scores (class -> probability, or attribute -> value), modalities (used), head, frames,
     face_frames, duration, timeline (per `step` seconds), notes and per-stage timings.
-    bf16: run encoders and fusion under bfloat16 autocast (faster on CPUs with AVX512-BF16 / GPUs).
+    bf16: bfloat16 autocast (GPU: encoders and fusion; CPU: the speech encoder only, where it is faster).
     Raises MediaError for unreadable files."""
     model = load_model(model, device)
-    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-        return _predict(path, model, device, window, step)
+    return _predict(path, model, device, window, step, bf16)
 
 
-def _predict(path, model, device: str, window: float, step: float) -> dict[str, Any]:
+def _predict(path, model, device: str, window: float, step: float, bf16: bool) -> dict[str, Any]:
+    kind = torch.device(device).type
+
+    def amp(stage: str):
+        """bf16 where it pays: every model stage on GPUs; on CPUs only the speech transformer (timm's
+        depthwise convolutions and the small fusion model were slower in bf16 on AVX512-BF16 cores)."""
+        return torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16 and (kind != "cpu" or stage == "audio_encoder"))
+
     processor = model.processor
     path = str(path)
     info = probe(path)
@@ -167,19 +173,19 @@ def _predict(path, model, device: str, window: float, step: float) -> dict[str, 
             silent = False
         feats, times = {"audio_features": None, "audio_mask": None, "visual_features": None, "visual_mask": None}, {}
         if inputs["input_values"] is not None:
-            with clock("audio_encoder"):
+            with clock("audio_encoder"), amp("audio_encoder"):
                 a, am = model.audio_encoder(inputs["input_values"].to(device), inputs["attention_mask"].to(device))
             rate = getattr(model.audio_encoder, "frame_rate", None) or a.shape[1] / max(clip.duration, 1e-3)
-            feats.update(audio_features=a, audio_mask=am)
+            feats.update(audio_features=a.float(), audio_mask=am)
             times["audio"] = clip.start + (np.arange(a.shape[1]) + 0.5) / rate
         if inputs["pixel_values"] is not None:
-            with clock("visual_encoder"):
+            with clock("visual_encoder"), amp("visual_encoder"):
                 v, vm = model.visual_encoder(inputs["pixel_values"].to(device), inputs["pixel_mask"].to(device))
-            feats.update(visual_features=v, visual_mask=vm)
+            feats.update(visual_features=v.float(), visual_mask=vm)
             times["visual"] = np.asarray(inputs["frame_times"], dtype=np.float64)
         if feats["audio_features"] is None and feats["visual_features"] is None:
             continue  # nothing usable in this window (e.g. video only, no face)
-        with clock("fusion"):
+        with clock("fusion"), amp("fusion"):
             out = _fuse(model, feats)
             clip_scores.append(_scores(model, out)[0].cpu())
             spans = _spans(clip.start, clip.start + max(clip.duration, 1e-3), step)

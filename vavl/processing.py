@@ -1,6 +1,6 @@
 """AudioVisualProcessor: a media file -> the raw inputs of a full model (waveform, face crops).
 
-    processor = AudioVisualProcessor(face_size=260, fps=5)
+    processor = AudioVisualProcessor(face_size=260, fps=4)
     inputs = processor("clip.mp4")   # input_values (1, n), pixel_values (1, t, 3, S, S), masks, counts
     processor.save_pretrained(dir); AudioVisualProcessor.from_pretrained(dir)   # preprocessor_config.json
 
@@ -33,12 +33,12 @@ class AudioVisualProcessor:
     face: FaceCropper settings (detect_every, detect_side, margin, threshold, ...)."""
 
     sample_rate: int = 16000
-    fps: float = 5.0
+    fps: float = 4.0
     face_size: int = 224
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     max_side: int | None = 640
-    face: dict[str, Any] = field(default_factory=lambda: {"detect_every": 2, "detect_side": 320})
+    face: dict[str, Any] = field(default_factory=lambda: {"detect_every": 2, "detect_side": 256})
     device: str = field(default="cpu", repr=False)
 
     def __post_init__(self):

@@ -51,8 +51,12 @@ def build_model(args):
 
     model = vavl.create_model("auxformer", audio_encoder="wav2vec2-large-robust", visual_encoder="efficientnet_b2",
                               num_labels=6)
-    model.processor.fps = args.fps
-    model.processor.face = {"detect_every": args.detect_every, "detect_side": args.detect_side}
+    if args.fps:
+        model.processor.fps = args.fps
+    if args.detect_every or args.detect_side:
+        face = dict(model.processor.face)
+        face.update({k: v for k, v in (("detect_every", args.detect_every), ("detect_side", args.detect_side)) if v})
+        model.processor.face = face
     return model.eval()
 
 
@@ -134,9 +138,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--seconds", type=float, default=3.0)
-    p.add_argument("--fps", type=float, default=5.0, help="face frames per second fed to the visual encoder")
-    p.add_argument("--detect-every", type=int, default=2)
-    p.add_argument("--detect-side", type=int, default=320)
+    p.add_argument("--fps", type=float, default=None, help="face frames per second (default: the processor's)")
+    p.add_argument("--detect-every", type=int, default=None, help="MTCNN on every n-th frame (default: the processor's)")
+    p.add_argument("--detect-side", type=int, default=None, help="MTCNN frame side in pixels (default: the processor's)")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--batch", type=int, default=0, help="> 0: batched throughput mode (clips/s)")
     p.add_argument("--workers", type=int, default=8, help="CPU processes decoding clips in batch mode")
@@ -153,8 +157,8 @@ def main() -> int:
     report = {
         "what": f"vavl.predict on a {args.seconds:g} s 1280x720 30 fps mp4 (H.264, AAC 48 kHz stereo) with one moving face",
         "model": "AuxFormer (official width) on wav2vec2-large-robust (12 layers) + EfficientNet-B2 (260 px), random weights",
-        "settings": {"device": args.device, "torch_threads": args.threads, "bf16": args.bf16, "fps": args.fps,
-                     "detect_every": args.detect_every, "detect_side": args.detect_side, "max_side": 640,
+        "settings": {"device": args.device, "torch_threads": args.threads, "bf16": args.bf16,
+                     "processor": {k: v for k, v in model.processor.to_dict().items() if k in ("fps", "face", "max_side", "face_size")},
                      "runs": args.runs, "statistic": "median after one warm-up run"},
         "machine": {"cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

@@ -95,7 +95,7 @@ class FaceCropper:
                 small = F.interpolate(batch.permute(0, 3, 1, 2).float(), size=(round(h * scale), round(w * scale)),
                                       mode="bilinear", antialias=True, align_corners=False)
                 batch = small.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8)
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(torch.device(self.device).type, enabled=False):
                 boxes, probs = mtcnn.detect(batch.numpy())
             for b, p in zip(boxes, probs):
                 if b is None or len(b) == 0:
