@@ -23,7 +23,7 @@ from .errors import ConfigError
 AUDIO_ENCODER, VISUAL_ENCODER = "mfcc", "face-rgb"
 SIZES = {  # n_speakers, clips per class and speaker, epochs
     "default": (10, 2, 20),       # 120 clips
-    "small": (5, 1, 12),          # 30 clips
+    "small": (5, 2, 20),          # 60 clips
 }
 
 
@@ -161,7 +161,7 @@ def format_summary(s: dict) -> str:
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     parser.add_argument("--size", default="default", choices=sorted(SIZES),
-                        help="corpus size: default (120 clips, ~3-4 min on 2 CPU cores) or small (30 clips, for tests)")
+                        help="corpus size: default (120 clips) or small (60 clips, for tests)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -59,10 +59,11 @@ def train_step(model, opt, audio, x, amp):
     opt.zero_grad(set_to_none=True)
 
 
-def time_steps(kind: str, model, opt, encoder, x, steps: int, amp: bool, sync) -> list[float]:
-    times = []
+def time_steps(kind: str, model, opt, encoder, x, steps: int, amp: bool, sync) -> tuple[list[float], list[float]]:
+    """(wall seconds, process CPU seconds) of each timed step."""
+    times, cpu = [], []
     for i in range(steps + 1):                      # step 0 is a warm-up, not timed
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if kind == "official":
             with torch.no_grad(), torch.autocast(x["wave"].device.type, dtype=torch.bfloat16, enabled=amp):
                 audio, _ = encoder(x["wave"], torch.ones_like(x["wave"], dtype=torch.bool))
@@ -73,19 +74,23 @@ def time_steps(kind: str, model, opt, encoder, x, steps: int, amp: bool, sync) -
         sync()
         if i:
             times.append(time.perf_counter() - t0)
-    return times
+            cpu.append(time.process_time() - c0)
+    return times, cpu
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for both sides (the same for a fair comparison)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per repeat (official side); cached side times 10x more")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--full", action="store_true", help="GPU: the full 20-epoch run instead of timing steps (not run on CPU)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "epoch_speed.json"))
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
     amp = device.type == "cuda"
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
@@ -100,12 +105,15 @@ def main(argv=None) -> int:
             p.error("--full is the GPU mode (a full 20-epoch run); on CPU time steps instead")
         return full_run(args, encoder, model, opt, x, steps_per_epoch, amp, sync)
     runs = {"official": [], "cached": []}
+    cpu_runs = {"official": [], "cached": []}
     for r in range(args.repeats):
         for kind, steps in (("official", args.steps), ("cached", args.steps * 10)):
-            times = time_steps(kind, model, opt, encoder, x, steps, amp, sync)
+            times, cpu = time_steps(kind, model, opt, encoder, x, steps, amp, sync)
             runs[kind].append(statistics.median(times))
-            print(f"repeat {r + 1}: {kind:<8} median step {runs[kind][-1]:.3f} s", flush=True)
+            cpu_runs[kind].append(statistics.median(cpu))
+            print(f"repeat {r + 1}: {kind:<8} median step {runs[kind][-1]:.3f} s wall, {cpu_runs[kind][-1]:.3f} s CPU", flush=True)
     step = {k: statistics.median(v) for k, v in runs.items()}
+    cpu_step = {k: statistics.median(v) for k, v in cpu_runs.items()}
     extraction_step = step["official"] - step["cached"]     # the wav2vec2 forward on one batch
     result = {
         "benchmark": "epoch_speed",
@@ -119,6 +127,8 @@ def main(argv=None) -> int:
         "step_seconds": step, "step_seconds_all_repeats": runs,
         "epoch_seconds": {k: v * steps_per_epoch for k, v in step.items()},
         "speedup": step["official"] / step["cached"],
+        "cpu_step_seconds": cpu_step, "cpu_step_seconds_all_repeats": cpu_runs,
+        "speedup_cpu_time": cpu_step["official"] / cpu_step["cached"],
         "one_off_extraction_seconds_estimate": max(extraction_step, 0.0) * math.ceil(CLIPS / args.batch_size),
         "note": "extraction runs once (all 7,442 clips) and is then reused by every epoch and every run; the official "
                 "loops pay it every epoch on the training split. Machine shared with other jobs: timings are noisy.",
