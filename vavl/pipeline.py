@@ -242,7 +242,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--window", type=float, default=30.0, help="seconds decoded and encoded at a time")
     parser.add_argument("--step", type=float, default=1.0, help="seconds per timeline entry")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the encoders and fusion model")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU: all model stages; CPU: the speech encoder)")
 
 
 def _summary(r: dict[str, Any]) -> str:
