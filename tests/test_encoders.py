@@ -48,6 +48,14 @@ def test_face_presets_and_any_timm_name():
         build_encoder("no_such_model_xyz")
 
 
+def test_timm_output_width_is_what_the_backbone_returns():
+    # MobileNetV3 has a pre-logits conv head: num_features (288) is not the pooled width (1024)
+    enc = build_encoder("mobilenetv3_small_050").eval()
+    crops = torch.zeros(1, 2, 3, enc.image_size, enc.image_size)
+    feats, mask = enc(crops, torch.ones(1, 2, dtype=torch.bool))
+    assert feats.shape == (1, 2, enc.output_dim) and enc.output_dim == 1024
+
+
 @pytest.mark.parametrize("family,stable", [("wav2vec2", True), ("hubert", False), ("wavlm", True)])
 def test_transformers_folder_is_an_audio_encoder(tmp_path, family, stable):
     enc = build_encoder(tiny_speech_dir(tmp_path / family, family, stable)).eval()

@@ -39,7 +39,8 @@ class FaceEncoder(Encoder):
         self.model_name, self.backbone, self.image_size = model_name, backbone, int(image_size)
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self.freeze, self.chunk, self.name, self.source = freeze, chunk, name, source
-        self.output_dim = backbone.num_features
+        # width of the pooled output: head_hidden_size where timm has a pre-logits layer (MobileNetV3: 1024, not 288)
+        self.output_dim = getattr(backbone, "head_hidden_size", None) or backbone.num_features
         self.label_names = list(label_names) if label_names else None
         self.head = nn.Linear(self.output_dim, len(self.label_names)) if self.label_names else None
         if freeze:
