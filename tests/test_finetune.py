@@ -61,7 +61,7 @@ def corpus(tmp_path_factory):
 
 def tiny_overrides(config_path: Path, corpus: Path, out: Path) -> list[str]:
     text = config_path.read_text()
-    family = "vavl" if "name: vavl" in text else "auxformer" if "name: auxformer" in text else "baseline"
+    family = "vavl" if "name: vavl" in text else "auxformer" if ("name: auxformer" in text or "name: mult" in text) else "baseline"
     over = [f"data.manifest={corpus / 'manifest.jsonl'}", f"data.cache={corpus / 'cache'}", f"output_dir={out}",
             "data.protocol=vavl-1", "data.fold=null", "log.wandb=false", "log.progress=false", "train.batch_size=8"]
     if "regression" not in text:

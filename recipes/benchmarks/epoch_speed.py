@@ -69,6 +69,7 @@ def time_steps(kind: str, model, opt, encoder, x, steps: int, amp: bool, sync) -
                 audio, _ = encoder(x["wave"], torch.ones_like(x["wave"], dtype=torch.bool))
             audio = audio.float()
         elif kind == "official_vavl":   # VAVL's loop: gradients flow into wav2vec2 (CNN frozen), no optimiser steps it
+            encoder.freeze = False      # our encoder runs under no_grad while frozen; VAVL's builds the graph
             encoder.requires_grad_(True)
             for name, p in encoder.named_parameters():
                 if "feature_extractor" in name or "feature_encoder" in name:
@@ -80,8 +81,10 @@ def time_steps(kind: str, model, opt, encoder, x, steps: int, amp: bool, sync) -
             audio = x["audio_features"]
         train_step(model, opt, audio, x, amp)
         if kind == "official_vavl":
+            assert any(p.grad is not None for p in encoder.parameters()), "VAVL mode must backpropagate into wav2vec2"
             encoder.zero_grad(set_to_none=True)
             encoder.requires_grad_(False)
+            encoder.freeze = True
         sync()
         if i:
             times.append(time.perf_counter() - t0)

@@ -15,7 +15,7 @@ register_model(ModelEntry(
                 "networks; one modality is answered by the fused head with the other stream absent",
     audio_encoder="wav2vec2-large-robust", visual_encoder="efficientnet_b2",
     corpus="CREMA-D", labels="the actor's intended emotion, 6 classes", protocol="VAVL partitions 1-5 (the recipe runs partition 1)",
-    recipe="recipes/configs/crema_d/auxformer.yaml model.name=mult_w2v2l_effb2.crema_d",
+    recipe="recipes/configs/crema_d/mult.yaml",
     paper="Y.-H. H. Tsai, S. Bai, P. P. Liang, J. Z. Kolter, L.-P. Morency, R. Salakhutdinov, \"Multimodal "
           "Transformer for Unaligned Multimodal Language Sequences\", ACL 2019",
 ))
