@@ -32,9 +32,10 @@ from tqdm.auto import tqdm
 
 import vavl
 from vavl import losses
-from vavl.data import collate, encode_labels, model_inputs, read_manifest, split_records
+from vavl.data import model_inputs, read_manifest, split_records
 from vavl.data.augment import augment
 from vavl.errors import ConfigError, DataError, VavlError
+from vavl.evaluation import IndexedDataset, RawClipDataset, collate_eval
 from vavl.layers import masked_mean
 
 # ---- config ---------------------------------------------------------------------------------
@@ -248,73 +249,6 @@ def resolve_labels(cfg: dict, entry_config: dict, splits: dict) -> tuple[str, li
     return task, names
 
 
-class IndexedDataset(torch.utils.data.Dataset):
-    """Adds the sample's position, so evaluation can check every sample is scored exactly once."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        return {**self.dataset[i], "index": i}
-
-
-def collate_indexed(samples: list[dict]) -> dict:
-    batch = collate(samples)
-    batch["index"] = torch.tensor([s["index"] for s in samples])
-    return batch
-
-
-class RawClipDataset(torch.utils.data.Dataset):
-    """End to end: each record's audio and video files through the processor."""
-
-    def __init__(self, records: list[dict], processor, model_config):
-        self.records, self.processor, self.config = records, processor, model_config
-
-    def __len__(self):
-        return len(self.records)
-
-    def __getitem__(self, i):
-        from vavl.media.decode import DecodedClip, decode
-
-        r = self.records[i]
-        a, v = r.get("audio"), r.get("video")
-        if a and v and a != v:
-            ca, cv = decode(a, video=False), decode(v, audio=False)
-            clip = DecodedClip(path=v, audio=ca.audio, sample_rate=ca.sample_rate, frames=cv.frames,
-                               frame_times=cv.frame_times, fps=cv.fps, duration=max(ca.duration, cv.duration))
-        else:
-            clip = decode(a or v, audio=bool(a), video=bool(v))
-        x = self.processor(clip)
-        return {"id": r["id"], "speaker": r.get("speaker"), "inputs": x, "labels": encode_labels(r, self.config)}
-
-
-def collate_raw(samples: list[dict]) -> dict:
-    """Pad waveforms (b, n) and face-crop sequences (b, t, 3, s, s); missing = all-false mask rows."""
-    batch = {"ids": [s["id"] for s in samples], "speakers": [s.get("speaker") for s in samples],
-             "labels": torch.stack([torch.as_tensor(s["labels"]) for s in samples])}
-    if "index" in samples[0]:
-        batch["index"] = torch.tensor([s["index"] for s in samples])
-    for key, mask_key in (("input_values", "attention_mask"), ("pixel_values", "pixel_mask")):
-        xs = [s["inputs"].get(key) for s in samples]
-        real = [x for x in xs if x is not None]
-        if not real:
-            continue
-        t = max(x.shape[1] for x in real)
-        out = torch.zeros(len(xs), t, *real[0].shape[2:], dtype=real[0].dtype)
-        mask = torch.zeros(len(xs), t, dtype=torch.bool)
-        for i, (x, s) in enumerate(zip(xs, samples)):
-            if x is None:
-                continue
-            out[i, : x.shape[1]] = torch.as_tensor(x[0])
-            m = s["inputs"].get(mask_key)
-            mask[i, : x.shape[1]] = torch.as_tensor(m[0]).bool() if m is not None else True
-        batch[key], batch[mask_key] = out, mask
-    return batch
-
-
 RAW_INPUTS = ("input_values", "attention_mask", "pixel_values", "pixel_mask", "labels")
 
 
@@ -424,9 +358,8 @@ def freeze_encoders(model, cfg: dict) -> None:
         enc = getattr(model, name, None) if has_encoders(model) else None
         if enc is None:
             continue
-        if t["freeze_encoders"]:
-            enc.requires_grad_(False)
-        elif t["freeze_feature_encoder"]:
+        enc.set_frozen(bool(t["freeze_encoders"]))
+        if not t["freeze_encoders"] and t["freeze_feature_encoder"]:
             for sub in enc.modules():
                 if hasattr(sub, "freeze_feature_encoder"):
                     sub.freeze_feature_encoder()
@@ -713,7 +646,6 @@ def setup(cfg: dict):
                             f"(e.g. {missing[:3]}); run `vavl extract` again to complete it")
         model = build_model(cfg, task, names, feature_dims(cache, splits["train"]), weights)
         make = lambda recs: IndexedDataset(FeatureDataset(cache, recs, config=model.config))  # noqa: E731
-        collate_fn = collate_indexed
     else:
         model = build_model(cfg, task, names, (None, None), weights)
         if not has_encoders(model):
@@ -722,10 +654,9 @@ def setup(cfg: dict):
         freeze_encoders(model, cfg)
         processor = model.processor
         make = lambda recs: IndexedDataset(RawClipDataset(recs, processor, model.fusion.config))  # noqa: E731
-        collate_fn = collate_raw
     t = cfg["train"]
     loader = lambda recs, bs, shuffle: torch.utils.data.DataLoader(  # noqa: E731
-        make(recs), batch_size=bs, shuffle=shuffle, collate_fn=collate_fn, num_workers=cfg["data"]["num_workers"])
+        make(recs), batch_size=bs, shuffle=shuffle, collate_fn=collate_eval, num_workers=cfg["data"]["num_workers"])
     train_dl = loader(splits["train"], t["batch_size"], True)
     eval_dls = {s: loader(splits[s], t["eval_batch_size"], False) for s in ("dev", "test") if splits[s]}
     optimizers = make_optimizers(model, cfg)

@@ -195,3 +195,37 @@ def test_modality_dropout_never_removes_the_last_modality():
     assert 0.3 < (~a[100:]).float().mean() < 0.6 and 0.3 < (~v[100:]).float().mean() < 0.6
     with pytest.raises(ConfigError):
         modality_dropout(batch, audio=1.0)
+
+
+def test_end_to_end_fine_tunes_the_encoders(tmp_path):
+    """data.cache=null: raw clips through the encoders; the speech encoder's transformer layers
+    learn (at layer-decayed rates) while its CNN feature encoder stays frozen."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from vavl.data.prepare import prepare
+    from vavl.data.synthetic import make_corpus
+
+    make_corpus("crema-d", tmp_path / "corpus", n_speakers=5, clips_per_class=1, duration=1.0, size=(96, 72), fps=10)
+    prepare("crema-d", tmp_path / "corpus", tmp_path / "m.jsonl", log=open(os.devnull, "w"))
+    w2v = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                         conv_dim=(16, 16), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
+                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    Wav2Vec2Model(w2v).save_pretrained(tmp_path / "w2v")
+    before = load_file(tmp_path / "w2v" / "model.safetensors")
+    cfg = finetune.load_config(ROOT / "recipes/configs/crema_d/auxformer.yaml", [
+        f"data.manifest={tmp_path / 'm.jsonl'}", "data.cache=null", "data.protocol=speaker-5fold", "data.fold=0",
+        f"output_dir={tmp_path / 'run'}", "log.wandb=false", "log.progress=false", "train.batch_size=4",
+        "train.max_steps=3", "train.epochs=1", "train.lr=1e-2", "train.layer_decay=0.5", "train.class_weights=null",
+        f"model.audio_encoder={tmp_path / 'w2v'}", "model.visual_encoder=face-grey",
+        *[f"model.config.{k}={v}" for k, v in TINY["auxformer"].items()]])
+    out = finetune.main(cfg)
+    assert out["summary"]["step"] == 3
+    import vavl  # noqa: F401
+    from transformers import AutoModel
+
+    trained = AutoModel.from_pretrained(tmp_path / "run")
+    after = {k.split("audio_encoder.model.", 1)[1]: v for k, v in trained.state_dict().items() if k.startswith("audio_encoder.model.")}
+    layer = [k for k in before if k.startswith("encoder.layers.1.") and k.endswith("weight")][0]
+    cnn = [k for k in before if k.startswith("feature_extractor.conv_layers.0.") and k.endswith("weight")][0]
+    assert not torch.allclose(after[layer], before[layer]), "transformer layers of the speech encoder did not learn"
+    assert torch.equal(after[cnn], before[cnn]), "the CNN feature encoder must stay frozen"

@@ -32,6 +32,12 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def set_frozen(self, frozen: bool) -> "Encoder":
+        """Freeze (no gradients, no dropout, forward under no_grad) or unfreeze for fine-tuning."""
+        self.freeze = frozen
+        self.requires_grad_(not frozen)
+        return self.train(self.training)
+
 
 @dataclass(frozen=True)
 class EncoderPreset:
