@@ -261,3 +261,15 @@ class ResidualHead(torch.nn.Module):
             h = layer(h)
         h = x + h
         return self.out(h), h
+
+
+def xavier_init(module: torch.nn.Module) -> None:
+    """Initialisation of the MulT / AuxFormer family: Xavier-uniform linear weights, zero biases,
+    unit LayerNorms."""
+    if isinstance(module, torch.nn.Linear):
+        torch.nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            torch.nn.init.zeros_(module.bias)
+    elif isinstance(module, torch.nn.LayerNorm):
+        torch.nn.init.ones_(module.weight)
+        torch.nn.init.zeros_(module.bias)

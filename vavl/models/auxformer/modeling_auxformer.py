@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...layers import AttentionBias, CrossModalEncoder, ResidualHead, attention_mask, mask_positions, masked_last
+from ...layers import AttentionBias, CrossModalEncoder, ResidualHead, attention_mask, mask_positions, masked_last, xavier_init
 from ..base import EmotionModel
 from .configuration_auxformer import AuxFormerConfig
 
@@ -92,13 +92,7 @@ class AuxFormerForEmotionRecognition(EmotionModel):
         self.post_init()
 
     def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        xavier_init(module)
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask):
         a, v, pa, pv, masks = projected_inputs(self, audio, audio_mask, visual, visual_mask)

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..auxformer.modeling_auxformer import CrossModalStreams, input_projection, projected_inputs
 from ..base import EmotionModel
-from ...layers import AttentionBias, ResidualHead
+from ...layers import AttentionBias, ResidualHead, xavier_init
 from .configuration_mult import MulTConfig
 
 
@@ -31,13 +31,7 @@ class MulTForEmotionRecognition(EmotionModel):
         self.post_init()
 
     def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        xavier_init(module)
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask):
         a, v, pa, pv, masks = projected_inputs(self, audio, audio_mask, visual, visual_mask)
