@@ -9,7 +9,6 @@ reports "fused" for every sample, since there is no other head.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..auxformer.modeling_auxformer import CrossModalStreams, input_projection, projected_inputs
 from ..base import EmotionModel
