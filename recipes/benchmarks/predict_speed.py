@@ -80,8 +80,8 @@ def cpu_benchmark(args, model, clip) -> dict:
     return {"median_wall_s": wall, "real_time_factor_wall": round(wall["total"] / args.seconds, 3),
             "median_cpu_s": cpu, "estimated_idle_wall_s": idle,
             "real_time_factor_idle_estimate": round(idle["total"] / args.seconds, 3),
-            "note": "wall times were taken on a shared, overloaded machine; CPU seconds / threads estimates "
-                    "the wall time on the same 2 cores when idle (assumes both threads busy)",
+            "note": "CPU seconds / threads estimates the wall time on the same cores when nothing else runs "
+                    "(assumes both threads busy); compare with machine.load_average to judge the wall times",
             "runs_wall_s": [round(r["wall"]["total"], 3) for r in runs],
             "face_frames": r["face_frames"], "frames": r["frames"], "modalities": r["modalities"]}
 
@@ -162,7 +162,7 @@ def main() -> int:
                      "runs": args.runs, "statistic": "median after one warm-up run"},
         "machine": {"cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                    "shared": "machine shared with other jobs; timings are noisy"},
+                    "load_average": [round(x, 2) for x in os.getloadavg()]},
         "result": result,
     }
     out = Path(args.out)
