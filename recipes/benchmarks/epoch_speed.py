@@ -151,9 +151,10 @@ def main(argv=None) -> int:
                                    "CNN frozen, no optimiser steps it)", "cached": "features from the cache"},
         "one_off_extraction_seconds_estimate": max(extraction_step, 0.0) * math.ceil(CLIPS / args.batch_size),
         "note": "extraction runs once (all 7,442 clips) and is then reused by every epoch and every run; the official "
-                "loops pay it every epoch on the training split. Machine shared with other jobs: timings are noisy.",
+                "loops pay it every epoch on the training split.",
         "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "device": str(device), "platform": platform.platform(), "python": sys.version.split()[0]},
+                    "device": str(device), "platform": platform.platform(), "python": sys.version.split()[0],
+                    "load_average": [round(x, 2) for x in os.getloadavg()]},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,7 @@ def main() -> None:
         "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "platform": platform.platform(), "processor": platform.processor(),
                     "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-                    "note": "2 shared CPU cores: other jobs ran at the same time, timings are noisy"},
+                    "load_average": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"clips": len(records), "clip_seconds": 2.5, "frame_size": [480, 360], "fps": args.fps,
                      "audio_encoder": args.audio_encoder, "visual_encoder": args.visual_encoder,
                      "face_size": visual_encoder.image_size, "batch_size": args.batch_size, "workers": args.workers,
