@@ -67,11 +67,9 @@ def _load_presets() -> None:
     if _loaded:
         return
     import importlib
-    import importlib.util
 
     for name in PRESET_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name)
+        importlib.import_module(name)
     _loaded = True
 
 
