@@ -6,24 +6,21 @@ from ...errors import ConfigError
 from ..base import EmotionConfig, check_divides, check_positive_int
 
 
-class AuxFormerConfig(EmotionConfig):
-    """Defaults are the official AuxFormer hyper-parameters (ilucasgoncalves/AuxFormer).
+class CrossModalConfig(EmotionConfig):
+    """Fields of the MulT family's fusion network (AuxFormer, MulT). Defaults are the official
+    AuxFormer hyper-parameters (ilucasgoncalves/AuxFormer).
 
     hidden_size: width of every transformer (official d_v = 50). Audio (and visual, when its width
         differs) frames are projected to it by a bias-free linear map (the official 1x1 conv).
-    num_layers / num_heads: per transformer encoder (6 encoders).
+    num_layers / num_heads: per transformer encoder.
     attn_dropout: on attention weights of the self-attention encoders (cross-modal ones use 0).
     relu_dropout / res_dropout / embed_dropout / out_dropout: feed-forward, residual branch,
         input embedding and head dropouts.
     causal_mask: the MulT "future" mask (official attn_mask=True), counted over real frames.
-    aux_hidden_sizes: hidden widths of the auxiliary heads' residual MLP (official 512, 256).
-    aux_repeats: how many times each auxiliary network applies its (shared) encoder (official 3).
     official_positions: count sinusoidal positions where feature 0 is non-zero (the fairseq rule of
         the official code) instead of from the mask. Set by `vavl.convert.load_official_auxformer`;
         with it, a real frame whose first feature is exactly 0 gets no position.
     """
-
-    model_type = "vavl_auxformer"
 
     hidden_size: int = 50
     num_layers: int = 5
@@ -34,23 +31,33 @@ class AuxFormerConfig(EmotionConfig):
     embed_dropout: float = 0.25
     out_dropout: float = 0.2
     causal_mask: bool = True
-    aux_hidden_sizes: list[int] | tuple[int, ...] = (512, 256)
-    aux_repeats: int = 3
     official_positions: bool = False
 
     def validate(self) -> None:
         super().validate()
-        validate_cross_modal(self)
+        check_divides(self, "hidden_size", "num_heads")
+        check_positive_int(self, "num_layers")
+        for name in ("attn_dropout", "relu_dropout", "res_dropout", "embed_dropout", "out_dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ConfigError(f"{name}={value!r} must be a probability in [0, 1)")
+
+
+class AuxFormerConfig(CrossModalConfig):
+    """AuxFormer: the cross-modal fusion network (see `CrossModalConfig`) plus two auxiliary
+    unimodal networks (6 encoders in all).
+
+    aux_hidden_sizes: hidden widths of the auxiliary heads' residual MLP (official 512, 256).
+    aux_repeats: how many times each auxiliary network applies its (shared) encoder (official 3).
+    """
+
+    model_type = "vavl_auxformer"
+
+    aux_hidden_sizes: list[int] | tuple[int, ...] = (512, 256)
+    aux_repeats: int = 3
+
+    def validate(self) -> None:
+        super().validate()
         check_positive_int(self, "aux_repeats")
         if not all(isinstance(h, int) and h > 0 for h in self.aux_hidden_sizes):
             raise ConfigError(f"aux_hidden_sizes={list(self.aux_hidden_sizes)} must be positive integers")
-
-
-def validate_cross_modal(config: EmotionConfig) -> None:
-    """Checks shared by the MulT-family configs."""
-    check_divides(config, "hidden_size", "num_heads")
-    check_positive_int(config, "num_layers")
-    for name in ("attn_dropout", "relu_dropout", "res_dropout", "embed_dropout", "out_dropout"):
-        value = getattr(config, name)
-        if not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise ConfigError(f"{name}={value!r} must be a probability in [0, 1)")
