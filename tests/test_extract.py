@@ -19,6 +19,8 @@ from vavl.data.prepare import prepare
 from vavl.data.synthetic import make_corpus
 from vavl.models.base import EmotionConfig
 
+from launch_utils import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = open(os.devnull, "w")
 
@@ -123,7 +125,7 @@ def test_two_processes_share_one_cache(tmp_path, encoders):
     n = len(read_manifest(manifest))
     launcher = str(Path(sys.executable).parent / "accelerate")
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "vavl.cli", "extract", "--manifest", str(manifest),
+           "--dynamo_backend", "no", "--main_process_port", str(free_port()), "-m", "vavl.cli", "extract", "--manifest", str(manifest),
            "--out", str(tmp_path / "cache"), "--audio-encoder", encoders[0], "--no-progress"]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)

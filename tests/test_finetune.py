@@ -16,6 +16,8 @@ from vavl.data.augment import modality_dropout
 from vavl.data.cache import FeatureCache
 from vavl.errors import ConfigError, DataError
 
+from launch_utils import free_port
+
 torch.set_num_threads(1)   # tiny models: threads only fight over the shared cores
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*/*.yaml"))
@@ -171,7 +173,8 @@ def test_two_processes_match_one(corpus, tmp_path):
     one = finetune.main(finetune.load_config(path, over + [f"output_dir={tmp_path / 'one'}"]))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "recipes/finetune.py"), "--config", str(path),
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+           str(ROOT / "recipes/finetune.py"), "--config", str(path),
            *[o.replace("train.batch_size=8", "train.batch_size=4") for o in over], f"output_dir={tmp_path / 'two'}"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
