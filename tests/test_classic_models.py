@@ -23,14 +23,6 @@ CLASSIC = ["bilstm_mfcc.crema_d", "cnn_face_grey.crema_d", "early_fusion_mfcc_fa
            "late_fusion_bilstm_cnn.crema_d"]
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def clip_media(label: int, rng: np.random.Generator, seconds=0.4, frames=4):
     """A clip whose class shows in both modalities: a low or a high tone; a face crop with
     horizontal or vertical stripes (phase jitter, pixel noise)."""

@@ -98,15 +98,6 @@ def train_and_score(shuffle_labels):
     return metrics
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train fastest on one thread (and do not fight the other test worker)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_learns_correspondence_and_shuffled_labels_stay_at_chance(one_thread):
     learned = train_and_score(False)
     assert learned["roc_auc_swap"] > 0.95 and learned["roc_auc_shift"] > 0.95, learned

@@ -117,16 +117,21 @@ def to_grey(images: torch.Tensor) -> torch.Tensor:
     return (images * w).sum(1, keepdim=True)
 
 
+def pair_valid(valid: torch.Tensor) -> torch.Tensor:
+    """(t,) bool -> (t,) bool: frame t and frame t-1 are both valid (never the first frame)."""
+    keep = valid.clone()
+    keep[1:] &= valid[:-1]
+    keep[0] = False
+    return keep
+
+
 def frame_differences(images: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """(t, c, h, w) -> (t, c, h, w): image t minus image t-1; zeros for the first frame and
     wherever either frame is not valid (valid: (t,) bool)."""
     diff = torch.zeros_like(images)
     diff[1:] = images[1:] - images[:-1]
     if valid is not None:
-        keep = valid.clone()
-        keep[1:] &= valid[:-1]
-        keep[0] = False
-        diff = diff * keep.view(-1, 1, 1, 1).to(diff.dtype)
+        diff = diff * pair_valid(valid).view(-1, 1, 1, 1).to(diff.dtype)
     return diff
 
 
@@ -213,8 +218,5 @@ def optical_flow_grid(images: torch.Tensor, valid: torch.Tensor | None = None, g
     flow = lucas_kanade(images[:-1], images[1:], **lk_options)  # (t-1, 2, h, w)
     out[1:] = F.adaptive_avg_pool2d(flow, grid)
     if valid is not None:
-        keep = valid.clone()
-        keep[1:] &= valid[:-1]
-        keep[0] = False
-        out = out * keep.view(-1, 1, 1, 1).to(out.dtype)
+        out = out * pair_valid(valid).view(-1, 1, 1, 1).to(out.dtype)
     return out

@@ -24,21 +24,11 @@ def masked_last(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x[torch.arange(x.shape[0], device=x.device), last]
 
 
-def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
-    """(num_positions, dim) sin/cos table, first half sin, second half cos (fairseq/tensor2tensor order)."""
-    half = dim // 2
-    freq = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / max(half - 1, 1)))
-    angles = torch.arange(num_positions, dtype=torch.float32).unsqueeze(1) * freq.unsqueeze(0)
-    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
-    if dim % 2:
-        table = torch.cat([table, torch.zeros(num_positions, 1)], dim=1)
-    return table
-
-
 # ---- cross-modal transformer (MulT / AuxFormer family) ----------------------------------------
 
 def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """(b, t) long positions -> (b, t, dim) rows of `sinusoidal_table`; position 0 (padding) -> zeros."""
+    """(b, t) long positions -> (b, t, dim) sin/cos rows (first half sin, second half cos, the
+    fairseq/tensor2tensor order); position 0 (padding) -> zeros."""
     half = dim // 2
     freq = torch.exp(torch.arange(half, dtype=torch.float32, device=positions.device) * -(math.log(10000.0) / max(half - 1, 1)))
     angles = positions.unsqueeze(-1).float() * freq  # (b, t, half)

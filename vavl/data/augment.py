@@ -15,8 +15,6 @@ from ..errors import ConfigError
 
 # (audio mask key, visual mask key) for each batch layout, first match wins
 MASK_KEYS = (("audio_mask", "visual_mask"), ("attention_mask", "pixel_mask"))
-FEATURE_KEYS = {"audio_mask": "audio_features", "visual_mask": "visual_features",
-                "attention_mask": "input_values", "pixel_mask": "pixel_values"}
 
 
 def _masks(batch: dict[str, Any]) -> tuple[str | None, str | None]:

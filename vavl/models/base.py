@@ -81,6 +81,14 @@ def check_positive_int(config: PretrainedConfig, *names: str) -> None:
             raise ConfigError(f"{name}={value!r} must be a positive integer")
 
 
+def check_probability(config: PretrainedConfig, *names: str) -> None:
+    """Dropout-style rates: each must be a number in [0, 1)."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+            raise ConfigError(f"{name}={value!r} must be a probability in [0, 1)")
+
+
 def check_divides(config: PretrainedConfig, width: str, heads: str) -> None:
     w, h = getattr(config, width), getattr(config, heads)
     check_positive_int(config, width, heads)

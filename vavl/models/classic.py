@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..layers import masked_mean
 from ..registry import ModelEntry, register_model
 from .auto import register_auto
-from .base import EmotionConfig, EmotionModel, check_positive_int
+from .base import EmotionConfig, EmotionModel, check_positive_int, check_probability
 
 CREMA_D_LABELS = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}
 RECIPE = "recipes/finetune.py"
@@ -64,8 +64,7 @@ class ClassicConfig(EmotionConfig):
         check_positive_int(self, "hidden_size", "num_layers")
         if not self.cnn_channels or any(not isinstance(c, int) or c <= 0 for c in self.cnn_channels):
             raise ConfigError(f"cnn_channels={self.cnn_channels!r} must be a non-empty list of positive integers")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        check_probability(self, "dropout")
 
 
 class BiLSTMConfig(ClassicConfig):

@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput
 from ..errors import ConfigError
 from ..registry import ModelEntry, register_model
 from .auto import register_auto
-from .base import check_positive_int
+from .base import check_positive_int, check_probability
 
 
 class AVCorrespondenceConfig(PretrainedConfig):
@@ -50,8 +50,7 @@ class AVCorrespondenceConfig(PretrainedConfig):
         check_positive_int(self, "audio_dim", "visual_dim", "hidden_size", "embed_dim", "num_layers", "kernel_size")
         if self.kernel_size % 2 != 1:
             raise ConfigError(f"kernel_size={self.kernel_size} must be odd (the convolution keeps the length)")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        check_probability(self, "dropout")
         if self.init_scale <= 0:
             raise ConfigError(f"init_scale={self.init_scale} must be > 0")
 

@@ -3,7 +3,7 @@ auxiliary unimodal networks with their own heads."""
 from __future__ import annotations
 
 from ...errors import ConfigError
-from ..base import EmotionConfig, check_divides, check_positive_int
+from ..base import EmotionConfig, check_divides, check_positive_int, check_probability
 
 
 class CrossModalConfig(EmotionConfig):
@@ -37,10 +37,7 @@ class CrossModalConfig(EmotionConfig):
         super().validate()
         check_divides(self, "hidden_size", "num_heads")
         check_positive_int(self, "num_layers")
-        for name in ("attn_dropout", "relu_dropout", "res_dropout", "embed_dropout", "out_dropout"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ConfigError(f"{name}={value!r} must be a probability in [0, 1)")
+        check_probability(self, "attn_dropout", "relu_dropout", "res_dropout", "embed_dropout", "out_dropout")
 
 
 class AuxFormerConfig(CrossModalConfig):

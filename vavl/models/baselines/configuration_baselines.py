@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...errors import ConfigError
-from ..base import EmotionConfig, check_divides, check_positive_int
+from ..base import EmotionConfig, check_divides, check_positive_int, check_probability
 
 
 class BaselineConfig(EmotionConfig):
@@ -27,8 +27,7 @@ class BaselineConfig(EmotionConfig):
             raise ConfigError(f"num_layers={self.num_layers!r} must be an integer >= 0")
         if self.num_layers:
             check_divides(self, "hidden_size", "num_attention_heads")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        check_probability(self, "dropout")
 
 
 class AudioOnlyConfig(BaselineConfig):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...errors import ConfigError
-from ..base import EmotionConfig, check_divides, check_positive_int
+from ..base import EmotionConfig, check_divides, check_positive_int, check_probability
 
 
 class VAVLConfig(EmotionConfig):
@@ -45,8 +45,6 @@ class VAVLConfig(EmotionConfig):
         check_divides(self, "hidden_size", "num_attention_heads")
         if self.conv_kernel_size % 2 != 1:
             raise ConfigError(f"conv_kernel_size={self.conv_kernel_size} must be odd (the convolution keeps the length)")
-        for name in ("dropout", "head_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        check_probability(self, "dropout", "head_dropout")
         if not isinstance(self.framewise, bool):
             raise ConfigError(f"framewise={self.framewise!r} must be true or false")
