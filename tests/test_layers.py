@@ -1,0 +1,78 @@
+"""The CPU attention kernel of the MulT / AuxFormer family: same values and gradients as plain
+autograd attention, dropout included (same random bits), whatever the block size."""
+import pytest
+import torch
+
+from vavl import layers
+from vavl.layers import attention_mask, cpu_attention, keep_threshold, random_bits
+
+
+def reference(q, k, v, bias, p, bits):
+    """Plain autograd attention; dropout from the given bits, as `cpu_attention` draws them."""
+    w = (q * q.shape[-1] ** -0.5 @ k.transpose(-1, -2))
+    w = (w if bias is None else w + bias).softmax(-1)
+    if p:
+        threshold, scale = keep_threshold(p)
+        w = w * (bits >= threshold).to(w.dtype) * scale
+    return w @ v
+
+
+def inputs(b, h, tq, tk, e, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, t, e, generator=g, dtype=dtype, requires_grad=True) for t in (tq, tk, tk)]
+
+
+def padded_bias(b, tq, tk, dtype=torch.float64):
+    qm, km = torch.ones(b, tq, dtype=torch.bool), torch.ones(b, tk, dtype=torch.bool)
+    qm[0, tq - 2:], km[1, tk - 3:] = False, False
+    allowed = attention_mask(qm, km, causal=True)
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf"))
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 20])  # one clip per block, two, all
+@pytest.mark.parametrize("p", [0.0, 0.3])
+@pytest.mark.parametrize("bias_kind", ["none", "causal", "padded"])
+def test_values_and_gradients_match_plain_autograd(monkeypatch, chunk_bytes, p, bias_kind):
+    monkeypatch.setattr(layers, "CHUNK_BYTES", chunk_bytes)
+    b, h, tq, tk, e = 3, 2, 7, 9, 5
+    bias = {"none": None, "padded": padded_bias(b, tq, tk),
+            "causal": torch.zeros(tq, tk, dtype=torch.float64).masked_fill_(
+                ~attention_mask(torch.ones(1, tq, dtype=torch.bool), torch.ones(1, tk, dtype=torch.bool), True),
+                float("-inf"))}[bias_kind]
+    q, k, v = inputs(b, h, tq, tk, e)
+    torch.manual_seed(5)
+    out = cpu_attention(q, k, v, bias, p)
+    torch.manual_seed(5)
+    bits = random_bits((b, h, tq, tk)) if p else None
+    q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    ref = reference(q2, k2, v2, bias, p, bits)
+    assert torch.allclose(out, ref, atol=1e-12)
+    if p:  # the draw really dropped something, so the test covers the dropout path
+        assert (bits < keep_threshold(p)[0]).any()
+    grad = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(2))
+    out.backward(grad)
+    ref.backward(grad)
+    for ours, theirs in ((q, q2), (k, k2), (v, v2)):
+        assert torch.allclose(ours.grad, theirs.grad, atol=1e-12)
+
+
+def test_no_grad_path_gives_the_same_output(monkeypatch):
+    monkeypatch.setattr(layers, "CHUNK_BYTES", 3000)
+    q, k, v = inputs(4, 3, 6, 8, 5, dtype=torch.float32)
+    bias = padded_bias(4, 6, 8, dtype=torch.float32)[:4]
+    with torch.no_grad():
+        fast = cpu_attention(q, k, v, bias)
+    assert torch.allclose(fast, reference(q, k, v, bias, 0.0, None), atol=1e-6)
+
+
+def test_gradcheck_without_dropout():
+    q, k, v = inputs(2, 2, 4, 5, 3)
+    bias = padded_bias(2, 4, 5)
+    assert torch.autograd.gradcheck(lambda q, k, v: cpu_attention(q, k, v, bias), (q, k, v))
+
+
+def test_dropout_rate_and_rounding():
+    threshold, scale = keep_threshold(0.1)
+    kept = (random_bits((500, 1000)) >= threshold).double().mean().item()
+    assert abs(kept - 0.9) < 0.003 and abs(scale - 1 / 0.9) < 1e-4
+    assert keep_threshold(1.0)[1] == 65536  # never divides by zero
