@@ -130,12 +130,13 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 CHUNK_BYTES = 1 << 22  # attention weights handled at a time by `cpu_attention`: a few clips, kept in cache
 
 
-def _blocks(b: int, h: int, tq: int, tk: int, itemsize: int, buffers: int, like: torch.Tensor):
-    """Cut a batch of b clips into blocks of a few clips whose (h, tq, tk) weights fit in
-    CHUNK_BYTES, -> (clips slice, rows = clips x heads, per-block buffers cut to rows). The
+def _blocks(q: torch.Tensor, tk: int, buffers: int):
+    """Cut the batch of q (b, h, tq, e) into blocks of a few clips whose (h, tq, tk) weights fit in
+    CHUNK_BYTES -> (clips slice, rows = clips x heads, per-block buffers cut to rows). The
     buffers are made once and reused by every block."""
-    step = max(1, CHUNK_BYTES // (h * tq * tk * itemsize))
-    bufs = [like.new_empty(min(step, b) * h, tq, tk) for _ in range(buffers)]
+    b, h, tq, _ = q.shape
+    step = max(1, CHUNK_BYTES // (h * tq * tk * q.element_size()))
+    bufs = [q.new_empty(min(step, b) * h, tq, tk) for _ in range(buffers)]
     for i in range(0, b, step):
         c = slice(i, min(i + step, b))
         rows = (c.stop - i) * h
@@ -153,7 +154,7 @@ def _attention_forward(q, kT, vT, bias, p, keep_weights: bool):
     bits, (threshold, scale) = (random_bits((b, h, tq, tk)), keep_threshold(p)) if p else (None, (0, 1.0))
     weights = q.new_empty(b, h, tq, tk) if keep_weights else None
     out_t = q.new_empty(b, h, e, tq)
-    for c, rows, (scores, w) in _blocks(b, h, tq, tk, q.element_size(), 2, q):
+    for c, rows, (scores, w) in _blocks(q, tk, 2):
         s = torch.bmm(q[c].view(rows, tq, e), kT[c].view(rows, e, tk), out=scores)
         if bias is not None:
             s.view(-1, h, tq, tk).add_(bias if bias.dim() == 2 else bias[c])
@@ -187,7 +188,7 @@ class _SmallHeadAttention(torch.autograd.Function):
         grad = (grad * ctx.scale).contiguous()
         grad_t, q_t = grad.transpose(-1, -2).contiguous(), q.transpose(-1, -2).contiguous()
         gq_t, gk_t, gv_t = q.new_empty(b, h, e, tq), q.new_empty(b, h, e, tk), q.new_empty(b, h, e, tk)
-        for c, rows, (a, d) in _blocks(b, h, tq, tk, q.element_size(), 2, q):
+        for c, rows, (a, d) in _blocks(q, tk, 2):
             w = weights[c].view(rows, tq, tk)
             keep = None if bits is None else torch.ge(bits[c].view(rows, tq, tk), ctx.threshold, out=a)
             # d v: (e, tq) @ (tq, tk) with the weights as they were used, dropped
