@@ -120,6 +120,7 @@ def test_a_killed_run_resumes_without_recomputing(tmp_path, encoders):
     assert len(index) == n
 
 
+@pytest.mark.xdist_group("multiprocess")
 def test_two_processes_share_one_cache(tmp_path, encoders):
     manifest = make("custom", tmp_path, n_speakers=1)
     n = len(read_manifest(manifest))

@@ -163,6 +163,7 @@ def test_killed_run_resumes_to_the_same_weights(corpus, tmp_path, schedule):
     assert sorted({r["epoch"] for r in logs if "dev_loss" in r}) == [0, 1]
 
 
+@pytest.mark.xdist_group("multiprocess")
 def test_two_processes_match_one(corpus, tmp_path):
     path = ROOT / "recipes/configs/crema_d/auxformer.yaml"
     over = tiny_overrides(path, corpus, tmp_path) + [

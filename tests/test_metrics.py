@@ -117,6 +117,7 @@ DISTRIBUTED_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.xdist_group("multiprocess")
 def test_distributed_gather_counts_each_clip_once(tmp_path):
     script, out = tmp_path / "dist_eval.py", tmp_path / "out.json"
     script.write_text(DISTRIBUTED_SCRIPT)
