@@ -148,7 +148,7 @@ def _attention_forward(q, kT, vT, bias, p, keep_weights: bool):
     block so that each pass over a block's weights stays in cache. The output is formed
     transposed, (e, tk) @ (tk, tq): with e = 5 that is several times faster in MKL than
     (tq, tk) @ (tk, e). -> (out (b, h, tq, e), weights (b, h, tq, tk) when `keep_weights`, int16
-    dropout bits or None, dropout scale)."""
+    dropout bits or None)."""
     b, h, tq, e = q.shape
     tk = kT.shape[-1]
     bits, (threshold, scale) = (random_bits((b, h, tq, tk)), keep_threshold(p)) if p else (None, (0, 1.0))
@@ -164,7 +164,7 @@ def _attention_forward(q, kT, vT, bias, p, keep_weights: bool):
         torch.bmm(vT[c].view(rows, e, tk), w.transpose(1, 2), out=out_t[c].view(rows, e, tq))
     if bits is not None:
         out_t.mul_(scale)
-    return out_t.transpose(-1, -2), weights, bits, scale
+    return out_t.transpose(-1, -2), weights, bits
 
 
 class _SmallHeadAttention(torch.autograd.Function):
@@ -174,9 +174,9 @@ class _SmallHeadAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, bias, p):
         q, kT, vT = q.contiguous(), k.transpose(-1, -2).contiguous(), v.transpose(-1, -2).contiguous()
-        out, weights, bits, scale = _attention_forward(q, kT, vT, bias, p, keep_weights=True)
+        out, weights, bits = _attention_forward(q, kT, vT, bias, p, keep_weights=True)
         ctx.save_for_backward(q, kT, vT, weights, bits)
-        ctx.threshold, ctx.scale = keep_threshold(p)[0], scale
+        ctx.p = p
         return out
 
     @staticmethod
@@ -185,12 +185,13 @@ class _SmallHeadAttention(torch.autograd.Function):
         q, kT, vT, weights, bits = ctx.saved_tensors
         b, h, tq, tk = weights.shape
         e = q.shape[-1]
-        grad = (grad * ctx.scale).contiguous()
+        threshold, scale = keep_threshold(ctx.p) if bits is not None else (0, 1.0)
+        grad = (grad * scale if bits is not None else grad).contiguous()
         grad_t, q_t = grad.transpose(-1, -2).contiguous(), q.transpose(-1, -2).contiguous()
         gq_t, gk_t, gv_t = q.new_empty(b, h, e, tq), q.new_empty(b, h, e, tk), q.new_empty(b, h, e, tk)
         for c, rows, (a, d) in _blocks(q, tk, 2):
             w = weights[c].view(rows, tq, tk)
-            keep = None if bits is None else torch.ge(bits[c].view(rows, tq, tk), ctx.threshold, out=a)
+            keep = None if bits is None else torch.ge(bits[c].view(rows, tq, tk), threshold, out=a)
             # d v: (e, tq) @ (tq, tk) with the weights as they were used, dropped
             torch.bmm(grad_t[c].view(rows, e, tq), w if keep is None else torch.mul(w, keep, out=d),
                       out=gv_t[c].view(rows, e, tk))

@@ -80,11 +80,10 @@ def one_step(kind: str, model, opt, encoder, x, amp: bool) -> None:
         with torch.no_grad(), autocast:
             audio = encoder(x["wave"], ones)[0].float()
     elif kind == "official_vavl":   # VAVL's loop: gradients flow into wav2vec2 (CNN frozen), no optimiser steps it
-        encoder.freeze = False      # our encoder runs under no_grad while frozen; VAVL's builds the graph
-        encoder.requires_grad_(True)
-        for name, p in encoder.named_parameters():
-            if "feature_extractor" in name or "feature_encoder" in name:
-                p.requires_grad_(False)
+        encoder.set_frozen(False)   # a frozen encoder runs under no_grad; VAVL's builds the graph
+        for sub in encoder.modules():
+            if hasattr(sub, "freeze_feature_encoder"):
+                sub.freeze_feature_encoder()
         with autocast:
             audio = encoder(x["wave"], ones)[0].float()
     else:
@@ -93,8 +92,7 @@ def one_step(kind: str, model, opt, encoder, x, amp: bool) -> None:
     if kind == "official_vavl":
         assert any(p.grad is not None for p in encoder.parameters()), "VAVL mode must backpropagate into wav2vec2"
         encoder.zero_grad(set_to_none=True)
-        encoder.requires_grad_(False)
-        encoder.freeze = True
+        encoder.set_frozen(True)
 
 
 def time_steps(kind: str, model, opt, encoder, x, steps: int, amp: bool, sync) -> tuple[list[float], list[float]]:
@@ -160,11 +158,13 @@ def main(argv=None) -> int:
     extraction_step = step["official_eval"] - step["cached_eval"]     # the wav2vec2 forward on one batch
     train_epoch = {k: step[k] * steps_per_epoch for k in ("official", "official_vavl", "cached")}
     eval_pass = {"official": step["official_eval"] * dev_batches, "cached": step["cached_eval"] * dev_batches}
-    epoch = {"official": train_epoch["official"] + eval_pass["official"],
-             "official_vavl": train_epoch["official_vavl"] + eval_pass["official"],  # VAVL's dev pass: the same forward
-             "cached": train_epoch["cached"] + eval_pass["cached"]}
-    cpu_epoch = {k: cpu_step[k] * steps_per_epoch + cpu_step[("cached" if k == "cached" else "official") + "_eval"] * dev_batches
-                 for k in ("official", "official_vavl", "cached")}
+
+    def per_epoch(t: dict) -> dict:
+        """Step times -> seconds per epoch of each loop: training steps + dev pass (VAVL's dev pass is
+        the same wav2vec2 + AuxFormer forward as AuxFormer's)."""
+        dev = {"official": t["official_eval"], "official_vavl": t["official_eval"], "cached": t["cached_eval"]}
+        return {k: t[k] * steps_per_epoch + dev[k] * dev_batches for k in dev}
+    epoch, cpu_epoch = per_epoch(step), per_epoch(cpu_step)
     result = {
         "benchmark": "epoch_speed",
         "what": "seconds per epoch (AuxFormer, official shape; training steps + one dev pass, as both loops do) with cached "
