@@ -1,10 +1,11 @@
 """The CPU attention kernel of the MulT / AuxFormer family: same values and gradients as plain
-autograd attention, dropout included (same random bits), whatever the block size."""
+autograd attention, dropout included (same random bits), whatever the block size and whichever
+way the weights are held (tq, tk), or (tk, tq) for fewer than SHORT_KEYS keys."""
 import pytest
 import torch
 
 from vavl import layers
-from vavl.layers import attention_mask, cpu_attention, keep_threshold, random_bits
+from vavl.layers import SHORT_KEYS, attention_mask, cpu_attention, keep_threshold, random_bits
 
 
 def reference(q, k, v, bias, p, bits):
@@ -22,6 +23,13 @@ def inputs(b, h, tq, tk, e, seed=0, dtype=torch.float64):
     return [torch.randn(b, h, t, e, generator=g, dtype=dtype, requires_grad=True) for t in (tq, tk, tk)]
 
 
+def drawn_bits(b, h, tq, tk):
+    """The dropout bits `cpu_attention` draws next, as (b, h, tq, tk)."""
+    if tk < SHORT_KEYS:  # drawn as the weights are held
+        return random_bits((b, h, tk, tq)).transpose(-1, -2)
+    return random_bits((b, h, tq, tk))
+
+
 def padded_bias(b, tq, tk, dtype=torch.float64):
     qm, km = torch.ones(b, tq, dtype=torch.bool), torch.ones(b, tk, dtype=torch.bool)
     qm[0, tq - 2:], km[1, tk - 3:] = False, False
@@ -32,9 +40,10 @@ def padded_bias(b, tq, tk, dtype=torch.float64):
 @pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 20])  # one clip per block, two, all
 @pytest.mark.parametrize("p", [0.0, 0.3])
 @pytest.mark.parametrize("bias_kind", ["none", "causal", "padded"])
-def test_values_and_gradients_match_plain_autograd(monkeypatch, chunk_bytes, p, bias_kind):
+@pytest.mark.parametrize("tk", [9, SHORT_KEYS + 3])  # weights held (tk, tq), then (tq, tk)
+def test_values_and_gradients_match_plain_autograd(monkeypatch, chunk_bytes, p, bias_kind, tk):
     monkeypatch.setattr(layers, "CHUNK_BYTES", chunk_bytes)
-    b, h, tq, tk, e = 3, 2, 7, 9, 5
+    b, h, tq, e = 3, 2, 7, 5
     bias = {"none": None, "padded": padded_bias(b, tq, tk),
             "causal": torch.zeros(tq, tk, dtype=torch.float64).masked_fill_(
                 ~attention_mask(torch.ones(1, tq, dtype=torch.bool), torch.ones(1, tk, dtype=torch.bool), True),
@@ -43,7 +52,7 @@ def test_values_and_gradients_match_plain_autograd(monkeypatch, chunk_bytes, p, 
     torch.manual_seed(5)
     out = cpu_attention(q, k, v, bias, p)
     torch.manual_seed(5)
-    bits = random_bits((b, h, tq, tk)) if p else None
+    bits = drawn_bits(b, h, tq, tk) if p else None
     q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
     ref = reference(q2, k2, v2, bias, p, bits)
     assert torch.allclose(out, ref, atol=1e-12)
@@ -56,18 +65,20 @@ def test_values_and_gradients_match_plain_autograd(monkeypatch, chunk_bytes, p, 
         assert torch.allclose(ours.grad, theirs.grad, atol=1e-12)
 
 
-def test_no_grad_path_gives_the_same_output(monkeypatch):
+@pytest.mark.parametrize("tk", [8, SHORT_KEYS])
+def test_no_grad_path_gives_the_same_output(monkeypatch, tk):
     monkeypatch.setattr(layers, "CHUNK_BYTES", 3000)
-    q, k, v = inputs(4, 3, 6, 8, 5, dtype=torch.float32)
-    bias = padded_bias(4, 6, 8, dtype=torch.float32)[:4]
+    q, k, v = inputs(4, 3, 6, tk, 5, dtype=torch.float32)
+    bias = padded_bias(4, 6, tk, dtype=torch.float32)
     with torch.no_grad():
         fast = cpu_attention(q, k, v, bias)
     assert torch.allclose(fast, reference(q, k, v, bias, 0.0, None), atol=1e-6)
 
 
-def test_gradcheck_without_dropout():
-    q, k, v = inputs(2, 2, 4, 5, 3)
-    bias = padded_bias(2, 4, 5)
+@pytest.mark.parametrize("tk", [5, SHORT_KEYS + 1])
+def test_gradcheck_without_dropout(tk):
+    q, k, v = inputs(2, 2, 4, tk, 3)
+    bias = padded_bias(2, 4, tk)
     assert torch.autograd.gradcheck(lambda q, k, v: cpu_attention(q, k, v, bias), (q, k, v))
 
 

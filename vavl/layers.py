@@ -128,40 +128,58 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 CHUNK_BYTES = 1 << 22  # attention weights handled at a time by `cpu_attention`: a few clips, kept in cache
+SHORT_KEYS = 16  # fewer keys than this: weights held as (tk, tq), as softmax over a last dim < 16 is ~10x slower
 
 
-def _blocks(q: torch.Tensor, tk: int, buffers: int):
-    """Cut the batch of q (b, h, tq, e) into blocks of a few clips whose (h, tq, tk) weights fit in
-    CHUNK_BYTES -> (clips slice, rows = clips x heads, per-block buffers cut to rows). The
-    buffers are made once and reused by every block."""
-    b, h, tq, _ = q.shape
-    step = max(1, CHUNK_BYTES // (h * tq * tk * q.element_size()))
-    bufs = [q.new_empty(min(step, b) * h, tq, tk) for _ in range(buffers)]
+def _t(x: torch.Tensor, flag: bool) -> torch.Tensor:
+    """x, or x with its last two axes swapped when `flag`."""
+    return x.transpose(-1, -2) if flag else x
+
+
+def _blocks(like: torch.Tensor, b: int, h: int, shape: tuple[int, int], buffers: int):
+    """Cut a batch of b clips into blocks of a few clips whose (h, *shape) weights fit in
+    CHUNK_BYTES -> (clips slice, rows = clips x heads, per-block (rows, *shape) buffers). The
+    buffers (dtype and device of `like`) are made once and reused by every block."""
+    step = max(1, CHUNK_BYTES // (h * math.prod(shape) * like.element_size()))
+    bufs = [like.new_empty(min(step, b) * h, *shape) for _ in range(buffers)]
     for i in range(0, b, step):
         c = slice(i, min(i + step, b))
         rows = (c.stop - i) * h
         yield c, rows, [buf[:rows] for buf in bufs]
 
 
-def _attention_forward(q, kT, vT, bias, p, keep_weights: bool):
-    """`cpu_attention` on contiguous q (b, h, tq, e) (scaled), kT / vT (b, h, e, tk), block by
-    block so that each pass over a block's weights stays in cache. The output is formed
-    transposed, (e, tk) @ (tk, tq): with e = 5 that is several times faster in MKL than
-    (tq, tk) @ (tk, e). -> (out (b, h, tq, e), weights (b, h, tq, tk) when `keep_weights`, int16
-    dropout bits or None)."""
+def _attention_forward(q, kT, vT, bias, p, keep_weights: bool, q_t=None):
+    """`cpu_attention` on q (b, h, tq, e) (scaled; q_t: its contiguous transpose, if already made)
+    and contiguous kT / vT (b, h, e, tk), block by block so that each pass over a block's weights
+    stays in cache.
+
+    Weights are held (tq, tk), or (tk, tq) when tk < SHORT_KEYS, with softmax over the keys' axis
+    either way. The output is formed transposed, (e, tk) @ (tk, tq):
+    with e = 5 that is several times faster in MKL than (tq, tk) @ (tk, e).
+    -> (out (b, h, tq, e), weights as held when `keep_weights`, int16 dropout bits as held or None)."""
     b, h, tq, e = q.shape
     tk = kT.shape[-1]
-    bits, (threshold, scale) = (random_bits((b, h, tq, tk)), keep_threshold(p)) if p else (None, (0, 1.0))
-    weights = q.new_empty(b, h, tq, tk) if keep_weights else None
-    out_t = q.new_empty(b, h, e, tq)
-    for c, rows, (scores, w) in _blocks(q, tk, 2):
-        s = torch.bmm(q[c].view(rows, tq, e), kT[c].view(rows, e, tk), out=scores)
+    flip = tk < SHORT_KEYS
+    if flip:
+        q_t = q.transpose(-1, -2).contiguous() if q_t is None else q_t
+    else:
+        q = q.contiguous()
+    shape = (tk, tq) if flip else (tq, tk)
+    bias = None if bias is None else _t(bias, flip).contiguous()
+    bits, (threshold, scale) = (random_bits((b, h, *shape)), keep_threshold(p)) if p else (None, (0, 1.0))
+    weights = kT.new_empty(b, h, *shape) if keep_weights else None
+    out_t = kT.new_empty(b, h, e, tq)
+    for c, rows, (scores, w) in _blocks(kT, b, h, shape, 2):
+        if flip:
+            s = torch.bmm(kT[c].view(rows, e, tk).transpose(1, 2), q_t[c].view(rows, e, tq), out=scores)
+        else:
+            s = torch.bmm(q[c].view(rows, tq, e), kT[c].view(rows, e, tk), out=scores)
         if bias is not None:
-            s.view(-1, h, tq, tk).add_(bias if bias.dim() == 2 else bias[c])
-        w = torch.softmax(s, -1, out=weights[c].view(rows, tq, tk) if keep_weights else w)
+            s.view(-1, h, *shape).add_(bias if bias.dim() == 2 else bias[c])
+        w = torch.softmax(s, -2 if flip else -1, out=weights[c].view(rows, *shape) if keep_weights else w)
         if bits is not None:  # the dropped weights go to the scores buffer
-            w = torch.ge(bits[c].view(rows, tq, tk), threshold, out=s).mul_(w)
-        torch.bmm(vT[c].view(rows, e, tk), w.transpose(1, 2), out=out_t[c].view(rows, e, tq))
+            w = torch.ge(bits[c].view(rows, *shape), threshold, out=s).mul_(w)
+        torch.bmm(vT[c].view(rows, e, tk), _t(w, not flip), out=out_t[c].view(rows, e, tq))
     if bits is not None:
         out_t.mul_(scale)
     return out_t.transpose(-1, -2), weights, bits
@@ -173,34 +191,39 @@ class _SmallHeadAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, p):
-        q, kT, vT = q.contiguous(), k.transpose(-1, -2).contiguous(), v.transpose(-1, -2).contiguous()
-        out, weights, bits = _attention_forward(q, kT, vT, bias, p, keep_weights=True)
-        ctx.save_for_backward(q, kT, vT, weights, bits)
+        q_t, kT, vT = (x.transpose(-1, -2).contiguous() for x in (q, k, v))
+        out, weights, bits = _attention_forward(q, kT, vT, bias, p, keep_weights=True, q_t=q_t)
+        ctx.save_for_backward(q_t, kT, vT, weights, bits)
         ctx.p = p
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        q, kT, vT, weights, bits = ctx.saved_tensors
-        b, h, tq, tk = weights.shape
-        e = q.shape[-1]
+        q_t, kT, vT, weights, bits = ctx.saved_tensors
+        b, h, e, tq = q_t.shape
+        tk = kT.shape[-1]
+        flip = tk < SHORT_KEYS
+        shape = (tk, tq) if flip else (tq, tk)
         threshold, scale = keep_threshold(ctx.p) if bits is not None else (0, 1.0)
-        grad = (grad * scale if bits is not None else grad).contiguous()
-        grad_t, q_t = grad.transpose(-1, -2).contiguous(), q.transpose(-1, -2).contiguous()
-        gq_t, gk_t, gv_t = q.new_empty(b, h, e, tq), q.new_empty(b, h, e, tk), q.new_empty(b, h, e, tk)
-        for c, rows, (a, d) in _blocks(q, tk, 2):
-            w = weights[c].view(rows, tq, tk)
-            keep = None if bits is None else torch.ge(bits[c].view(rows, tq, tk), threshold, out=a)
+        grad_t = (grad.transpose(-1, -2) * scale if bits is not None else grad.transpose(-1, -2)).contiguous()
+        grad = None if flip else grad_t.transpose(-1, -2).contiguous()
+        gq_t, gk_t, gv_t = q_t.new_empty(b, h, e, tq), q_t.new_empty(b, h, e, tk), q_t.new_empty(b, h, e, tk)
+        for c, rows, (a, d) in _blocks(q_t, b, h, shape, 2):
+            w = weights[c].view(rows, *shape)
+            keep = None if bits is None else torch.ge(bits[c].view(rows, *shape), threshold, out=a)
             # d v: (e, tq) @ (tq, tk) with the weights as they were used, dropped
-            torch.bmm(grad_t[c].view(rows, e, tq), w if keep is None else torch.mul(w, keep, out=d),
+            torch.bmm(grad_t[c].view(rows, e, tq), _t(w if keep is None else torch.mul(w, keep, out=d), flip),
                       out=gv_t[c].view(rows, e, tk))
-            g_w = torch.bmm(grad[c].view(rows, tq, e), vT[c].view(rows, e, tk), out=d)
+            if flip:  # d weights, as held
+                g_w = torch.bmm(vT[c].view(rows, e, tk).transpose(1, 2), grad_t[c].view(rows, e, tq), out=d)
+            else:
+                g_w = torch.bmm(grad[c].view(rows, tq, e), vT[c].view(rows, e, tk), out=d)
             if keep is not None:
                 g_w.mul_(keep)
-            g_s = torch.ops.aten._softmax_backward_data.out(g_w, w, -1, w.dtype, grad_input=a)
-            torch.bmm(kT[c].view(rows, e, tk), g_s.transpose(1, 2), out=gq_t[c].view(rows, e, tq))
-            torch.bmm(q_t[c].view(rows, e, tq), g_s, out=gk_t[c].view(rows, e, tk))
+            g_s = torch.ops.aten._softmax_backward_data.out(g_w, w, -2 if flip else -1, w.dtype, grad_input=a)
+            torch.bmm(kT[c].view(rows, e, tk), _t(g_s, not flip), out=gq_t[c].view(rows, e, tq))
+            torch.bmm(q_t[c].view(rows, e, tq), _t(g_s, flip), out=gk_t[c].view(rows, e, tk))
         return gq_t.transpose(-1, -2), gk_t.transpose(-1, -2), gv_t.transpose(-1, -2), None, None
 
 
@@ -213,7 +236,7 @@ def cpu_attention(q, k, v, bias, p: float = 0.0) -> torch.Tensor:
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         return _SmallHeadAttention.apply(q, k, v, bias, p)
     kT, vT = k.transpose(-1, -2).contiguous(), v.transpose(-1, -2).contiguous()
-    return _attention_forward(q.contiguous(), kT, vT, bias, p, keep_weights=False)[0]
+    return _attention_forward(q, kT, vT, bias, p, keep_weights=False)[0]
 
 
 class MultiHeadAttention(torch.nn.Module):
