@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from vavl import layers
-from vavl.layers import SHORT_KEYS, attention_mask, cpu_attention, keep_threshold, random_bits
+from vavl.layers import (
+    SHORT_KEYS,
+    attention_mask,
+    cpu_attention,
+    keep_threshold,
+    random_bits,
+)
 
 
 def reference(q, k, v, bias, p, bits):
