@@ -788,14 +788,20 @@ def test(run: dict, summary: dict, config_path: str | None = None) -> dict:
 def main(cfg: dict, config_path: str | None = None) -> dict:
     """setup -> train -> test -> cleanup. Returns {"summary", "results", "output_dir"}."""
     run = setup(cfg)
+    acc, out_dir = run["accelerator"], run["out_dir"]
     try:
         summary = train(run, config_path)
         results = test(run, summary, config_path)
+        acc.wait_for_everyone()  # no process tears the group down while another still writes results
     finally:
-        run["accelerator"].end_training()
-    if run["accelerator"].is_main_process:
-        run["accelerator"].print(format_results(summary, results))
-    return {"summary": summary, "results": results, "output_dir": str(run["out_dir"])}
+        # drop the DDP model (its reducer holds the gloo/NCCL group) while every process is still here:
+        # freed later, at interpreter exit, gloo's destructor could wait forever on a peer already gone
+        run.clear()
+        acc.free_memory()
+        acc.end_training()
+    if acc.is_main_process:
+        acc.print(format_results(summary, results))
+    return {"summary": summary, "results": results, "output_dir": str(out_dir)}
 
 
 def format_results(summary: dict, results: dict) -> str:
