@@ -114,7 +114,7 @@ def keep_mask(shape, p: float, dtype=torch.float32) -> tuple[torch.Tensor, float
     """CPU dropout keep mask (1 kept, 0 dropped, probability p) as `dtype`, and the 1 / (1 - p)
     that keeps the expectation (see `keep_threshold`)."""
     threshold, scale = keep_threshold(p)
-    return (random_bits(shape) >= threshold).to(dtype), scale
+    return torch.ge(random_bits(shape), threshold, out=torch.empty(shape, dtype=dtype)), scale
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -148,32 +148,25 @@ def _blocks(like: torch.Tensor, b: int, h: int, shape: tuple[int, int], buffers:
         yield c, rows, [buf[:rows] for buf in bufs]
 
 
-def _attention_forward(q, kT, vT, bias, p, keep_weights: bool, q_t=None):
-    """`cpu_attention` on q (b, h, tq, e) (scaled; q_t: its contiguous transpose, if already made)
-    and contiguous kT / vT (b, h, e, tk), block by block so that each pass over a block's weights
-    stays in cache.
+def _attention_forward(q_t, kT, vT, bias, p, keep_weights: bool):
+    """Attention of contiguous q_t (b, h, e, tq) (scaled), kT / vT (b, h, e, tk), block by block so
+    that each pass over a block's weights stays in cache.
 
     Weights are held (tq, tk), or (tk, tq) when tk < SHORT_KEYS, with softmax over the keys' axis
-    either way. The output is formed transposed, (e, tk) @ (tk, tq):
-    with e = 5 that is several times faster in MKL than (tq, tk) @ (tk, e).
-    -> (out (b, h, tq, e), weights as held when `keep_weights`, int16 dropout bits as held or None)."""
-    b, h, tq, e = q.shape
+    either way. The output is formed transposed, (e, tk) @ (tk, tq): with e = 5 that is several
+    times faster in MKL than (tq, tk) @ (tk, e).
+    -> (out_t (b, h, e, tq), weights as held when `keep_weights`, int16 dropout bits as held or None)."""
+    b, h, e, tq = q_t.shape
     tk = kT.shape[-1]
     flip = tk < SHORT_KEYS
-    if flip:
-        q_t = q.transpose(-1, -2).contiguous() if q_t is None else q_t
-    else:
-        q = q.contiguous()
     shape = (tk, tq) if flip else (tq, tk)
     bias = None if bias is None else _t(bias, flip).contiguous()
     bits, (threshold, scale) = (random_bits((b, h, *shape)), keep_threshold(p)) if p else (None, (0, 1.0))
-    weights = kT.new_empty(b, h, *shape) if keep_weights else None
-    out_t = kT.new_empty(b, h, e, tq)
-    for c, rows, (scores, w) in _blocks(kT, b, h, shape, 2):
-        if flip:
-            s = torch.bmm(kT[c].view(rows, e, tk).transpose(1, 2), q_t[c].view(rows, e, tq), out=scores)
-        else:
-            s = torch.bmm(q[c].view(rows, tq, e), kT[c].view(rows, e, tk), out=scores)
+    weights = q_t.new_empty(b, h, *shape) if keep_weights else None
+    out_t = q_t.new_empty(b, h, e, tq)
+    for c, rows, (scores, w) in _blocks(q_t, b, h, shape, 2):
+        qb, kb = q_t[c].view(rows, e, tq), kT[c].view(rows, e, tk)
+        s = torch.bmm(*((kb.transpose(1, 2), qb) if flip else (qb.transpose(1, 2), kb)), out=scores)
         if bias is not None:
             s.view(-1, h, *shape).add_(bias if bias.dim() == 2 else bias[c])
         w = torch.softmax(s, -2 if flip else -1, out=weights[c].view(rows, *shape) if keep_weights else w)
@@ -182,20 +175,40 @@ def _attention_forward(q, kT, vT, bias, p, keep_weights: bool, q_t=None):
         torch.bmm(vT[c].view(rows, e, tk), _t(w, not flip), out=out_t[c].view(rows, e, tq))
     if bits is not None:
         out_t.mul_(scale)
-    return out_t.transpose(-1, -2), weights, bits
+    return out_t, weights, bits
+
+
+def _to_heads(x: torch.Tensor, start: int, heads: int, dim: int, scale: float = 1.0) -> torch.Tensor:
+    """Channels start:start + dim of x (b, t, C), times `scale` -> contiguous (b, heads, e, t), one pass."""
+    src = x[..., start:start + dim].unflatten(-1, (heads, dim // heads)).permute(0, 2, 3, 1)
+    return torch.mul(src, scale, out=x.new_empty(src.shape)) if scale != 1.0 else src.contiguous()
+
+
+def _from_heads(x_t: torch.Tensor) -> torch.Tensor:
+    """(b, h, e, t) -> (b, t, h * e)."""
+    b, h, e, t = x_t.shape
+    return x_t.permute(0, 3, 1, 2).reshape(b, t, h * e)
+
+
+def _gather_heads(sources, slots, heads: int, dim: int):
+    """q_t (times e^-0.5), kT, vT as (b, h, e, t), read from their `slots` in `sources`."""
+    scales = ((dim // heads) ** -0.5, 1.0, 1.0)
+    return [_to_heads(sources[i], start, heads, dim, s) for (i, start), s in zip(slots, scales)]
 
 
 class _SmallHeadAttention(torch.autograd.Function):
     """`cpu_attention` with a hand-written backward over the same blocks. It keeps the weights and
-    the int16 dropout bits, not a dropped float copy nor a float mask."""
+    the int16 dropout bits, not a dropped float copy nor a float mask. The gradients of q, k and v
+    are written straight into their slots of each source's gradient: no split, cat or layout
+    copies are left to autograd."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, p):
-        q_t, kT, vT = (x.transpose(-1, -2).contiguous() for x in (q, k, v))
-        out, weights, bits = _attention_forward(q, kT, vT, bias, p, keep_weights=True, q_t=q_t)
+    def forward(ctx, bias, p, heads, dim, slots, *sources):
+        q_t, kT, vT = _gather_heads(sources, slots, heads, dim)
+        out_t, weights, bits = _attention_forward(q_t, kT, vT, bias, p, keep_weights=True)
         ctx.save_for_backward(q_t, kT, vT, weights, bits)
-        ctx.p = p
-        return out
+        ctx.p, ctx.slots, ctx.dim, ctx.shapes = p, slots, dim, [x.shape for x in sources]
+        return _from_heads(out_t)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -206,37 +219,42 @@ class _SmallHeadAttention(torch.autograd.Function):
         flip = tk < SHORT_KEYS
         shape = (tk, tq) if flip else (tq, tk)
         threshold, scale = keep_threshold(ctx.p) if bits is not None else (0, 1.0)
-        grad_t = (grad.transpose(-1, -2) * scale if bits is not None else grad.transpose(-1, -2)).contiguous()
-        grad = None if flip else grad_t.transpose(-1, -2).contiguous()
+        grad_t = _to_heads(grad, 0, h, ctx.dim, scale)
         gq_t, gk_t, gv_t = q_t.new_empty(b, h, e, tq), q_t.new_empty(b, h, e, tk), q_t.new_empty(b, h, e, tk)
         for c, rows, (a, d) in _blocks(q_t, b, h, shape, 2):
             w = weights[c].view(rows, *shape)
+            gb, vb = grad_t[c].view(rows, e, tq), vT[c].view(rows, e, tk)
             keep = None if bits is None else torch.ge(bits[c].view(rows, *shape), threshold, out=a)
             # d v: (e, tq) @ (tq, tk) with the weights as they were used, dropped
-            torch.bmm(grad_t[c].view(rows, e, tq), _t(w if keep is None else torch.mul(w, keep, out=d), flip),
-                      out=gv_t[c].view(rows, e, tk))
-            if flip:  # d weights, as held
-                g_w = torch.bmm(vT[c].view(rows, e, tk).transpose(1, 2), grad_t[c].view(rows, e, tq), out=d)
-            else:
-                g_w = torch.bmm(grad[c].view(rows, tq, e), vT[c].view(rows, e, tk), out=d)
+            torch.bmm(gb, _t(w if keep is None else torch.mul(w, keep, out=d), flip), out=gv_t[c].view(rows, e, tk))
+            g_w = torch.bmm(*((vb.transpose(1, 2), gb) if flip else (gb.transpose(1, 2), vb)), out=d)  # as held
             if keep is not None:
                 g_w.mul_(keep)
             g_s = torch.ops.aten._softmax_backward_data.out(g_w, w, -2 if flip else -1, w.dtype, grad_input=a)
             torch.bmm(kT[c].view(rows, e, tk), _t(g_s, not flip), out=gq_t[c].view(rows, e, tq))
             torch.bmm(q_t[c].view(rows, e, tq), _t(g_s, flip), out=gk_t[c].view(rows, e, tk))
-        return gq_t.transpose(-1, -2), gk_t.transpose(-1, -2), gv_t.transpose(-1, -2), None, None
+        grads = []
+        for i, source_shape in enumerate(ctx.shapes):
+            covered = sum(ctx.dim for j, _ in ctx.slots if j == i) == source_shape[-1]
+            grads.append(q_t.new_empty(source_shape) if covered else q_t.new_zeros(source_shape))
+        for (i, start), g_t, s in zip(ctx.slots, (gq_t, gk_t, gv_t), (e ** -0.5, 1.0, 1.0)):
+            dest = grads[i][..., start:start + ctx.dim].unflatten(-1, (h, e))
+            torch.mul(g_t.permute(0, 3, 1, 2), s, out=dest) if s != 1.0 else dest.copy_(g_t.permute(0, 3, 1, 2))
+        return (None, None, None, None, None, *grads)
 
 
-def cpu_attention(q, k, v, bias, p: float = 0.0) -> torch.Tensor:
-    """softmax(q k^T / sqrt(e) + bias) with dropout p on the weights, @ v; (b, h, t, e) in and out.
+def cpu_attention(sources, slots, bias, heads: int, dim: int, p: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T / sqrt(e) + bias) with dropout p on the weights, @ v, over `heads` heads of
+    width e = dim / heads -> (b, tq, dim). q, k and v are channel ranges of `sources` (tensors
+    (b, t, C)): `slots` gives (source index, first channel) for each, e.g. one packed q|k|v
+    projection ((0, 0), (0, dim), (0, 2 * dim)), or q and a packed k|v ((0, 0), (1, 0), (1, dim)).
     The CPU path for small heads (e = 5 in AuxFormer): SDPA's fused CPU kernel has no dropout, and
     its fallback, like plain autograd, makes several full passes over the (b, h, tq, tk) weights
     in memory. `bias` (float, no gradient): None, (tq, tk) or (b, 1, tq, tk)."""
-    q = q * q.shape[-1] ** -0.5
-    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        return _SmallHeadAttention.apply(q, k, v, bias, p)
-    kT, vT = k.transpose(-1, -2).contiguous(), v.transpose(-1, -2).contiguous()
-    return _attention_forward(q, kT, vT, bias, p, keep_weights=False)[0]
+    if torch.is_grad_enabled() and any(x.requires_grad for x in sources):
+        return _SmallHeadAttention.apply(bias, p, heads, dim, tuple(slots), *sources)
+    out_t = _attention_forward(*_gather_heads(sources, slots, heads, dim), bias, p, keep_weights=False)[0]
+    return _from_heads(out_t)
 
 
 class MultiHeadAttention(torch.nn.Module):
@@ -259,23 +277,24 @@ class MultiHeadAttention(torch.nn.Module):
         """x (b, tq, d); key / value (b, tk, d), default x (self-attention); -> (b, tq, d)."""
         d = x.shape[-1]
         w, bias = self.qkv.weight, self.qkv.bias
-        if key is None:
-            q, k, v = self.qkv(x).chunk(3, dim=-1)
+        if key is None:  # one packed projection
+            sources, slots = (self.qkv(x),), ((0, 0), (0, d), (0, 2 * d))
+        elif value is None or value is key:
+            sources = (torch.nn.functional.linear(x, w[:d], bias[:d]), torch.nn.functional.linear(key, w[d:], bias[d:]))
+            slots = ((0, 0), (1, 0), (1, d))
         else:
-            q = torch.nn.functional.linear(x, w[:d], bias[:d])
-            if value is None or value is key:
-                k, v = torch.nn.functional.linear(key, w[d:], bias[d:]).chunk(2, dim=-1)
-            else:
-                k = torch.nn.functional.linear(key, w[d:2 * d], bias[d:2 * d])
-                v = torch.nn.functional.linear(value, w[2 * d:], bias[2 * d:])
-        q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (q, k, v))  # (b, h, t, e)
-        bias = None if mask is None or mask.bias is None else mask.bias.to(q.dtype)
-        if q.device.type == "cpu":
-            out = cpu_attention(q, k, v, bias, self.dropout if self.training else 0.0)
+            sources = tuple(torch.nn.functional.linear(t, w[i * d:(i + 1) * d], bias[i * d:(i + 1) * d])
+                            for i, t in enumerate((x, key, value)))
+            slots = ((0, 0), (1, 0), (2, 0))
+        bias = None if mask is None or mask.bias is None else mask.bias.to(x.dtype)
+        p = self.dropout if self.training else 0.0
+        if x.device.type == "cpu":
+            out = cpu_attention(sources, slots, bias, self.num_heads, d, p)
         else:
-            out = torch.nn.functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
-        out = self.out_proj(out.transpose(1, 2).flatten(2))  # (b, tq, d)
+            q, k, v = (sources[i][..., s:s + d].unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for i, s in slots)
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
+            out = out.transpose(1, 2).flatten(2)
+        out = self.out_proj(out)  # (b, tq, d)
         if mask is not None and mask.empty is not None:
             out = out.masked_fill(mask.empty.squeeze(1), 0.0)
         return out
