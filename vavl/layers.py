@@ -184,16 +184,27 @@ def _to_heads(x: torch.Tensor, start: int, heads: int, dim: int, scale: float = 
     return torch.mul(src, scale, out=x.new_empty(src.shape)) if scale != 1.0 else src.contiguous()
 
 
+def _put_heads(x_t: torch.Tensor, out: torch.Tensor, start: int, scale: float = 1.0) -> None:
+    """Inverse of `_to_heads`: (b, h, e, t) times `scale` into channels start:start + h * e of out (b, t, C)."""
+    b, h, e, t = x_t.shape
+    dest, src = out[..., start:start + h * e].unflatten(-1, (h, e)), x_t.permute(0, 3, 1, 2)
+    torch.mul(src, scale, out=dest) if scale != 1.0 else dest.copy_(src)
+
+
 def _from_heads(x_t: torch.Tensor) -> torch.Tensor:
     """(b, h, e, t) -> (b, t, h * e)."""
     b, h, e, t = x_t.shape
     return x_t.permute(0, 3, 1, 2).reshape(b, t, h * e)
 
 
+def _slot_scales(e: int) -> tuple[float, float, float]:
+    """What q, k and v are multiplied by on the way in (and their gradients on the way out)."""
+    return e ** -0.5, 1.0, 1.0
+
+
 def _gather_heads(sources, slots, heads: int, dim: int):
     """q_t (times e^-0.5), kT, vT as (b, h, e, t), read from their `slots` in `sources`."""
-    scales = ((dim // heads) ** -0.5, 1.0, 1.0)
-    return [_to_heads(sources[i], start, heads, dim, s) for (i, start), s in zip(slots, scales)]
+    return [_to_heads(sources[i], start, heads, dim, s) for (i, start), s in zip(slots, _slot_scales(dim // heads))]
 
 
 class _SmallHeadAttention(torch.autograd.Function):
@@ -216,8 +227,7 @@ class _SmallHeadAttention(torch.autograd.Function):
         q_t, kT, vT, weights, bits = ctx.saved_tensors
         b, h, e, tq = q_t.shape
         tk = kT.shape[-1]
-        flip = tk < SHORT_KEYS
-        shape = (tk, tq) if flip else (tq, tk)
+        flip, shape = tk < SHORT_KEYS, tuple(weights.shape[-2:])  # as the forward held them
         threshold, scale = keep_threshold(ctx.p) if bits is not None else (0, 1.0)
         grad_t = _to_heads(grad, 0, h, ctx.dim, scale)
         gq_t, gk_t, gv_t = q_t.new_empty(b, h, e, tq), q_t.new_empty(b, h, e, tk), q_t.new_empty(b, h, e, tk)
@@ -237,9 +247,8 @@ class _SmallHeadAttention(torch.autograd.Function):
         for i, source_shape in enumerate(ctx.shapes):
             covered = sum(ctx.dim for j, _ in ctx.slots if j == i) == source_shape[-1]
             grads.append(q_t.new_empty(source_shape) if covered else q_t.new_zeros(source_shape))
-        for (i, start), g_t, s in zip(ctx.slots, (gq_t, gk_t, gv_t), (e ** -0.5, 1.0, 1.0)):
-            dest = grads[i][..., start:start + ctx.dim].unflatten(-1, (h, e))
-            torch.mul(g_t.permute(0, 3, 1, 2), s, out=dest) if s != 1.0 else dest.copy_(g_t.permute(0, 3, 1, 2))
+        for (i, start), g_t, s in zip(ctx.slots, (gq_t, gk_t, gv_t), _slot_scales(e)):
+            _put_heads(g_t, grads[i], start, s)
         return (None, None, None, None, None, *grads)
 
 
