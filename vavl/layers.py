@@ -11,6 +11,8 @@ from typing import NamedTuple
 import numpy
 import torch
 
+from vavl.native import attention as native_attention
+
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(b, t, d), (b, t) -> (b, d): mean over real frames; zeros where a sample has none."""
@@ -75,10 +77,13 @@ class AttentionBias(NamedTuple):
         mask is several times slower on CPU.
     empty: (b, 1, tq, 1) bool, queries that see no key at all (a missing modality): their row
         of `bias` is opened so softmax stays finite, and their output is set to zero.
+    fused: the same mask as the fused CPU kernel reads it (`FusedBias`), made once here rather
+        than in every layer; None off the CPU (or work it out when needed).
     """
 
     bias: torch.Tensor | None
     empty: torch.Tensor | None
+    fused: "FusedBias | None" = None
 
     @classmethod
     def from_mask(cls, allowed: torch.Tensor | None, dtype=torch.float32) -> "AttentionBias":
@@ -89,7 +94,31 @@ class AttentionBias(NamedTuple):
             empty = ~allowed.any(-1, keepdim=True)
             allowed = allowed | empty
         bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
-        return cls(bias, empty)
+        fused = FusedBias.from_bias(bias) if bias.device.type == "cpu" and native_attention.library() else None
+        return cls(bias, empty, fused)
+
+
+class FusedBias(NamedTuple):
+    """An attention bias as the fused CPU kernel reads it.
+
+    bias_t: the bias transposed and padded, (tk, tq_pad) or (b, 1, tk, tq_pad) float32 (the kernel
+        walks keys with several queries side by side), or None for no bias.
+    keys: int32 (tq,) or (b, tq): 1 + the last key each query may look at (0 if none); the
+        kernel never looks further.
+    """
+
+    bias_t: torch.Tensor | None
+    keys: torch.Tensor
+
+    @classmethod
+    def from_bias(cls, bias: torch.Tensor | None, tq: int = 0, tk: int = 0) -> "FusedBias":
+        """From a float bias ((tq, tk) or (b, 1, tq, tk), -inf where not allowed), or from None (every key)."""
+        if bias is None:
+            return cls(None, torch.full((tq,), tk, dtype=torch.int32))
+        allowed = (bias > float("-inf")).squeeze(1) if bias.dim() == 4 else bias > float("-inf")
+        position = torch.arange(1, bias.shape[-1] + 1, dtype=torch.int32)
+        keys = torch.where(allowed, position, 0).amax(-1).to(torch.int32).contiguous()
+        return cls(native_attention.pad_bias(bias), keys)
 
 
 def random_bits(shape) -> torch.Tensor:
@@ -207,6 +236,12 @@ def _gather_heads(sources, slots, heads: int, dim: int):
     return [_to_heads(sources[i], start, heads, dim, s) for (i, start), s in zip(slots, _slot_scales(dim // heads))]
 
 
+def _source_grads(like: torch.Tensor, shapes, slots, dim: int) -> list[torch.Tensor]:
+    """Gradient buffers for the sources: empty where the q/k/v slots cover every channel, else zeros."""
+    covered = [sum(dim for j, _ in slots if j == i) == shape[-1] for i, shape in enumerate(shapes)]
+    return [like.new_empty(shape) if full else like.new_zeros(shape) for shape, full in zip(shapes, covered)]
+
+
 class _SmallHeadAttention(torch.autograd.Function):
     """`cpu_attention` with a hand-written backward over the same blocks. It keeps the weights and
     the int16 dropout bits, not a dropped float copy nor a float mask. The gradients of q, k and v
@@ -243,23 +278,96 @@ class _SmallHeadAttention(torch.autograd.Function):
             g_s = torch.ops.aten._softmax_backward_data.out(g_w, w, -2 if flip else -1, w.dtype, grad_input=a)
             torch.bmm(kT[c].view(rows, e, tk), _t(g_s, not flip), out=gq_t[c].view(rows, e, tq))
             torch.bmm(q_t[c].view(rows, e, tq), _t(g_s, flip), out=gk_t[c].view(rows, e, tk))
-        grads = []
-        for i, source_shape in enumerate(ctx.shapes):
-            covered = sum(ctx.dim for j, _ in ctx.slots if j == i) == source_shape[-1]
-            grads.append(q_t.new_empty(source_shape) if covered else q_t.new_zeros(source_shape))
+        grads = _source_grads(q_t, ctx.shapes, ctx.slots, ctx.dim)
         for (i, start), g_t, s in zip(ctx.slots, (gq_t, gk_t, gv_t), _slot_scales(e)):
             _put_heads(g_t, grads[i], start, s)
         return (None, None, None, None, None, *grads)
 
 
-def cpu_attention(sources, slots, bias, heads: int, dim: int, p: float = 0.0) -> torch.Tensor:
+class _NoContext:
+    """Stands in for autograd's ctx when the fused forward runs without a graph."""
+
+    def save_for_backward(self, *tensors):
+        pass
+
+
+class _FusedAttention(torch.autograd.Function):
+    """`cpu_attention` through the C kernel (vavl/native/attention.c): one pass per (clip, head)
+    tile and query row, nothing of size (tq, tk) in memory. It saves the output and each row's
+    log-sum-exp; the backward recomputes the weights and redraws the dropout decisions from the
+    seed (a counter-based hash, so the same keys are dropped as in the forward)."""
+
+    @staticmethod
+    def _job(bias_t, keys, p, heads, dim, slots, sources, seed):
+        (iq, sq), (ik, sk), (iv, sv) = slots
+        threshold, scale = keep_threshold(p) if p else (0, 0.0)
+        tq, tk = sources[iq].shape[1], sources[ik].shape[1]
+        job = native_attention.make_job(heads, dim // heads, tq, tk, bias_t, keys, (dim // heads) ** -0.5, seed,
+                                        threshold, scale)
+        for name, i, start in (("q", iq, sq), ("k", ik, sk), ("v", iv, sv)):
+            native_attention.set_slot(job, name, sources[i], start)
+        return job
+
+    @staticmethod
+    def forward(ctx, bias_t, keys, p, heads, dim, slots, *sources):
+        seed = int(torch.randint(0, 2**32, (1,))) if p else 0
+        job = _FusedAttention._job(bias_t, keys, p, heads, dim, slots, sources, seed)
+        b, tq = sources[slots[0][0]].shape[:2]
+        out, lse = sources[0].new_empty(b, tq, dim), sources[0].new_empty(b * heads, tq)
+        native_attention.set_slot(job, "out", out)
+        job.lse = native_attention.float_ptr(lse)
+        native_attention.run(native_attention.library(), job, b, backward=False)
+        ctx.save_for_backward(bias_t, keys, out, lse, *sources)
+        ctx.args, ctx.shapes = (p, heads, dim, slots, seed), [x.shape for x in sources]
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        bias_t, keys, out, lse, *sources = ctx.saved_tensors
+        p, heads, dim, slots, seed = ctx.args
+        job = _FusedAttention._job(bias_t, keys, p, heads, dim, slots, sources, seed)
+        grad = grad if grad.stride(-1) == 1 else grad.contiguous()
+        native_attention.set_slot(job, "o", out)
+        native_attention.set_slot(job, "grad", grad)
+        job.lse = native_attention.float_ptr(lse)
+        grads = _source_grads(out, ctx.shapes, slots, dim)
+        for name, (i, start) in zip(("gq", "gk", "gv"), slots):
+            native_attention.set_slot(job, name, grads[i], start)
+        native_attention.run(native_attention.library(), job, out.shape[0], backward=True)
+        return (None, None, None, None, None, None, *grads)
+
+
+def fused_available(width: int, *tensors) -> bool:
+    """Whether `cpu_attention` with heads of this width on these tensors runs through the C kernel
+    (float32 on the CPU, heads up to 64 wide, and a C compiler)."""
+    if not all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors):
+        return False
+    lib = native_attention.library()
+    return lib is not None and width <= lib.max_width
+
+
+def cpu_attention(sources, slots, bias, heads: int, dim: int, p: float = 0.0, fused: FusedBias | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(e) + bias) with dropout p on the weights, @ v, over `heads` heads of
     width e = dim / heads -> (b, tq, dim). q, k and v are channel ranges of `sources` (tensors
     (b, t, C)): `slots` gives (source index, first channel) for each, e.g. one packed q|k|v
     projection ((0, 0), (0, dim), (0, 2 * dim)), or q and a packed k|v ((0, 0), (1, 0), (1, dim)).
     The CPU path for small heads (e = 5 in AuxFormer): SDPA's fused CPU kernel has no dropout, and
     its fallback, like plain autograd, makes several full passes over the (b, h, tq, tk) weights
-    in memory. `bias` (float, no gradient): None, (tq, tk) or (b, 1, tq, tk)."""
+    in memory. `bias` (float, no gradient): None, (tq, tk) or (b, 1, tq, tk); `fused`: the same
+    bias as `FusedBias.from_bias` makes it (made here when not given).
+
+    float32 runs through the C kernel (`_FusedAttention`) where it can be built; other dtypes, or
+    no C compiler, take the PyTorch path (`_SmallHeadAttention`), which holds the (tq, tk) weights
+    block by block and draws its dropout bits differently (same p, same rounding)."""
+    if fused_available(dim // heads, *sources, bias):
+        sources = tuple(x if x.stride(-1) == 1 else x.contiguous() for x in sources)
+        if fused is None:
+            fused = FusedBias.from_bias(bias, sources[slots[0][0]].shape[1], sources[slots[1][0]].shape[1])
+        if torch.is_grad_enabled() and any(x.requires_grad for x in sources):
+            return _FusedAttention.apply(*fused, p, heads, dim, tuple(slots), *sources)
+        with torch.no_grad():
+            return _FusedAttention.forward(_NoContext(), *fused, p, heads, dim, tuple(slots), *sources)
     if torch.is_grad_enabled() and any(x.requires_grad for x in sources):
         return _SmallHeadAttention.apply(bias, p, heads, dim, tuple(slots), *sources)
     out_t = _attention_forward(*_gather_heads(sources, slots, heads, dim), bias, p, keep_weights=False)[0]
@@ -298,7 +406,7 @@ class MultiHeadAttention(torch.nn.Module):
         bias = None if mask is None or mask.bias is None else mask.bias.to(x.dtype)
         p = self.dropout if self.training else 0.0
         if x.device.type == "cpu":
-            out = cpu_attention(sources, slots, bias, self.num_heads, d, p)
+            out = cpu_attention(sources, slots, bias, self.num_heads, d, p, None if mask is None else mask.fused)
         else:
             q, k, v = (sources[i][..., s:s + d].unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for i, s in slots)
             out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
