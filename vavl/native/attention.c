@@ -65,12 +65,21 @@ typedef struct {
 INLINE vf load(const float *p) { vf x; memcpy(&x, p, sizeof x); return x; }
 INLINE vf splat(float x) { return (vf){0} + x; }
 INLINE vf blend(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
-INLINE float hsum(vf v) {  /* a fixed tree: the same order every time */
-    float t[LANES];
-    memcpy(t, &v, sizeof t);
-    for (int w = LANES / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) t[l] += t[l + w];
-    return t[0];
+INLINE float hsum(vf v) {  /* halves added until one lane is left: the same order every time */
+    typedef float v8 __attribute__((vector_size(32)));
+    typedef float v4 __attribute__((vector_size(16)));
+    v8 a;
+    memcpy(&a, &v, sizeof a);
+#if LANES == 16
+    v8 b;
+    memcpy(&b, (const char *)&v + sizeof a, sizeof b);
+    a += b;
+#endif
+    v4 c, d;
+    memcpy(&c, &a, sizeof c);
+    memcpy(&d, (const char *)&a + sizeof c, sizeof d);
+    c += d;
+    return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
 INLINE uint32_t mix32(uint32_t x) {
