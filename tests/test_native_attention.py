@@ -131,6 +131,20 @@ def test_rows_with_no_key_give_zeros_and_finite_gradients():
     assert all(torch.isfinite(t.grad).all() for t in (q, k, v)) and torch.equal(q.grad[0, 3], torch.zeros(h * e))
 
 
+def test_a_bias_shared_by_the_batch_and_shapes_that_do_not_fit():
+    b, h, e, tq, tk = 3, 2, 5, 9, 20
+    q, k, v = leaves((b, tq, h * e), (b, tk, h * e), (b, tk, h * e))
+    km = torch.ones(1, tk, dtype=torch.bool)
+    km[0, 15:] = False
+    bias = AttentionBias.from_mask(attention_mask(torch.ones(1, tq, dtype=torch.bool), km, True)).bias
+    assert bias.shape == (1, 1, tq, tk)  # one mask for every clip
+    check_against_reference((q, k, v), ((0, 0), (1, 0), (2, 0)), bias, h, h * e, 0.2)
+    with pytest.raises(ValueError, match="does not fit"):  # keys of another length than the values
+        cpu_attention((q, k, v[:, :5]), ((0, 0), (1, 0), (2, 0)), None, h, h * e)
+    with pytest.raises(ValueError, match="does not fit"):  # a bias for other clips
+        cpu_attention((q, k, v), ((0, 0), (1, 0), (2, 0)), bias_for("padded", 2, tq, tk), h, h * e)
+
+
 def test_no_grad_path_and_reproducible_dropout():
     q, k, v = leaves((4, 30, 10), (4, 30, 10), (4, 30, 10))
     bias = bias_for("causal", 4, 30, 30)

@@ -284,39 +284,45 @@ class _SmallHeadAttention(torch.autograd.Function):
         return (None, None, None, None, None, *grads)
 
 
-class _NoContext:
-    """Stands in for autograd's ctx when the fused forward runs without a graph."""
+def _fused_job(bias_t, keys, p, heads, dim, slots, sources, seed):
+    """The kernel's job for q, k, v at their slots of `sources` (checked: a wrong shape here would
+    make the C code read out of bounds)."""
+    (iq, sq), (ik, sk), (iv, sv) = slots
+    b, tq, tk = sources[iq].shape[0], sources[iq].shape[1], sources[ik].shape[1]
+    for (i, start), name in zip(slots, "qkv"):
+        x = sources[i]
+        if x.dim() != 3 or x.shape[0] != b or x.shape[1] != (tq if name == "q" else tk) or start + dim > x.shape[2]:
+            raise ValueError(f"cpu_attention: {name} at channel {start} of a {tuple(x.shape)} tensor does not fit "
+                             f"{b} clips x {tq if name == 'q' else tk} frames x {dim} channels")
+    threshold, scale = keep_threshold(p) if p else (0, 0.0)
+    job = native_attention.make_job(b, heads, dim // heads, tq, tk, bias_t, keys, (dim // heads) ** -0.5, seed,
+                                    threshold, scale)
+    for name, (i, start) in zip("qkv", slots):
+        native_attention.set_slot(job, name, sources[i], start)
+    return job
 
-    def save_for_backward(self, *tensors):
-        pass
+
+def _fused_forward(bias_t, keys, p, heads, dim, slots, sources):
+    """-> (out (b, tq, dim), lse (b * heads, tq), dropout seed) from the kernel's forward."""
+    seed = int(torch.randint(0, 2**32, (1,))) if p else 0
+    job = _fused_job(bias_t, keys, p, heads, dim, slots, sources, seed)
+    b, tq = sources[slots[0][0]].shape[:2]
+    out, lse = sources[0].new_empty(b, tq, dim), sources[0].new_empty(b * heads, tq)
+    native_attention.set_slot(job, "out", out)
+    job.lse = native_attention.float_ptr(lse)
+    native_attention.run(native_attention.library(), job, b, backward=False)
+    return out, lse, seed
 
 
 class _FusedAttention(torch.autograd.Function):
-    """`cpu_attention` through the C kernel (vavl/native/attention.c): one pass per (clip, head)
-    tile and query row, nothing of size (tq, tk) in memory. It saves the output and each row's
-    log-sum-exp; the backward recomputes the weights and redraws the dropout decisions from the
-    seed (a counter-based hash, so the same keys are dropped as in the forward)."""
-
-    @staticmethod
-    def _job(bias_t, keys, p, heads, dim, slots, sources, seed):
-        (iq, sq), (ik, sk), (iv, sv) = slots
-        threshold, scale = keep_threshold(p) if p else (0, 0.0)
-        tq, tk = sources[iq].shape[1], sources[ik].shape[1]
-        job = native_attention.make_job(heads, dim // heads, tq, tk, bias_t, keys, (dim // heads) ** -0.5, seed,
-                                        threshold, scale)
-        for name, i, start in (("q", iq, sq), ("k", ik, sk), ("v", iv, sv)):
-            native_attention.set_slot(job, name, sources[i], start)
-        return job
+    """`cpu_attention` through the C kernel (vavl/native/attention.c): one sweep per (clip, head)
+    tile, nothing of size (tq, tk) in memory. It saves the output and each row's log-sum-exp;
+    the backward recomputes the weights and redraws the dropout decisions from the seed (a
+    counter-based hash, so the same keys are dropped as in the forward)."""
 
     @staticmethod
     def forward(ctx, bias_t, keys, p, heads, dim, slots, *sources):
-        seed = int(torch.randint(0, 2**32, (1,))) if p else 0
-        job = _FusedAttention._job(bias_t, keys, p, heads, dim, slots, sources, seed)
-        b, tq = sources[slots[0][0]].shape[:2]
-        out, lse = sources[0].new_empty(b, tq, dim), sources[0].new_empty(b * heads, tq)
-        native_attention.set_slot(job, "out", out)
-        job.lse = native_attention.float_ptr(lse)
-        native_attention.run(native_attention.library(), job, b, backward=False)
+        out, lse, seed = _fused_forward(bias_t, keys, p, heads, dim, slots, sources)
         ctx.save_for_backward(bias_t, keys, out, lse, *sources)
         ctx.args, ctx.shapes = (p, heads, dim, slots, seed), [x.shape for x in sources]
         return out
@@ -326,7 +332,7 @@ class _FusedAttention(torch.autograd.Function):
     def backward(ctx, grad):
         bias_t, keys, out, lse, *sources = ctx.saved_tensors
         p, heads, dim, slots, seed = ctx.args
-        job = _FusedAttention._job(bias_t, keys, p, heads, dim, slots, sources, seed)
+        job = _fused_job(bias_t, keys, p, heads, dim, slots, sources, seed)
         grad = grad if grad.stride(-1) == 1 else grad.contiguous()
         native_attention.set_slot(job, "o", out)
         native_attention.set_slot(job, "grad", grad)
@@ -366,8 +372,7 @@ def cpu_attention(sources, slots, bias, heads: int, dim: int, p: float = 0.0, fu
             fused = FusedBias.from_bias(bias, sources[slots[0][0]].shape[1], sources[slots[1][0]].shape[1])
         if torch.is_grad_enabled() and any(x.requires_grad for x in sources):
             return _FusedAttention.apply(*fused, p, heads, dim, tuple(slots), *sources)
-        with torch.no_grad():
-            return _FusedAttention.forward(_NoContext(), *fused, p, heads, dim, tuple(slots), *sources)
+        return _fused_forward(*fused, p, heads, dim, slots, sources)[0]
     if torch.is_grad_enabled() and any(x.requires_grad for x in sources):
         return _SmallHeadAttention.apply(bias, p, heads, dim, tuple(slots), *sources)
     out_t = _attention_forward(*_gather_heads(sources, slots, heads, dim), bias, p, keep_weights=False)[0]

@@ -66,17 +66,26 @@ def pad_bias(bias: torch.Tensor) -> torch.Tensor:
     return bias_t
 
 
-def make_job(heads: int, e: int, tq: int, tk: int, bias_t: torch.Tensor | None, keys: torch.Tensor, q_scale: float,
-             seed: int, threshold: int, drop_scale: float) -> Job:
-    """bias_t: None or the bias transposed and padded, float32 (tk, tq_pad) or (b, 1, tk, tq_pad),
-    contiguous rows (`pad_bias`); keys: int32 (tq,) or (b, tq)."""
+def make_job(batch: int, heads: int, e: int, tq: int, tk: int, bias_t: torch.Tensor | None, keys: torch.Tensor,
+             q_scale: float, seed: int, threshold: int, drop_scale: float) -> Job:
+    """bias_t: None or the bias transposed and padded, float32 (tk, tq_pad) or (1 or batch, 1, tk,
+    tq_pad) with contiguous rows (`pad_bias`); keys: int32 (tq,) or (1 or batch, tq). Shapes are
+    checked: the kernel trusts them."""
     job = Job(heads=heads, e=e, tq=tq, tk=tk, q_scale=q_scale, seed=seed, threshold=threshold, drop_scale=drop_scale)
     if bias_t is not None:
-        assert bias_t.dtype == torch.float32 and bias_t.shape[-2:] == (tk, padded(tq)), (bias_t.shape, tq, tk)
-        assert bias_t.stride(-1) == 1 and bias_t.stride(-2) == padded(tq)
-        job.bias, job.bias_b = float_ptr(bias_t), (bias_t.stride(0) if bias_t.dim() == 4 else 0)
-    assert keys.dtype == torch.int32 and keys.is_contiguous()
-    job.nk, job.nk_b = ctypes.cast(keys.data_ptr(), ctypes.POINTER(ctypes.c_int32)), (tq if keys.dim() == 2 else 0)
+        ok = (bias_t.dtype == torch.float32 and bias_t.shape[-2:] == (tk, padded(tq)) and bias_t.stride(-1) == 1
+              and bias_t.stride(-2) == padded(tq) and (bias_t.dim() == 2 or (bias_t.dim() == 4 and bias_t.shape[0] in (1, batch))))
+        if not ok:
+            raise ValueError(f"attention kernel: bias of shape {tuple(bias_t.shape)} does not fit {batch} clips, "
+                             f"{tq} queries, {tk} keys (make it with FusedBias.from_bias)")
+        job.bias, job.bias_b = float_ptr(bias_t), (bias_t.stride(0) if bias_t.dim() == 4 and bias_t.shape[0] > 1 else 0)
+    if not (keys.dtype == torch.int32 and keys.is_contiguous() and keys.shape[-1] == tq
+            and (keys.dim() == 1 or (keys.dim() == 2 and keys.shape[0] in (1, batch)))
+            and int(keys.max()) <= tk):
+        raise ValueError(f"attention kernel: key counts of shape {tuple(keys.shape)} do not fit {batch} clips, "
+                         f"{tq} queries, {tk} keys")
+    job.nk = ctypes.cast(keys.data_ptr(), ctypes.POINTER(ctypes.c_int32))
+    job.nk_b = tq if keys.dim() == 2 and keys.shape[0] > 1 else 0
     return job
 
 
