@@ -19,7 +19,7 @@ from vavl.data.prepare import prepare
 from vavl.data.synthetic import make_corpus
 from vavl.models.base import EmotionConfig
 
-from launch_utils import free_port
+from launch_utils import free_port, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = open(os.devnull, "w")
@@ -129,7 +129,7 @@ def test_two_processes_share_one_cache(tmp_path, encoders):
            "--dynamo_backend", "no", "--main_process_port", str(free_port()), "-m", "vavl.cli", "extract", "--manifest", str(manifest),
            "--out", str(tmp_path / "cache"), "--audio-encoder", encoders[0], "--no-progress"]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    done = launch(cmd, timeout=600, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     index = FeatureCache(tmp_path / "cache").rebuild_index()
     assert len(index) == n and {e["meta"]["rank"] for e in index.values()} == {0, 1}

@@ -16,7 +16,7 @@ from vavl.data.augment import modality_dropout
 from vavl.data.cache import FeatureCache
 from vavl.errors import ConfigError, DataError
 
-from launch_utils import free_port
+from launch_utils import free_port, launch
 
 torch.set_num_threads(1)   # tiny models: threads only fight over the shared cores
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,7 +177,7 @@ def test_two_processes_match_one(corpus, tmp_path):
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            str(ROOT / "recipes/finetune.py"), "--config", str(path),
            *[o.replace("train.batch_size=8", "train.batch_size=4") for o in over], f"output_dir={tmp_path / 'two'}"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    r = launch(cmd, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     two = json.loads((tmp_path / "two/results.json").read_text())["results"]
     for key, res in one["results"].items():
