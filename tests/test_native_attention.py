@@ -4,6 +4,8 @@ partial blocks of query rows, packed projections and head widths; its dropout is
 and has the right rate; it is built once per source and CPU; and without a compiler everything
 falls back to the PyTorch path."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -198,6 +200,19 @@ def test_without_a_compiler_the_pytorch_path_runs(monkeypatch, tmp_path):
         q, k, v = leaves((2, 5, 6), (2, 5, 6), (2, 5, 6))
         out = cpu_attention((q, k, v), ((0, 0), (1, 0), (2, 0)), mask.bias, 2, 6)
         assert torch.allclose(out.double(), reference(q, k, v, mask.bias, None, 2), atol=1e-6)
+    finally:
+        vavl.native.load.cache_clear()
+
+
+def test_a_cache_that_cannot_be_written_builds_in_the_temp_directory(monkeypatch, tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    monkeypatch.setenv("VAVL_CACHE", str(tmp_path / "a-file" / "cache"))
+    vavl.native.load.cache_clear()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback to the PyTorch path
+            lib = native_attention.library()
+        assert lib is not None and lib.lanes in (8, 16)
     finally:
         vavl.native.load.cache_clear()
 

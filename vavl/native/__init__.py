@@ -4,7 +4,8 @@ Each kernel is one C file next to this module, built with `-O3 -march=native` in
 `$VAVL_CACHE/native` (default `~/.cache/vavl/native`) under a name that hashes the source, the
 compiler, the flags and the CPU's feature flags, so a shared home directory never hands one CPU
 another's build. The build writes to a temporary file and renames it into place, so processes
-that start together never load half a library. Where there is no compiler, or the build fails,
+that start together never load half a library; where the cache cannot be written, the build goes
+to the temporary directory. Where there is no compiler, or the build fails,
 `load` returns None (with one warning) and callers keep their PyTorch path. `VAVL_NATIVE=0`
 turns the kernels off.
 """
@@ -82,7 +83,11 @@ def load(name: str) -> ctypes.CDLL | None:
     if os.environ.get("VAVL_NATIVE", "1") == "0":
         return None
     try:
-        return ctypes.CDLL(str(build(name)))
+        try:
+            path = build(name)
+        except OSError:  # the cache cannot be written (read-only home, say): build in the temp directory
+            path = build(name, Path(tempfile.gettempdir()) / f"vavl-native-{getattr(os, 'getuid', lambda: 0)()}")
+        return ctypes.CDLL(str(path))
     except (OSError, RuntimeError) as err:
         warnings.warn(f"vavl: the C kernel '{name}' is not available, using the slower PyTorch path ({err})", stacklevel=2)
         return None
