@@ -82,6 +82,8 @@ INLINE float hsum(vf v) {  /* halves added until one lane is left: the same orde
     return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
+/* a 32-bit integer hash: xor-shift / multiply rounds with the constants of Chris Wellons'
+ * published "lowbias32" (hash-prospector); every output bit depends on every input bit */
 INLINE uint32_t mix32(uint32_t x) {
     x ^= x >> 16; x *= 0x7feb352dU;
     x ^= x >> 15; x *= 0x846ca68bU;
