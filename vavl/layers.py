@@ -287,8 +287,8 @@ class _SmallHeadAttention(torch.autograd.Function):
 def _fused_job(bias_t, keys, p, heads, dim, slots, sources, seed):
     """The kernel's job for q, k, v at their slots of `sources` (checked: a wrong shape here would
     make the C code read out of bounds)."""
-    (iq, sq), (ik, sk), (iv, sv) = slots
-    b, tq, tk = sources[iq].shape[0], sources[iq].shape[1], sources[ik].shape[1]
+    q, k = sources[slots[0][0]], sources[slots[1][0]]
+    b, tq, tk = q.shape[0], q.shape[1], k.shape[1]
     for (i, start), name in zip(slots, "qkv"):
         x = sources[i]
         if x.dim() != 3 or x.shape[0] != b or x.shape[1] != (tq if name == "q" else tk) or start + dim > x.shape[2]:
