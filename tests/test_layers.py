@@ -4,6 +4,7 @@ way the weights are held ((tq, tk), or (tk, tq) for fewer than SHORT_KEYS keys) 
 k and v come from (separate tensors, or slots of one packed projection)."""
 import pytest
 import torch
+from attention_utils import attention_reference
 
 from vavl import layers
 from vavl.layers import (
@@ -21,13 +22,8 @@ SEPARATE = ((0, 0), (1, 0), (2, 0))  # q, k, v each its own tensor
 
 def reference(q, k, v, bias, p, bits, heads):
     """Plain autograd attention on (b, t, heads * e); dropout from the given (b, h, tq, tk) bits."""
-    q, k, v = (x.unflatten(-1, (heads, -1)).transpose(1, 2) for x in (q, k, v))
-    w = q * q.shape[-1] ** -0.5 @ k.transpose(-1, -2)
-    w = (w if bias is None else w + bias).softmax(-1)
-    if p:
-        threshold, scale = keep_threshold(p)
-        w = w * (bits >= threshold).to(w.dtype) * scale
-    return (w @ v).transpose(1, 2).flatten(2)
+    threshold, scale = keep_threshold(p)
+    return attention_reference(q, k, v, bias, heads, (bits >= threshold).to(q.dtype) * scale if p else None)
 
 
 def inputs(b, h, tq, tk, e, seed=0, dtype=torch.float64):

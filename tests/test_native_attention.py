@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from attention_utils import attention_reference
 
 import vavl.native
 from vavl import layers
@@ -36,14 +37,6 @@ def keep_factors(p, b, h, tq, tk):
     return native_attention.keep_factors(seed, b * h, tq, tk, *keep_threshold(p)).view(b, h, tq, tk).double()
 
 
-def reference(q, k, v, bias, keep, heads):
-    """Plain float64 autograd attention on (b, t, heads * e), weights times `keep` (or no dropout)."""
-    q, k, v = (x.double().unflatten(-1, (heads, -1)).transpose(1, 2) for x in (q, k, v))
-    w = q * q.shape[-1] ** -0.5 @ k.transpose(-1, -2)
-    w = (w if bias is None else w + bias.double()).softmax(-1)
-    return ((w if keep is None else w * keep) @ v).transpose(1, 2).flatten(2)
-
-
 def bias_for(kind, b, tq, tk):
     if kind == "none":
         return None
@@ -68,7 +61,7 @@ def check_against_reference(sources, slots, bias, heads, dim, p, seed=5):
         assert (keep == 0).any() and (keep > 0).any()
     doubles = [x.detach().double().requires_grad_() for x in sources]
     q, k, v = (doubles[i][..., s:s + dim] for i, s in slots)
-    ref = reference(q, k, v, bias, keep, heads)
+    ref = attention_reference(q, k, v, None if bias is None else bias.double(), heads, keep)
     assert out.dtype == torch.float32 and torch.allclose(out.double(), ref, atol=2e-5), (out.double() - ref).abs().max()
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
     ours = torch.autograd.grad(out, sources, grad)
@@ -199,7 +192,8 @@ def test_without_a_compiler_the_pytorch_path_runs(monkeypatch, tmp_path):
         assert mask.fused is None
         q, k, v = leaves((2, 5, 6), (2, 5, 6), (2, 5, 6))
         out = cpu_attention((q, k, v), ((0, 0), (1, 0), (2, 0)), mask.bias, 2, 6)
-        assert torch.allclose(out.double(), reference(q, k, v, mask.bias, None, 2), atol=1e-6)
+        ref = attention_reference(*(x.double() for x in (q, k, v, mask.bias)), 2)
+        assert torch.allclose(out.double(), ref, atol=1e-6)
     finally:
         vavl.native.load.cache_clear()
 

@@ -144,18 +144,23 @@ INLINE void load_kv(const Job *J, int64_t b, int64_t h, const int64_t e, float *
 }
 
 /* Rows i0 .. i0 + LANES - 1 of a tile: how many are real, each one's key count (0 for padding
- * rows), each one's dropout key, and how far the block's keys go. */
-INLINE int64_t block_rows(const Job *J, int64_t tile, int64_t b, int64_t i0, int64_t *rows, int32_t *nk, vu *keys) {
-    *rows = J->tq - i0 < LANES ? J->tq - i0 : LANES;
-    int64_t most = 0;
+ * rows), each one's dropout key, and how far the block's keys go (the most any row sees). */
+typedef struct {
+    int64_t rows, keys_end;
+    int32_t nk[LANES];
+    vu keys;
+} Block;
+
+INLINE Block block_rows(const Job *J, int64_t tile, int64_t b, int64_t i0) {
+    Block B = {.rows = J->tq - i0 < LANES ? J->tq - i0 : LANES, .keys_end = 0};
     uint32_t k[LANES];
     for (int l = 0; l < LANES; l++) {
-        nk[l] = l < *rows ? J->nk[b * J->nk_b + i0 + l] : 0;
-        most = nk[l] > most ? nk[l] : most;
+        B.nk[l] = l < B.rows ? J->nk[b * J->nk_b + i0 + l] : 0;
+        B.keys_end = B.nk[l] > B.keys_end ? B.nk[l] : B.keys_end;
         k[l] = J->drop_scale != 0.0f ? row_key(J->seed, tile, J->tq, i0 + l) : 0;
     }
-    memcpy(keys, k, sizeof k);
-    return most;
+    memcpy(&B.keys, k, sizeof k);
+    return B;
 }
 
 /* lanes <- channel c of rows i0 .. i0 + rows - 1 of x (zeros past them), for c < e */
@@ -191,10 +196,8 @@ INLINE void forward_tiles(const Job *J, vf *work, const int64_t e) {
         load_kv(J, b, h, e, kb, vb);
         const float *bias = J->bias ? J->bias + b * J->bias_b : NULL;
         for (int64_t i0 = 0; i0 < tq; i0 += LANES) {
-            int64_t rows;
-            int32_t nk[LANES];
-            vu keys;
-            const int64_t n = block_rows(J, tile, b, i0, &rows, nk, &keys);
+            const Block B = block_rows(J, tile, b, i0);
+            const int64_t rows = B.rows, n = B.keys_end;
             vf qv[E_MAX], acc[E_MAX];
             gather_rows(J->q + b * J->q_b + i0 * J->q_t + h * e, J->q_t, rows, e, J->q_scale, qv);
             vf m = splat(-FLT_MAX), sum = splat(0.0f);
@@ -206,7 +209,7 @@ INLINE void forward_tiles(const Job *J, vf *work, const int64_t e) {
             for (int64_t j = 0; j < n; j++) {  /* weights, dropout, weighted values */
                 vf w = exp_v(s[j] - m);
                 sum += w;
-                if (drop) w *= keep_factors(keys, j, J->threshold, J->drop_scale);
+                if (drop) w *= keep_factors(B.keys, j, J->threshold, J->drop_scale);
                 for (int64_t c = 0; c < e; c++) acc[c] += w * vb[j * e + c];
             }
             float ms[LANES], sums[LANES];
@@ -214,7 +217,7 @@ INLINE void forward_tiles(const Job *J, vf *work, const int64_t e) {
             memcpy(sums, &sum, sizeof sums);
             for (int64_t c = 0; c < e; c++) acc[c] /= sum;
             for (int l = 0; l < rows; l++) {
-                const int seen = nk[l] > 0 && sums[l] > 0.0f;
+                const int seen = B.nk[l] > 0 && sums[l] > 0.0f;
                 /* a row with no key gets zeros, and FLT_MAX so that the backward's weights are 0 */
                 J->lse[tile * tq + i0 + l] = seen ? ms[l] + (float)__builtin_log((double)sums[l]) : FLT_MAX;
                 if (!seen)
@@ -236,10 +239,8 @@ INLINE void backward_tiles(const Job *J, vf *work, const int64_t e) {
         memset(gk_lanes, 0, 2 * tk * e * sizeof(vf));
         const float *bias = J->bias ? J->bias + b * J->bias_b : NULL;
         for (int64_t i0 = 0; i0 < tq; i0 += LANES) {
-            int64_t rows;
-            int32_t nk[LANES];
-            vu keys;
-            const int64_t n = block_rows(J, tile, b, i0, &rows, nk, &keys);
+            const Block B = block_rows(J, tile, b, i0);
+            const int64_t rows = B.rows, n = B.keys_end;
             vf qv[E_MAX], gv[E_MAX], ov[E_MAX], gq[E_MAX];
             gather_rows(J->q + b * J->q_b + i0 * J->q_t + h * e, J->q_t, rows, e, J->q_scale, qv);
             gather_rows(J->grad + b * J->grad_b + i0 * J->grad_t + h * e, J->grad_t, rows, e, 1.0f, gv);
@@ -255,7 +256,7 @@ INLINE void backward_tiles(const Job *J, vf *work, const int64_t e) {
             for (int64_t j = 0; j < n; j++) {
                 const float *kj = kb + j * e, *vj = vb + j * e;
                 const vf w = exp_v(scores(qv, kj, bias ? bias + j * tq_pad + i0 : NULL, e) - lse);  /* P */
-                const vf f = drop ? keep_factors(keys, j, J->threshold, J->drop_scale) : splat(1.0f);
+                const vf f = drop ? keep_factors(B.keys, j, J->threshold, J->drop_scale) : splat(1.0f);
                 vf dw = splat(0.0f);  /* gradient of the dropped weight */
                 for (int64_t c = 0; c < e; c++) dw += gv[c] * vj[c];
                 const vf ds = w * (dw * f - d), wd = w * f;  /* softmax backward; the weight as used */
