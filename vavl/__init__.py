@@ -4,13 +4,37 @@
     vavl.list_models()
     model = vavl.create_model("auxformer", num_labels=4, audio_dim=768)
     from transformers import AutoModel; AutoModel.from_pretrained(dir)   # works after import vavl
+
+`import vavl` itself is light (no torch, no transformers), so the `vavl` command starts at once:
+the public names below load on first use, and the model families register with the transformers
+Auto classes as soon as transformers is imported (at once, if it already was; see `_autoload`).
 """
-from . import models  # noqa: F401  (registers configs/models with Auto classes and the zoo)
+from . import _autoload
 from .errors import ConfigError, DataError, MediaError, VavlError
-from .outputs import EmotionRecognitionOutput
-from .registry import ModelEntry, create_model, get_entry, list_models, register_model
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it; reading one imports every model family first, so the
+# registry is complete
+_LAZY = {
+    "EmotionRecognitionOutput": "vavl.outputs",
+    "ModelEntry": "vavl.registry",
+    "get_entry": "vavl.registry",
+    "list_models": "vavl.registry",
+    "register_model": "vavl.registry",
+    "create_model": "vavl.factory",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'vavl' has no attribute {name!r}")
+    import importlib
+
+    importlib.import_module("vavl.models")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
 
 
 def predict(path, model, **kwargs):
@@ -19,6 +43,8 @@ def predict(path, model, **kwargs):
 
     return _predict(path, model=model, **kwargs)
 
+
+_autoload.register_models_with_transformers()
 
 __all__ = ["ConfigError", "DataError", "EmotionRecognitionOutput", "MediaError", "ModelEntry", "VavlError",
            "create_model", "get_entry", "list_models", "predict", "register_model"]

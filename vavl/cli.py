@@ -17,6 +17,7 @@ COMMANDS = {
     "analyze": ("vavl.analysis", "embedding plots, saliency over time, error summaries"),
     "convert": ("vavl.convert", "import official AuxFormer / VAVL / HSEmotion checkpoints"),
     "zoo": ("vavl.zoo", "list the model zoo and its model cards"),
+    "env": ("vavl.environment", "versions, devices and caches, for bug reports (--json for machines)"),
 }
 
 

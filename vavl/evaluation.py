@@ -595,7 +595,7 @@ def select_records(records: list[dict], protocol: str | None, split: str, fold: 
 
 def load_model(path: str):
     """A saved vavl model folder (save_pretrained) -> model in eval mode."""
-    import vavl  # noqa: F401  (registers the model classes with AutoModel)
+    import vavl.models  # noqa: F401  (registers the model classes with AutoModel)
     from transformers import AutoModel
 
     if not Path(path, "config.json").is_file():

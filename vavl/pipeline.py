@@ -42,12 +42,14 @@ def load_model(model, device: str = "cpu"):
                 raise ConfigError(f"{name}: no config.json; give a folder written by model.save_pretrained")
             from transformers import AutoModel
 
+            from . import models  # noqa: F401  (registers vavl's classes with AutoModel)
+
             try:
                 model = AutoModel.from_pretrained(name)
             except (OSError, ValueError, KeyError) as e:
                 raise ConfigError(f"{name}: cannot load the model ({str(e).splitlines()[0]})") from None
         else:
-            from .registry import create_model
+            from .factory import create_model
 
             model = create_model(name, pretrained=True)
     if not isinstance(model, AudioVisualModel):

@@ -1,7 +1,8 @@
-"""Model registry in the timm manner: names `arch.tag` -> plain-data entries -> models.
+"""Model registry in the timm manner: names `arch.tag` -> plain-data entries. Data only: the
+model families fill it when imported, `vavl.factory.create_model` builds from it.
 
     vavl.list_models("auxformer*")          # names
-    vavl.create_model("auxformer", num_labels=4, audio_dim=768)
+    vavl.get_entry("auxformer_w2v2l_effb2.crema_d").corpus
 """
 from __future__ import annotations
 
@@ -66,40 +67,3 @@ def get_entry(name: str) -> ModelEntry:
     close = [n for n in _REGISTRY if name.split(".")[0] in n][:5]
     hint = f" Did you mean one of {close}?" if close else " See vavl.list_models()."
     raise ConfigError(f"unknown model {name!r}.{hint}")
-
-
-def create_model(
-    name: str,
-    pretrained: bool = False,
-    audio_encoder: str | None = None,
-    visual_encoder: str | None = None,
-    pretrained_encoders: bool = False,
-    **config_overrides: Any,
-):
-    """Build a registered model. Keyword arguments override the entry's config fields.
-
-    With `audio_encoder` / `visual_encoder` (a preset name, a saved directory, or a timm
-    name) the result is a full model that takes raw `input_values` / `pixel_values`.
-    """
-    entry = get_entry(name)
-    if pretrained:
-        if entry.hub_id is None:
-            raise ConfigError(f"{name}: {entry.status}; create it with pretrained=False or train it with recipes/finetune.py")
-        model = entry.model_class.from_pretrained(entry.hub_id, **config_overrides)
-    else:
-        defaults = dict(entry.config)
-        if "id2label" in config_overrides or "num_labels" in config_overrides:  # the caller's labels win
-            for key in ("id2label", "label2id", "num_labels"):
-                defaults.pop(key, None)
-        config = entry.model_class.config_class(**{**defaults, **config_overrides})
-        model = entry.model_class(config)
-    if audio_encoder is None and visual_encoder is None:
-        return model
-    from .models.with_encoders import AudioVisualModel  # encoders pull in timm / MTCNN: import lazily
-
-    return AudioVisualModel.from_parts(
-        model,
-        audio_encoder=audio_encoder or entry.audio_encoder,
-        visual_encoder=visual_encoder or entry.visual_encoder,
-        pretrained_encoders=pretrained_encoders,
-    )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import models  # noqa: F401  (every family registers its entries)
 from .errors import ConfigError
 from .registry import ModelEntry, get_entry, list_models
 

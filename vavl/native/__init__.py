@@ -91,3 +91,16 @@ def load(name: str) -> ctypes.CDLL | None:
     except (OSError, RuntimeError) as err:
         warnings.warn(f"vavl: the C kernel '{name}' is not available, using the slower PyTorch path ({err})", stacklevel=2)
         return None
+
+
+def availability() -> tuple[bool, str]:
+    """(whether the attention kernel can be used here, why not / how it was built)."""
+    if os.environ.get("VAVL_NATIVE", "1") == "0":
+        return False, "turned off by VAVL_NATIVE=0"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            path = build("attention")
+        except (OSError, RuntimeError) as err:
+            return False, str(err).splitlines()[0]
+    return True, f"built at {path}"
