@@ -14,7 +14,8 @@ import vavl
 from vavl.data import write_manifest
 from vavl.data.cache import FeatureCache
 from vavl.encoders.base import get_encoder_preset
-from vavl.models.classic import image_shape, left_align
+from vavl.models.classic.configuration_classic import image_shape
+from vavl.models.classic.modeling_classic import left_align
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["angry", "sad"]

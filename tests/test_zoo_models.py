@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModel
 
 import vavl
+from vavl.errors import ConfigError
 from vavl.models.base import EmotionModel
 
 # Shrinks entries whose defaults are too big for a CPU test. Applied to a model only for the
@@ -132,3 +133,14 @@ def test_entry_is_honest_plain_data(name):
         assert (root / entry.recipe.split()[0]).exists(), f"{name}: recipe {entry.recipe!r} does not exist"
     if entry.hub_id is None:
         assert entry.status == vavl.registry.NO_WEIGHTS, f"{name}: no hub_id but status {entry.status!r}"
+
+
+def test_short_names_resolve_only_when_they_fit_one_architecture():
+    assert vavl.get_entry("auxformer").name == "auxformer.official"             # an architecture: its first tag
+    assert vavl.get_entry("auxformer_w2v2l_effb2").name == "auxformer_w2v2l_effb2.crema_d"
+    assert vavl.get_entry("mult").name == "mult_w2v2l_effb2.crema_d"           # a family of one architecture
+    with pytest.raises(ConfigError, match="several architectures") as err:
+        vavl.get_entry("early_fusion")                                         # baselines and classic both have one
+    assert "early_fusion_w2v2l_effb2.crema_d" in str(err.value) and "early_fusion_mfcc_face_grey.crema_d" in str(err.value)
+    with pytest.raises(ConfigError, match="unknown model"):
+        vavl.get_entry("no_such_model")

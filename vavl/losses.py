@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from .labels import IGNORE_INDEX
+
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None,

@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-IGNORE_INDEX = -100
+from .labels import IGNORE_INDEX
+
 CLASS_METRICS = ("UA", "WA", "macro_f1", "micro_f1")
 REGRESSION_METRICS = ("ccc", "pearson", "rmse")
 

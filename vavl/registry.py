@@ -55,15 +55,23 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def get_entry(name: str) -> ModelEntry:
-    """An entry by full name, or by architecture alone ("auxformer"): its first registered tag."""
+    """An entry by full name ("auxformer_w2v2l_effb2.crema_d"); by architecture ("auxformer"), its
+    default (first registered) tag, as in timm; or by a family name that starts exactly one
+    architecture ("vavl" -> "vavl_w2v2l_effb2"). A name that fits several architectures is an
+    error that lists them."""
     if name in _REGISTRY:
         return _REGISTRY[name]
+    by_architecture: dict[str, list[str]] = {}
     for entry in _REGISTRY.values():
-        if entry.architecture == name:
-            return entry
-    for entry in _REGISTRY.values():  # a family name: "vavl" -> "vavl_w2v2l_effb2.crema_d"
-        if entry.architecture.startswith(name + "_"):
-            return entry
-    close = [n for n in _REGISTRY if name.split(".")[0] in n][:5]
+        by_architecture.setdefault(entry.architecture, []).append(entry.name)
+    if name in by_architecture:
+        return _REGISTRY[by_architecture[name][0]]
+    family = sorted(arch for arch in by_architecture if arch.startswith(name + "_"))
+    if len(family) == 1:
+        return _REGISTRY[by_architecture[family[0]][0]]
+    if family:
+        names = [n for arch in family for n in by_architecture[arch]]
+        raise ConfigError(f"model name {name!r} fits several architectures: {', '.join(names)}; give the full name")
+    close = [n for n in sorted(_REGISTRY) if name.split(".")[0] in n][:5]
     hint = f" Did you mean one of {close}?" if close else " See vavl.list_models()."
     raise ConfigError(f"unknown model {name!r}.{hint}")

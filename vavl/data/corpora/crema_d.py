@@ -26,10 +26,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ...labels import CREMA_D_CLASSES
 from ...errors import DataError
 from . import read_csv, speaker_folds, vavl_partitions
 
-CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad")
+CLASSES = CREMA_D_CLASSES
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 VOTES = {"A": "angry", "D": "disgust", "F": "fear", "H": "happy", "N": "neutral", "S": "sad"}
 LEVELS = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}

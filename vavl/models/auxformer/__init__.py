@@ -1,4 +1,5 @@
 """AuxFormer (Goncalves & Busso 2022): config, model, Auto registration and zoo entries."""
+from ...labels import CREMA_D_CLASSES, id2label
 from ...registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_auxformer import AuxFormerConfig
@@ -8,7 +9,7 @@ register_auto(AuxFormerConfig, AuxFormerForEmotionRecognition)
 
 PAPER = ("L. Goncalves and C. Busso, \"AuxFormer: Robust approach to audiovisual emotion recognition\", "
          "ICASSP 2022")
-CREMA_D_LABELS = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}
+CREMA_D_LABELS = id2label(CREMA_D_CLASSES)
 ENCODERS = {"audio_encoder": "wav2vec2-large-robust", "visual_encoder": "efficientnet_b2"}
 RECIPE = "recipes/configs/crema_d/auxformer.yaml"
 

@@ -1,4 +1,5 @@
 """Simple baselines: unimodal audio / visual, early fusion, late fusion; Auto registration and zoo entries."""
+from ...labels import CREMA_D_CLASSES, id2label
 from ...registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_baselines import AudioOnlyConfig, EarlyFusionConfig, LateFusionConfig, VisualOnlyConfig
@@ -11,7 +12,7 @@ for _config, _model in ((AudioOnlyConfig, AudioOnlyForEmotionRecognition), (Visu
     register_auto(_config, _model)
 
 CREMA_D = {"config": {"audio_dim": 1024, "visual_dim": 1408,
-                      "id2label": {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}},
+                      "id2label": id2label(CREMA_D_CLASSES)},
            "corpus": "CREMA-D", "labels": "raters' perceived emotion, VAVL consensus files, 6 classes", "protocol": "VAVL partitions 1-5"}
 W2V2L, EFFB2 = "wav2vec2-large-robust", "efficientnet_b2"
 

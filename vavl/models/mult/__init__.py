@@ -1,4 +1,5 @@
 """MulT-style cross-modal baseline (no auxiliary networks): config, model, Auto registration, zoo entry."""
+from ...labels import CREMA_D_CLASSES, id2label
 from ...registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_mult import MulTConfig
@@ -10,7 +11,7 @@ register_model(ModelEntry(
     name="mult_w2v2l_effb2.crema_d",
     model_class=MulTForEmotionRecognition,
     config={"audio_dim": 1024, "visual_dim": 1408,
-            "id2label": {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}},
+            "id2label": id2label(CREMA_D_CLASSES)},
     description="MulT-style baseline: AuxFormer's two cross-modal transformers and fused head, no auxiliary "
                 "networks; one modality is answered by the fused head with the other stream absent",
     audio_encoder="wav2vec2-large-robust", visual_encoder="efficientnet_b2",

@@ -1,4 +1,5 @@
 """VAVL (Goncalves et al. 2023): config, model, Auto registration and zoo entries."""
+from ...labels import CREMA_D_CLASSES, id2label
 from ...registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_vavl import VAVLConfig
@@ -9,7 +10,7 @@ register_auto(VAVLConfig, VAVLForEmotionRecognition)
 PAPER = ("L. Goncalves, S.-G. Leem, W.-C. Lin, B. Sisman, C. Busso, \"Versatile audiovisual learning for "
          "handling single and multi modalities in emotion regression and classification tasks\", "
          "arXiv:2305.07216, 2023")
-CREMA_D_LABELS = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}
+CREMA_D_LABELS = id2label(CREMA_D_CLASSES)
 ENCODERS = {"audio_encoder": "wav2vec2-large-robust", "visual_encoder": "efficientnet_b2"}
 
 # registered first so that create_model("vavl") resolves to the CREMA-D entry

@@ -22,7 +22,7 @@ class VAVLConfig(EmotionConfig):
         classification, 1 for regression).
     """
 
-    model_type = "vavl_vavl"
+    model_type = "vavl"
 
     proj_dim: int = 50
     hidden_size: int = 512

@@ -6,81 +6,16 @@ Axis letters: b batch, t time, d feature width, n real frames, c channels, s ima
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..errors import ConfigError
-from ..layers import masked_mean
-from ..registry import ModelEntry, register_model
-from .auto import register_auto
-from .base import EmotionConfig, EmotionModel, check_positive_int, check_probability
-
-CREMA_D_LABELS = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "neutral", 5: "sad"}
-RECIPE = "recipes/finetune.py"
-
-
-def image_shape(dim: int) -> tuple[int, int]:
-    """A flattened (c h w) square image width -> (c, s) for c in 1, 2, 3 (unique: √2, √3 are
-    irrational). Any other width is read as one channel, zero-padded to the next square."""
-    for c in (1, 2, 3):
-        s = math.isqrt(dim // c)
-        if c * s * s == dim:
-            return c, s
-    return 1, math.isqrt(dim - 1) + 1
-
-
-class ClassicConfig(EmotionConfig):
-    """Shared fields of the classic baselines.
-
-    hidden_size: LSTM width per direction, and the hidden width of the MLP heads.
-    num_layers: stacked BiLSTM layers.
-    cnn_channels: output channels of the CNN's 3x3 conv blocks (each halves the image side while
-        it is at least 4 pixels). The CNN reads visual_dim as a flattened (c h w) square image,
-        c = 1 (grey: face-grey, frame-diff), 2 (optical-flow grid) or 3 (face-rgb); other widths
-        (e.g. neural embeddings) are zero-padded into a square one-channel "image".
-    dropout: before each head (and between LSTM layers).
-    """
-
-    model_type = "vavl_classic"
-
-    audio_dim: int = 40
-    visual_dim: int = 48 * 48
-    hidden_size: int = 64
-    num_layers: int = 2
-    cnn_channels: list[int] | None = None
-    dropout: float = 0.1
-
-    def __post_init__(self, **kwargs):
-        self.cnn_channels = list(self.cnn_channels or (16, 32, 64))
-        super().__post_init__(**kwargs)
-
-    def validate(self) -> None:
-        super().validate()
-        check_positive_int(self, "hidden_size", "num_layers")
-        if not self.cnn_channels or any(not isinstance(c, int) or c <= 0 for c in self.cnn_channels):
-            raise ConfigError(f"cnn_channels={self.cnn_channels!r} must be a non-empty list of positive integers")
-        check_probability(self, "dropout")
-
-
-class BiLSTMConfig(ClassicConfig):
-    model_type = "vavl_bilstm"
-
-
-class FaceCNNConfig(ClassicConfig):
-    model_type = "vavl_face_cnn"
-
-
-class EarlyFusionConfig(ClassicConfig):
-    model_type = "vavl_classic_early_fusion"
-
-
-class LateFusionConfig(ClassicConfig):
-    model_type = "vavl_classic_late_fusion"
+from ...layers import masked_mean
+from ..base import EmotionModel
+from .configuration_classic import (BiLSTMConfig, ClassicConfig, ClassicEarlyFusionConfig, ClassicLateFusionConfig,
+                                    FaceCNNConfig, image_shape)
 
 
 # ---- building blocks -----------------------------------------------------------------------------
@@ -181,13 +116,13 @@ class FaceCNNForEmotionRecognition(EmotionModel):
         return {"visual_logits": self.head(emb), "visual_embedding": emb}
 
 
-class EarlyFusionForEmotionRecognition(EmotionModel):
+class ClassicEarlyFusionForEmotionRecognition(EmotionModel):
     """Mean and standard deviation of each modality's frames, concatenated, into an MLP (fused
     head); one MLP per modality on its own statistics answers when the other is missing."""
 
-    config_class = EarlyFusionConfig
+    config_class = ClassicEarlyFusionConfig
 
-    def __init__(self, config: EarlyFusionConfig):
+    def __init__(self, config: ClassicEarlyFusionConfig):
         super().__init__(config)
         self.audio_norm = nn.LayerNorm(2 * config.audio_dim)
         self.visual_norm = nn.LayerNorm(2 * config.visual_dim)
@@ -204,13 +139,13 @@ class EarlyFusionForEmotionRecognition(EmotionModel):
                 "visual_logits": self.visual_head(v), "fused_embedding": fused, "audio_embedding": a, "visual_embedding": v}
 
 
-class LateFusionForEmotionRecognition(EmotionModel):
+class ClassicLateFusionForEmotionRecognition(EmotionModel):
     """A BiLSTM audio model and a face CNN trained together; the fused prediction is a learned
     convex mix of their logits, w * audio + (1 - w) * visual, w = sigmoid(learned scalar)."""
 
-    config_class = LateFusionConfig
+    config_class = ClassicLateFusionConfig
 
-    def __init__(self, config: LateFusionConfig):
+    def __init__(self, config: ClassicLateFusionConfig):
         super().__init__(config)
         self.audio_encoder, self.visual_encoder = AudioBiLSTM(config), FaceCNN(config)
         self.audio_head = mlp_head(self.audio_encoder.output_dim, config)
@@ -224,34 +159,3 @@ class LateFusionForEmotionRecognition(EmotionModel):
         w = torch.sigmoid(self.mix)
         return {"fused_logits": w * a + (1 - w) * v, "audio_logits": a, "visual_logits": v,
                 "audio_embedding": a_emb, "visual_embedding": v_emb}
-
-
-for _cfg, _cls in ((BiLSTMConfig, BiLSTMForEmotionRecognition), (FaceCNNConfig, FaceCNNForEmotionRecognition),
-                   (EarlyFusionConfig, EarlyFusionForEmotionRecognition), (LateFusionConfig, LateFusionForEmotionRecognition)):
-    register_auto(_cfg, _cls)
-
-_CREMA = dict(corpus="CREMA-D", labels="perceived emotion (audio-visual majority vote), 6 classes",
-              protocol="VAVL partitions 1-5", recipe=RECIPE)
-register_model(ModelEntry(
-    name="bilstm_mfcc.crema_d", model_class=BiLSTMForEmotionRecognition,
-    config={"audio_dim": 40, "id2label": CREMA_D_LABELS},
-    description="2-layer BiLSTM over 40 MFCCs (100 frames/s), mean-pooled; audio only",
-    audio_encoder="mfcc", **_CREMA))
-register_model(ModelEntry(
-    name="cnn_face_grey.crema_d", model_class=FaceCNNForEmotionRecognition,
-    config={"visual_dim": 48 * 48, "id2label": CREMA_D_LABELS},
-    description="3-block 2D CNN on 48x48 grey face crops, mean over frames; video only",
-    visual_encoder="face-grey", **_CREMA))
-register_model(ModelEntry(
-    name="early_fusion_mfcc_face_grey.crema_d", model_class=EarlyFusionForEmotionRecognition,
-    config={"audio_dim": 40, "visual_dim": 48 * 48, "id2label": CREMA_D_LABELS},
-    description="MLP on concatenated mean/std of MFCC frames and 48x48 grey face crops, plus unimodal MLPs",
-    audio_encoder="mfcc", visual_encoder="face-grey", **_CREMA))
-register_model(ModelEntry(
-    name="late_fusion_bilstm_cnn.crema_d", model_class=LateFusionForEmotionRecognition,
-    config={"audio_dim": 40, "visual_dim": 48 * 48, "id2label": CREMA_D_LABELS},
-    description="BiLSTM on MFCCs and CNN on 48x48 grey faces; fused logits are a learned mix of the two",
-    audio_encoder="mfcc", visual_encoder="face-grey", **_CREMA))
-
-__all__ = ["BiLSTMConfig", "BiLSTMForEmotionRecognition", "EarlyFusionConfig", "EarlyFusionForEmotionRecognition",
-           "FaceCNNConfig", "FaceCNNForEmotionRecognition", "LateFusionConfig", "LateFusionForEmotionRecognition"]
