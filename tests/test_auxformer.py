@@ -16,7 +16,13 @@ from vavl.models.auxformer import AuxFormerConfig, AuxFormerForEmotionRecognitio
 from vavl.models.auxformer.modeling_auxformer import positions
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference-parity" / "auxformer"  # ../shared
-HEADS = {"fused_logits": "output", "logits": "output", "audio_logits": "output_a_aux", "visual_logits": "output_v_aux"}
+HEADS = {"fused_logits": "output", "audio_logits": "output_a_aux", "visual_logits": "output_v_aux"}
+OFFICIAL_CREMA_D = ["angry", "sad", "disgust", "fear", "neutral", "happy"]  # config/config_files/crema-d/six.json
+
+
+def official_prediction(io) -> torch.Tensor:
+    """What the official test.py predicts: the mean of the three heads."""
+    return (io["output"] + io["output_a_aux"] + io["output_v_aux"]) / 3
 TINY = dict(audio_dim=8, visual_dim=6, hidden_size=16, num_heads=4, num_layers=2, aux_hidden_sizes=[12, 8], num_labels=4)
 
 
@@ -27,7 +33,7 @@ def tiny(**kw):
 
 @pytest.fixture(scope="module")
 def official():
-    return load_official_auxformer(FIXTURE / "final_head.pt"), load_file(FIXTURE / "io.safetensors")
+    return load_official_auxformer(FIXTURE / "final_head.pt", corpus="crema-d"), load_file(FIXTURE / "io.safetensors")
 
 
 def outputs(model, **inputs):
@@ -43,6 +49,8 @@ def test_parity_with_official_outputs(official):
     for ours, ref in HEADS.items():
         err = (out[ours] - io[ref]).abs().max().item()
         assert err < 1e-5, f"{ours} differs from official {ref} by {err}"
+    assert (out.logits - official_prediction(io)).abs().max().item() < 1e-5   # the official three-head mean
+    assert out.heads_used() == ["heads_mean"] * 3
 
 
 def test_training_path_matches_official_when_dropout_draws_nothing(official):
@@ -75,11 +83,34 @@ def test_converted_model_survives_save_and_automodel(official, tmp_path):
         assert torch.allclose(out[ours], io[ref], atol=1e-5), ours
 
 
+def test_converted_checkpoint_predicts_the_official_class_with_the_official_names(tmp_path):
+    io = load_file(FIXTURE / "io.safetensors")
+    assert cli(["convert", "auxformer", str(FIXTURE / "final_head.pt"), "--corpus", "crema-d", "--out", str(tmp_path / "m")]) == 0
+    model = AutoModel.from_pretrained(tmp_path / "m").eval()
+    assert model.config.label_names == OFFICIAL_CREMA_D and model.config.prediction == "heads_mean"
+    out = outputs(model, audio_features=io["x_aud"], visual_features=io["x_vid"])
+    official = [OFFICIAL_CREMA_D[i] for i in official_prediction(io).argmax(-1).tolist()]
+    assert [model.config.id2label[i] for i in out.logits.argmax(-1).tolist()] == official
+    # the rule matters here: on clip 1 the fused head alone would say "fear", the official mean says "sad"
+    assert out.fused_logits.argmax(-1).tolist() != out.logits.argmax(-1).tolist()
+
+
+def test_converter_needs_to_know_what_the_outputs_are(tmp_path, capsys):
+    assert cli(["convert", "auxformer", str(FIXTURE / "final_head.pt"), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--corpus" in err and "final_head.pt" in err
+    assert cli(["convert", "auxformer", str(FIXTURE / "final_head.pt"), "--labels", "a,b,c", "--out", str(tmp_path / "m")]) == 2
+    assert "6 outputs but 3 class names" in capsys.readouterr().err
+    labels = "w,x,y,z,u,v"
+    assert cli(["convert", "auxformer", str(FIXTURE / "final_head.pt"), "--labels", labels, "--out", str(tmp_path / "m")]) == 0
+    assert AutoModel.from_pretrained(tmp_path / "m").config.label_names == labels.split(",")
+
+
 def test_cli_convert_and_missing_file(tmp_path, capsys):
-    assert cli(["convert", "auxformer", str(FIXTURE / "final_head.pt"), "--out", str(tmp_path / "m")]) == 0
+    assert cli(["convert", "auxformer", str(FIXTURE / "final_head.pt"), "--corpus", "crema-d", "--out", str(tmp_path / "m")]) == 0
     assert AutoModel.from_pretrained(tmp_path / "m").config.model_type == "vavl_auxformer"
     capsys.readouterr()
-    assert cli(["convert", "auxformer", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x")]) == 2
+    assert cli(["convert", "auxformer", str(tmp_path / "nope.pt"), "--corpus", "crema-d", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope.pt" in err
 
@@ -88,13 +119,13 @@ def test_wrong_checkpoint_names_the_file(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint")
     with pytest.raises(DataError, match="notes.pt"):
-        load_official_auxformer(text)
+        load_official_auxformer(text, corpus="crema-d")
     other = tmp_path / "other.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
     with pytest.raises(DataError, match="other.pt"):
-        load_official_auxformer(other)
+        load_official_auxformer(other, corpus="crema-d")
     with pytest.raises(DataError, match="final_head.pt.*num-heads"):
-        load_official_auxformer(FIXTURE / "final_head.pt", num_heads=7)
+        load_official_auxformer(FIXTURE / "final_head.pt", num_heads=7, corpus="crema-d")
 
 
 def test_same_clip_alone_in_a_batch_and_padded():

@@ -133,3 +133,20 @@ def test_distributed_gather_counts_each_clip_once(tmp_path):
     assert fused["n"] == 13
     assert fused["UA"] == pytest.approx(skm.balanced_accuracy_score(gold, guess))
     assert fused["macro_f1"] == pytest.approx(skm.f1_score(gold, guess, average="macro"))
+
+
+def test_speaker_bootstrap_resamples_whole_speakers_and_widens_intervals_of_clustered_errors():
+    rng = np.random.default_rng(0)
+    speakers = np.repeat([f"s{i}" for i in range(10)], 20)            # 10 speakers, 20 clips each
+    y = rng.integers(0, 3, size=200)
+    right = np.repeat(rng.random(10) < 0.6, 20)                         # a speaker is all right or all wrong
+    p = np.where(right, y, (y + 1) % 3)
+    for idx in M.resample_indices(200, 5, seed=1, clusters=speakers):
+        drawn, counts = np.unique(speakers[idx], return_counts=True)
+        assert (counts % 20 == 0).all() and len(idx) == 200              # whole speakers, as many draws as speakers
+    by_clip = M.classification_ci(y, p, n_resamples=400, seed=2)
+    by_speaker = M.classification_ci(y, p, n_resamples=400, seed=2, clusters=speakers)
+    width = lambda ci: ci["WA"][1] - ci["WA"][0]  # noqa: E731
+    assert width(by_speaker) > 2 * width(by_clip)                       # errors move together within a speaker
+    for key, fn in (("UA", M.unweighted_accuracy), ("WA", M.weighted_accuracy)):
+        assert by_speaker[key] == pytest.approx(list(M.bootstrap_ci(fn, y, p, n_resamples=400, seed=2, clusters=speakers)))

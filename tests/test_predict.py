@@ -67,7 +67,7 @@ def test_full_model_takes_raw_and_feature_inputs_and_round_trips(tmp_path, model
     mask, pmask = torch.ones(2, 8000, dtype=torch.bool), torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
     with torch.no_grad():
         out = m(input_values=wave, attention_mask=mask, pixel_values=crops, pixel_mask=pmask, labels=torch.tensor([0, 2]))
-        assert out.heads_used() == ["fused", "audio"] and torch.isfinite(out.loss)
+        assert out.heads_used() == ["heads_mean", "audio"] and torch.isfinite(out.loss)  # "auxformer": the official rule
         feats = m.encode(wave, mask, crops, pmask)
         again = m(**feats)  # feature-level inputs go straight to the fusion model
         assert torch.allclose(again.logits, out.logits, atol=1e-5)

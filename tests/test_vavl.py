@@ -25,7 +25,7 @@ def io():
 
 @pytest.fixture(scope="module")
 def official():
-    return load_official_vavl(FIXTURE, num_heads=4)
+    return load_official_vavl(FIXTURE, num_heads=4, corpus="crema-d")
 
 
 def tiny(**kw):
@@ -72,8 +72,10 @@ def test_converted_model_survives_save_and_auto_load(official, io, tmp_path):
 
 
 def test_cli_convert_writes_a_loadable_folder(tmp_path, io):
-    assert cli_main(["convert", "vavl", str(FIXTURE), "--num-heads", "4", "--out", str(tmp_path / "m")]) == 0
+    assert cli_main(["convert", "vavl", str(FIXTURE), "--num-heads", "4", "--corpus", "crema-d", "--out", str(tmp_path / "m")]) == 0
     model = AutoModel.from_pretrained(tmp_path / "m").eval()
+    assert model.config.label_names == ["angry", "sad", "disgust", "fear", "neutral", "happy"]   # six.json order
+    assert model.config.prediction == "fused"   # the official VAVL test scores the fusion head
     with torch.no_grad():
         assert_matches_official(model(audio_features=io["2.x_aud"], visual_features=io["2.x_vid"]), io, 2)
 
@@ -86,12 +88,31 @@ def copy_fixture(tmp_path):
     return dst
 
 
+def test_dimensional_checkpoint_converts_as_regression_on_the_labels_scale(tmp_path, io):
+    run = copy_fixture(tmp_path)
+    for name in ("MLP_a_head.pt", "MLP_v_head.pt", "final_weights_head.pt"):  # a 3-output (arousal, dominance, valence) run
+        state = torch.load(run / name, weights_only=True)
+        state["out_layer.weight"], state["out_layer.bias"] = state["out_layer.weight"][:3], state["out_layer.bias"][:3]
+        torch.save(state, run / name)
+    assert cli_main(["convert", "vavl", str(run), "--num-heads", "4", "--corpus", "msp-improv", "--task", "regression",
+                     "--out", str(tmp_path / "m")]) == 0
+    model = AutoModel.from_pretrained(tmp_path / "m").eval()
+    assert model.config.task == "regression" and model.config.label_names == ["arousal", "dominance", "valence"]
+    with torch.no_grad():
+        out = model(audio_features=io["0.x_aud"], visual_features=io["0.x_vid"])
+    for ours, ref in (("fused_logits", "pred_av"), ("audio_logits", "pred_a"), ("visual_logits", "pred_v")):
+        # the official outputs are on the (x - 1) / 4 scale: vavl reports them on 1-5
+        assert torch.allclose(out[ours], 4 * io[f"0.{ref}"][:, :3] + 1, atol=1e-5), ours
+    with pytest.raises(DataError, match="3 outputs"):
+        load_official_vavl(FIXTURE, num_heads=4, corpus="msp-improv", task="regression")
+
+
 def test_checkpoint_with_positional_tables_loads(tmp_path, io):
     run = copy_fixture(tmp_path)
     state = torch.load(run / "final_acoustic_head.pt", weights_only=True)
     state["x_acoustic.encoder.layers.0.sequential.1.module.positional_encoding.pe"] = torch.randn(1, 100, 64)
     torch.save(state, run / "final_acoustic_head.pt")
-    model = load_official_vavl(run, num_heads=4)
+    model = load_official_vavl(run, num_heads=4, corpus="crema-d")
     with torch.no_grad():
         assert_matches_official(model(audio_features=io["0.x_aud"], visual_features=io["0.x_vid"]), io, 0)
 
@@ -99,24 +120,24 @@ def test_checkpoint_with_positional_tables_loads(tmp_path, io):
 def test_bad_checkpoints_name_the_file(tmp_path):
     run = copy_fixture(tmp_path)
     with pytest.raises(ConfigError, match="num_heads=4"):
-        load_official_vavl(run, num_heads=8)
+        load_official_vavl(run, num_heads=8, corpus="crema-d")
     (run / "MLP_v_head.pt").write_bytes(b"not a torch file")
     with pytest.raises(DataError, match="MLP_v_head.pt"):
-        load_official_vavl(run, num_heads=4)
+        load_official_vavl(run, num_heads=4, corpus="crema-d")
     (run / "MLP_v_head.pt").unlink()
     with pytest.raises(DataError, match="MLP_v_head.pt"):
-        load_official_vavl(run, num_heads=4)
+        load_official_vavl(run, num_heads=4, corpus="crema-d")
     with pytest.raises(DataError, match="not a folder"):
-        load_official_vavl(tmp_path / "nowhere")
+        load_official_vavl(tmp_path / "nowhere", corpus="crema-d")
     state = torch.load(run / "final_weights_head.pt", weights_only=True)
     state["projav1.weight"] = state["projav1.weight"][:, :10]
     torch.save(state, run / "MLP_v_head.pt")
     with pytest.raises(DataError, match="MLP_v_head.pt.*shape"):
-        load_official_vavl(run, num_heads=4)
+        load_official_vavl(run, num_heads=4, corpus="crema-d")
 
 
 def test_batch_first_mode_models_time_and_framewise_does_not(official, io):
-    temporal = load_official_vavl(FIXTURE, num_heads=4, framewise=False)
+    temporal = load_official_vavl(FIXTURE, num_heads=4, framewise=False, corpus="crema-d")
     x_a, x_v = io["0.x_aud"], io["0.x_vid"]
     shuffled = torch.randperm(x_a.shape[1], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

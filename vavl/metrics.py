@@ -1,5 +1,6 @@
 """Emotion-recognition metrics on gathered predictions: UA, WA, macro/micro-F1, confusion matrix,
-CCC, Pearson, RMSE, bootstrap intervals and per-speaker breakdowns.
+CCC, Pearson, RMSE, bootstrap intervals (over clips, or over speakers as clusters) and per-speaker
+breakdowns.
 
 Everything here works on plain arrays of ALL samples. Distributed evaluation gathers the
 per-sample predictions first (`accelerator.gather_for_metrics`, see vavl.evaluation) and then
@@ -132,16 +133,23 @@ def _valid_pairs(pred, gold) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- intervals and breakdowns ------------------------------------------------------------
-def bootstrap_ci(metric: Callable[..., float], *arrays, n_resamples: int = 1000, seed: int = 0,
-                 confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of metric(*arrays) resampling samples (rows) with replacement.
-    NaN resamples (e.g. a resample with one class) are dropped; (nan, nan) if all are."""
-    arrays = [np.asarray(a) for a in arrays]
-    n = len(arrays[0])
-    if n == 0 or n_resamples <= 0:
-        return float("nan"), float("nan")
+def resample_indices(n: int, n_resamples: int, seed: int = 0, clusters: Sequence | None = None) -> list[np.ndarray]:
+    """Bootstrap resamples of row indices 0..n-1: rows drawn with replacement, or, with `clusters`
+    (one label per row, e.g. the speaker), whole clusters drawn with replacement (as many draws as
+    there are clusters) and every row of a drawn cluster taken. For speaker-independent test sets
+    the speakers are the independent units, so the cluster bootstrap gives honest intervals."""
     rng = np.random.default_rng(seed)
-    stats = np.array([metric(*(a[idx] for a in arrays)) for idx in rng.integers(0, n, size=(n_resamples, n))], dtype=np.float64)
+    if clusters is None:
+        return list(rng.integers(0, n, size=(n_resamples, n)))
+    labels = np.asarray([str(c) for c in clusters])
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} cluster labels for {n} rows")
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    draws = rng.integers(0, len(members), size=(n_resamples, len(members)))
+    return [np.concatenate([members[k] for k in row]) for row in draws]
+
+
+def _percentiles(stats: np.ndarray, confidence: float) -> tuple[float, float]:
     stats = stats[~np.isnan(stats)]
     if not len(stats):
         return float("nan"), float("nan")
@@ -150,36 +158,55 @@ def bootstrap_ci(metric: Callable[..., float], *arrays, n_resamples: int = 1000,
     return float(lo), float(hi)
 
 
-def classification_ci(y_true, y_pred, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict[str, list[float]]:
+def bootstrap_ci(metric: Callable[..., float], *arrays, n_resamples: int = 1000, seed: int = 0,
+                 confidence: float = 0.95, clusters: Sequence | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of metric(*arrays) over `resample_indices` (rows, or whole
+    clusters). NaN resamples (e.g. a resample with one class) are dropped; (nan, nan) if all are."""
+    arrays = [np.asarray(a) for a in arrays]
+    n = len(arrays[0])
+    if n == 0 or n_resamples <= 0:
+        return float("nan"), float("nan")
+    stats = np.array([metric(*(a[idx] for a in arrays)) for idx in resample_indices(n, n_resamples, seed, clusters)],
+                     dtype=np.float64)
+    return _percentiles(stats, confidence)
+
+
+def classification_ci(y_true, y_pred, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+                      clusters: Sequence | None = None) -> dict[str, list[float]]:
     """Percentile bootstrap intervals of UA, WA, macro- and micro-F1 from the same resamples as
-    `bootstrap_ci` (same seed -> same intervals), computed from one confusion matrix per resample."""
+    `bootstrap_ci` (same seed and clusters -> same intervals), each resample's scores computed from
+    its confusion matrix. `clusters` (one label per sample, e.g. speakers): resample whole clusters."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    keep = y_true != IGNORE_INDEX
+    if clusters is not None:
+        clusters = np.asarray([str(c) for c in clusters])[keep]
     y_true, y_pred = _valid_classes(y_true, y_pred)
     n = len(y_true)
     if n == 0 or n_resamples <= 0:
         return {k: [float("nan"), float("nan")] for k in CLASS_METRICS}
     c = int(max(y_true.max(), y_pred.max())) + 1
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-    codes = y_true[idx] * c + y_pred[idx] + (np.arange(n_resamples) * c * c)[:, None]
-    cms = np.bincount(codes.ravel(), minlength=n_resamples * c * c).reshape(n_resamples, c, c).astype(np.float64)
+    rows = resample_indices(n, n_resamples, seed, clusters)
+    cms = np.stack([np.bincount(y_true[idx] * c + y_pred[idx], minlength=c * c) for idx in rows]).reshape(-1, c, c)
+    cms = cms.astype(np.float64)
     tp, gold, pred = np.einsum("rii->ri", cms), cms.sum(2), cms.sum(1)
     present = gold > 0
     ua = np.where(present, tp / np.maximum(gold, 1), 0).sum(1) / present.sum(1)
-    wa = tp.sum(1) / n
+    wa = tp.sum(1) / cms.sum((1, 2))
     either = present | (pred > 0)
     f1 = np.where(either, 2 * tp / np.maximum(gold + pred, 1), 0)
     macro = f1.sum(1) / either.sum(1)
-    tail = (1 - confidence) / 2 * 100
-    return {k: [float(x) for x in np.percentile(v, [tail, 100 - tail])]
-            for k, v in (("UA", ua), ("WA", wa), ("macro_f1", macro), ("micro_f1", wa))}
+    return {k: list(_percentiles(v, confidence)) for k, v in (("UA", ua), ("WA", wa), ("macro_f1", macro), ("micro_f1", wa))}
 
 
-def regression_ci(pred, gold, attributes: Sequence[str], n_resamples: int = 1000, seed: int = 0) -> dict:
+def regression_ci(pred, gold, attributes: Sequence[str], n_resamples: int = 1000, seed: int = 0,
+                  clusters: Sequence | None = None) -> dict:
     pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
     fns = {"ccc": ccc, "pearson": pearson, "rmse": rmse}
-    out: dict = {a: {k: list(bootstrap_ci(f, pred[:, j], gold[:, j], n_resamples=n_resamples, seed=seed)) for k, f in fns.items()}
+    kw = dict(n_resamples=n_resamples, seed=seed, clusters=clusters)
+    out: dict = {a: {k: list(bootstrap_ci(f, pred[:, j], gold[:, j], **kw)) for k, f in fns.items()}
                  for j, a in enumerate(attributes)}
     mean_ccc = lambda p, g: float(np.mean([ccc(p[:, j], g[:, j]) for j in range(len(attributes))]))  # noqa: E731
-    out["mean_ccc"] = list(bootstrap_ci(mean_ccc, pred, gold, n_resamples=n_resamples, seed=seed))
+    out["mean_ccc"] = list(bootstrap_ci(mean_ccc, pred, gold, **kw))
     return out
 
 

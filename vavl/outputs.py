@@ -6,15 +6,16 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
-HEADS = ("fused", "audio", "visual")  # index into `head_used`; -1 means no modality at all
+HEADS = ("fused", "audio", "visual", "heads_mean")  # index into `head_used`; -1 means no modality at all
 
 
 @dataclass
 class EmotionRecognitionOutput(ModelOutput):
     """Outputs of every vavl emotion model.
 
-    logits: (b, c) the prediction for each sample, taken from the fused head when both
-        modalities are present, else from the auxiliary head of the modality that is.
+    logits: (b, c) the prediction for each sample: when both modalities are present, the fused
+        head (config.prediction "fused") or the mean of the fused, audio and visual heads
+        ("heads_mean"); else the auxiliary head of the modality that is.
     audio_logits / visual_logits: (b, c) the unimodal heads (meaningless where that modality
         is absent; see audio_present / visual_present).
     fused_logits: (b, c) the fusion head itself, whatever is present.

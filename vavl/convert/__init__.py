@@ -1,26 +1,29 @@
 """Import checkpoints trained elsewhere into vavl models.
 
-    vavl.convert.load_official_auxformer("final_head.pt")        # ilucasgoncalves/AuxFormer
-    vavl.convert.load_official_vavl("dir_with_the_nine_head_files")  # ilucasgoncalves/VAVL
+    vavl.convert.load_official_auxformer("final_head.pt", corpus="crema-d")   # ilucasgoncalves/AuxFormer
+    vavl.convert.load_official_vavl("dir_with_the_nine_head_files", corpus="crema-d")  # ilucasgoncalves/VAVL
     vavl.convert.load_hsemotion("enet_b2_8.pt")                  # HSEmotion face-emotion EfficientNet-B2
 
-CLI: `vavl convert {auxformer,vavl,hsemotion} SRC --out DIR` writes a `save_pretrained` folder.
+CLI: `vavl convert {auxformer,vavl,hsemotion} SRC --out DIR` writes a `save_pretrained` folder;
+official checkpoints also take `--corpus {crema-d,msp-improv}` (or `--labels`) and `--task`.
 """
 from __future__ import annotations
 
 import argparse
 
+from .official import CORPORA, TASKS
 
-def load_official_auxformer(path, num_heads: int = 10, causal_mask: bool = True):
+
+def load_official_auxformer(path, num_heads: int = 10, causal_mask: bool = True, **labels):
     from .auxformer import load_official_auxformer as _load
 
-    return _load(path, num_heads=num_heads, causal_mask=causal_mask)
+    return _load(path, num_heads=num_heads, causal_mask=causal_mask, **labels)
 
 
-def load_official_vavl(directory, num_heads: int = 8, framewise: bool = True):
+def load_official_vavl(directory, num_heads: int = 8, framewise: bool = True, **labels):
     from .vavl import load_official_vavl as _load
 
-    return _load(directory, num_heads=num_heads, framewise=framewise)
+    return _load(directory, num_heads=num_heads, framewise=framewise, **labels)
 
 
 def load_hsemotion(path):
@@ -40,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--num-heads", type=int, default=8)
     p.add_argument("--batch-first", action="store_true",
                    help="use our batch-first temporal model instead of the official frame-wise behaviour")
+    for name in ("auxformer", "vavl"):
+        p = sub.choices[name]
+        p.add_argument("--corpus", choices=CORPORA, help="the corpus it was trained on: names the outputs in the official "
+                                                          "class order (crema-d: angry, sad, disgust, fear, neutral, happy)")
+        p.add_argument("--labels", type=lambda s: s.split(","), help="class names in the checkpoint's order, comma-separated "
+                                                                       "(instead of --corpus)")
+        p.add_argument("--task", choices=TASKS, default="classification",
+                       help="regression: a dimensional checkpoint (arousal, dominance, valence; outputs mapped from "
+                            "(x - 1) / 4 back to 1-5)")
     p = sub.add_parser("hsemotion", help="HSEmotion EfficientNet-B2 face-emotion checkpoint (.pt)")
     p.add_argument("checkpoint")
     for p in sub.choices.values():
@@ -47,10 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.source == "auxformer":
-        model = load_official_auxformer(args.checkpoint, num_heads=args.num_heads, causal_mask=not args.no_causal_mask)
-    elif args.source == "vavl":
-        model = load_official_vavl(args.checkpoint, num_heads=args.num_heads, framewise=not args.batch_first)
+    if args.source in ("auxformer", "vavl"):
+        labels = {"corpus": args.corpus, "task": args.task, "labels": args.labels}
+        if args.source == "auxformer":
+            model = load_official_auxformer(args.checkpoint, num_heads=args.num_heads, causal_mask=not args.no_causal_mask,
+                                            **labels)
+        else:
+            model = load_official_vavl(args.checkpoint, num_heads=args.num_heads, framewise=not args.batch_first, **labels)
     else:
         model = load_hsemotion(args.checkpoint)
     model.save_pretrained(args.out)

@@ -1,7 +1,10 @@
 """Official AuxFormer checkpoints (ilucasgoncalves/AuxFormer, `final_head.pt`) -> AuxFormerForEmotionRecognition.
 
 The official file is a state dict of `net/avmodel_AF.py:AVmodel`; layer count and widths are read
-from its shapes. Attention head count and the future mask are not stored in it: pass them.
+from its shapes. Attention head count and the future mask are not stored in it: pass them, and the
+corpus (or the class names) so that output k gets the official class name (see `official.py`).
+The converted model predicts as the official code does: the mean of its three heads
+(`prediction="heads_mean"`).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..models.auxformer import AuxFormerConfig, AuxFormerForEmotionRecognition
+from .official import label_fields
 
 ENCODERS = {"a_mem": "a_aux", "v_mem": "v_aux", "trans_a_mem": "fusion.a_mem", "trans_v_mem": "fusion.v_mem",
             "trans_a_with_v": "fusion.a_with_v", "trans_v_with_a": "fusion.v_with_a"}
@@ -61,23 +65,26 @@ def map_key(key: str) -> str | None:
     raise KeyError(key)
 
 
-def config_from_state(state: dict[str, torch.Tensor], num_heads: int, causal_mask: bool) -> AuxFormerConfig:
+def config_from_state(state: dict[str, torch.Tensor], num_heads: int, causal_mask: bool, **fields) -> AuxFormerConfig:
     hidden = state["a_mem.layer_norm.weight"].shape[0]
     conv = state.get("conv_1d_a.weight")
     num_layers = len({k.split(".")[2] for k in state if k.startswith("a_mem.layers.")})
     return AuxFormerConfig(
         audio_dim=conv.shape[1] if conv is not None else hidden, visual_dim=hidden, hidden_size=hidden,
-        num_layers=num_layers, num_heads=num_heads, num_labels=state["out_layer.weight"].shape[0],
+        num_layers=num_layers, num_heads=num_heads,
         aux_hidden_sizes=[state["proj_aux1.weight"].shape[0], state["proj_aux2.weight"].shape[0]],
-        causal_mask=causal_mask, official_positions=True)
+        causal_mask=causal_mask, official_positions=True, prediction="heads_mean", **fields)
 
 
-def load_official_auxformer(path, num_heads: int = 10, causal_mask: bool = True) -> AuxFormerForEmotionRecognition:
-    """Read an official `final_head.pt`, build the matching model, copy the weights; eval mode."""
+def load_official_auxformer(path, num_heads: int = 10, causal_mask: bool = True, corpus: str | None = None,
+                            task: str = "classification", labels: list[str] | None = None) -> AuxFormerForEmotionRecognition:
+    """Read an official `final_head.pt`, build the matching model, copy the weights; eval mode.
+    corpus ("crema-d", "msp-improv") or labels name the outputs in the checkpoint's order."""
     path = Path(path)
     state = read_state_dict(path)
+    fields = label_fields(path, state["out_layer.weight"].shape[0], corpus, task, labels)
     try:
-        config = config_from_state(state, num_heads, causal_mask)
+        config = config_from_state(state, num_heads, causal_mask, **fields)
         ours = {}
         for key, value in state.items():
             name = map_key(key)

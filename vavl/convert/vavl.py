@@ -1,11 +1,19 @@
 """Official VAVL checkpoints (ilucasgoncalves/VAVL, the nine `*_head.pt` files) -> VAVLForEmotionRecognition.
 
-    model = load_official_vavl("run_dir/", num_heads=8)          # framewise=True: official outputs
+    model = load_official_vavl("run_dir/", num_heads=8, corpus="crema-d")   # framewise=True: official outputs
     model.save_pretrained("vavl-crema-d")                        # AutoModel.from_pretrained works after `import vavl`
 
 Sizes (feature widths, projection, hidden, layers, kernel, classes) are read from the tensors.
 `positional_encoding.pe` tables (fixed sinusoids) may be present or absent; they are not needed.
 `MLP_av_head.pt` is saved by the official code but never used by its forward pass: it is ignored.
+The corpus (or the class names), and the task for a dimensional MSP-IMPROV checkpoint, name the
+outputs in the official order (see `official.py`); the fusion head answers, as in the official test.
+
+framewise=True reproduces the official outputs at batch size 1 only (the official test setting):
+the official code hands (time, batch, dim) to a batch-first Conformer, so in training, at batch
+sizes above 1, attention and convolution ran across the clips of each batch. An officially trained
+checkpoint therefore learned batch-dependent features; vavl runs it frame by frame, which is what
+the official code computes for a single clip.
 """
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DataError
+from .official import label_fields
 
 # official file -> (prefix in the file, prefix in our model); encoder keys are renamed below
 FILES = {
@@ -117,7 +126,7 @@ def infer_config(state, source, directory, num_heads: int, framewise: bool, **ov
     return {
         "audio_dim": need("audio_proj.weight").shape[1], "visual_dim": need("visual_proj.weight").shape[1],
         "proj_dim": need("audio_proj.weight").shape[0], "hidden_size": hidden,
-        "head_hidden_size": need("audio_head.fc2.weight").shape[0], "num_labels": need("audio_head.out.weight").shape[0],
+        "head_hidden_size": need("audio_head.fc2.weight").shape[0],
         "num_attention_heads": num_heads, "num_audio_layers": layers("audio_encoder."),
         "num_visual_layers": layers("visual_encoder."), "num_shared_layers": layers("shared_encoder."),
         "conv_kernel_size": need("audio_encoder.layers.0.conv.depthwise.weight").shape[-1],
@@ -126,15 +135,20 @@ def infer_config(state, source, directory, num_heads: int, framewise: bool, **ov
     }
 
 
-def load_official_vavl(directory, num_heads: int = 8, framewise: bool = True, **config_overrides):
+def load_official_vavl(directory, num_heads: int = 8, framewise: bool = True, corpus: str | None = None,
+                       task: str = "classification", labels: list[str] | None = None, **config_overrides):
     """Build VAVLForEmotionRecognition (eval mode) from an official VAVL run folder.
 
-    framewise=True reproduces the official outputs; False gives our batch-first temporal model
-    with the same weights (a different function: fine-tune it before trusting it)."""
+    corpus ("crema-d", "msp-improv") or labels name the outputs; task="regression" for a
+    dimensional checkpoint. framewise=True reproduces the official outputs (batch size 1, see the
+    module docstring); False gives our batch-first temporal model with the same weights (a
+    different function: fine-tune it before trusting it)."""
     from ..models.vavl import VAVLConfig, VAVLForEmotionRecognition
 
     state, source = read_official(directory)
-    config = VAVLConfig(**infer_config(state, source, directory, num_heads, framewise, **config_overrides))
+    outputs = _need(state, source, "audio_head.out.weight", directory).shape[0]
+    fields = label_fields(directory, outputs, corpus, task, labels)
+    config = VAVLConfig(**infer_config(state, source, directory, num_heads, framewise, **fields, **config_overrides))
     model = VAVLForEmotionRecognition(config)
     expected = model.state_dict()
     for key, tensor in state.items():

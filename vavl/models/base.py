@@ -19,6 +19,7 @@ from ..outputs import EmotionRecognitionOutput
 
 TASKS = ("single_label_classification", "soft_label_classification", "regression")
 DEFAULT_ATTRIBUTES = ("arousal", "valence", "dominance")
+PREDICTION_RULES = ("fused", "heads_mean")
 
 
 class EmotionConfig(PretrainedConfig):
@@ -33,6 +34,14 @@ class EmotionConfig(PretrainedConfig):
     aux_loss_weight: weight of each auxiliary unimodal head's loss.
     reconstruction_loss_weight: weight of the reconstruction losses (models that have them).
     class_weights: optional per-class weights for the classification losses.
+    prediction: how `logits` is formed for a clip with both modalities. "fused": the fusion head
+        alone. "heads_mean": the mean of every head that sees the clip (fused, audio and visual),
+        which is what the official AuxFormer code predicts, scores and selects models by. A clip
+        with one modality is answered by that modality's head under either rule.
+    output_scale / output_offset: regression only, one value per attribute: every head's output is
+        multiplied by the scale and shifted by the offset, e.g. [4, 4, 4] and [1, 1, 1] for a model
+        trained on attributes normalised as (x - 1) / 4 (the official VAVL MSP-IMPROV recipe), so that
+        its outputs are on the labels' 1-5 scale. None: outputs as the heads give them.
     """
 
     model_type = "vavl_emotion"
@@ -44,6 +53,9 @@ class EmotionConfig(PretrainedConfig):
     aux_loss_weight: float = 1.0
     reconstruction_loss_weight: float = 0.0
     class_weights: list[float] | None = None
+    prediction: str = "fused"
+    output_scale: list[float] | None = None
+    output_offset: list[float] | None = None
 
     def __post_init__(self, **kwargs: Any):
         if self.task == "regression":
@@ -65,8 +77,15 @@ class EmotionConfig(PretrainedConfig):
     def validate(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"task={self.task!r} is not one of {TASKS}")
+        if self.prediction not in PREDICTION_RULES:
+            raise ConfigError(f"prediction={self.prediction!r} is not one of {PREDICTION_RULES}")
         for name in ("audio_dim", "visual_dim", "num_labels"):
             check_positive_int(self, name)
+        for name in ("output_scale", "output_offset"):
+            value = getattr(self, name)
+            if value is not None and (self.task != "regression" or len(value) != self.num_labels):
+                raise ConfigError(f"{name}={value!r} needs task='regression' and one value per attribute "
+                                  f"({self.num_labels})")
         if self.class_weights is not None and len(self.class_weights) != self.num_labels:
             raise ConfigError(f"class_weights has {len(self.class_weights)} values but num_labels={self.num_labels}")
         for name in ("aux_loss_weight", "reconstruction_loss_weight"):
@@ -169,6 +188,9 @@ class EmotionModel(PreTrainedModel):
     ) -> EmotionRecognitionOutput:
         audio, audio_mask, visual, visual_mask = self.prepare_inputs(audio_features, audio_mask, visual_features, visual_mask)
         heads = self.compute_heads(audio, audio_mask, visual, visual_mask)
+        if self.config.output_scale is not None or self.config.output_offset is not None:
+            heads = {**heads, **{k: self.rescale(heads[k]) for k in ("fused_logits", "audio_logits", "visual_logits")
+                                 if heads.get(k) is not None}}
         a_logits, v_logits, fused = heads.get("audio_logits"), heads.get("visual_logits"), heads.get("fused_logits")
         # a modality counts as present for a sample when it has a real frame AND the model has a head for it
         a_present = audio_mask.any(1) & (a_logits is not None)
@@ -179,12 +201,15 @@ class EmotionModel(PreTrainedModel):
         both = a_present & v_present
         if fused is None:  # unimodal / late-fusion models without a fusion head: average the heads
             fused = (a_logits_ + v_logits_) / 2 if (a_logits is not None and v_logits is not None) else template
-        logits = torch.where(both.unsqueeze(-1), fused, torch.where(a_present.unsqueeze(-1), a_logits_,
+        mean_of_heads = self.config.prediction == "heads_mean" and a_logits is not None and v_logits is not None \
+            and heads.get("fused_logits") is not None
+        joint = (fused + a_logits_ + v_logits_) / 3 if mean_of_heads else fused
+        logits = torch.where(both.unsqueeze(-1), joint, torch.where(a_present.unsqueeze(-1), a_logits_,
                                                                     torch.where(v_present.unsqueeze(-1), v_logits_, zeros)))
         head_used = torch.full(a_present.shape, -1, dtype=torch.long, device=a_present.device)
         head_used[v_present] = 2
         head_used[a_present] = 1
-        head_used[both] = 0
+        head_used[both] = 3 if mean_of_heads else 0
         out = EmotionRecognitionOutput(
             logits=logits, audio_logits=a_logits, visual_logits=v_logits, fused_logits=fused,
             audio_reconstruction=heads.get("audio_reconstruction"), visual_reconstruction=heads.get("visual_reconstruction"),
@@ -195,6 +220,13 @@ class EmotionModel(PreTrainedModel):
         if labels is not None:
             out.loss = self.compute_loss(out, labels, audio, audio_mask, visual, visual_mask)
         return out
+
+    def rescale(self, x: torch.Tensor) -> torch.Tensor:
+        """A regression head's output on the labels' scale (see output_scale / output_offset)."""
+        cfg = self.config
+        if cfg.output_scale is not None:
+            x = x * x.new_tensor(cfg.output_scale)
+        return x if cfg.output_offset is None else x + x.new_tensor(cfg.output_offset)
 
     # ---- losses --------------------------------------------------------------------------
     def compute_loss(self, out: EmotionRecognitionOutput, labels, audio, audio_mask, visual, visual_mask) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """AuxFormer (Goncalves & Busso 2022): config, model, Auto registration and zoo entries."""
-from ...labels import CREMA_D_CLASSES, id2label
+from ...labels import CREMA_D_CLASSES, OFFICIAL_CLASSES, id2label
 from ...registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_auxformer import AuxFormerConfig
@@ -17,9 +17,11 @@ RECIPE = "recipes/configs/crema_d/auxformer.yaml"
 register_model(ModelEntry(
     name="auxformer.official",
     model_class=AuxFormerForEmotionRecognition,
-    config={"audio_dim": 1024, "visual_dim": 50, "num_labels": 6, "hidden_size": 50, "num_layers": 5, "num_heads": 10},
+    config={"audio_dim": 1024, "visual_dim": 50, "id2label": id2label(OFFICIAL_CLASSES["crema-d"]), "hidden_size": 50,
+            "num_layers": 5, "num_heads": 10, "prediction": "heads_mean"},
     description="AuxFormer at the official default shape (1024-d wav2vec2 audio frames, the authors' 50-d visual "
-                "features, width 50, 5 layers, 10 heads); import official checkpoints with `vavl convert auxformer`",
+                "features, width 50, 5 layers, 10 heads), the official class order and prediction rule (the mean of "
+                "the three heads); import official checkpoints with `vavl convert auxformer --corpus crema-d`",
     corpus="CREMA-D", labels="6 classes (official AuxFormer setup)", protocol="official AuxFormer partitions",
     recipe=RECIPE, paper=PAPER,
 ))
