@@ -32,10 +32,11 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 import vavl
-from vavl.data import collate, model_inputs, read_manifest, split_records
+from vavl.data import collate, model_inputs, read_manifest
 from vavl.data.augment import augment
 from vavl.data.conditions import remove_modality
-from vavl.data.datasets import RawClipDataset, cached_dataset, relabel
+from vavl.data.datasets import (RawClipDataset, cached_dataset, cached_feature_dims, check_split_labels, relabel,
+                                training_splits)
 from vavl.errors import ConfigError, DataError, VavlError
 from vavl.evaluation import evaluate, headline
 from vavl.loading import emotion_config, load_model
@@ -45,21 +46,9 @@ from vavl.zoo import render_card, results_table
 
 
 # ---- setup ----------------------------------------------------------------------------------
-def load_splits(cfg: DictConfig) -> dict[str, list[dict]]:
-    """train/dev/test records, with `label` taken from data.label_field; checked before training."""
-    d = cfg.data
-    records = relabel(read_manifest(d.manifest), d.label_field, f"{d.manifest} (data.label_field)")
-    splits = split_records(records, d.protocol, d.fold)
-    if not splits["train"]:
-        where = f"protocol {d.protocol!r}" + ("" if d.fold is None else f" fold {d.fold}")
-        raise DataError(f"{d.manifest}: no training clips under {where}; check data.protocol / data.fold against the manifest's folds")
-    if not splits["dev"]:
-        raise DataError(f"{d.manifest}: no dev clips under protocol {d.protocol!r}; best-model selection needs them")
-    return splits
-
-
 def resolve_labels(cfg: DictConfig, entry_config: dict, splits: dict) -> tuple[str, list[str]]:
-    """(task, label names). For classes: every label must be known, and seen in training."""
+    """(task, label names): data.task / data.labels, else the model entry's. For classes, every
+    label of every split must be one of them and occur in training."""
     d = cfg.data
     task = d.task or entry_config.get("task", "single_label_classification")
     if task == "regression":
@@ -68,18 +57,10 @@ def resolve_labels(cfg: DictConfig, entry_config: dict, splits: dict) -> tuple[s
             raise DataError(f"{d.manifest}: no training clip has any of the attributes {attrs}")
         return task, attrs
     id2label = entry_config.get("id2label")
-    train_labels = {r.get("label") for r in splits["train"]} - {None}
-    names = [str(n) for n in (d.labels or ([id2label[k] for k in sorted(id2label, key=int)] if id2label else sorted(train_labels)))]
-    if not train_labels:
-        raise DataError(f"{d.manifest}: no training clip has a label in field {d.label_field!r}")
-    for split, recs in splits.items():
-        found = {r.get("label") for r in recs} - {None}
-        if found - set(names):
-            raise DataError(f"{d.manifest}: {split} clips have label(s) {sorted(found - set(names))} outside the model's "
-                            f"classes {names}; set data.labels to the full class list")
-        if found - train_labels:
-            raise DataError(f"{d.manifest}: {split} label(s) {sorted(found - train_labels)} never occur in training "
-                            f"(protocol {d.protocol!r}); the model could not learn them — fix the split or labels")
+    names = d.labels or ([id2label[k] for k in sorted(id2label, key=int)] if id2label else
+                         sorted({r.get("label") for r in splits["train"]} - {None}))
+    names = [str(n) for n in names]
+    check_split_labels(splits, names, f"{d.manifest} (data.label_field {d.label_field!r}, data.labels)")
     return task, names
 
 
@@ -96,28 +77,16 @@ def class_weights(spec, names: list[str], train: list[dict]) -> list[float] | No
 
 def build_model(cfg: DictConfig, task: str, names: list[str], dims: tuple, weights):
     entry, m = vavl.get_entry(cfg.model.name), cfg.model
-    overrides = OmegaConf.to_container(m.config)
-    unknown = sorted(set(overrides) - set(entry.model_class.config_class().to_dict()))
-    if unknown:
-        raise ConfigError(f"model.config: unknown field(s) {unknown} for {entry.model_class.config_class.__name__}. "
-                          f"Valid fields: {', '.join(sorted(entry.model_class.config_class().to_dict()))}")
+    overrides, known = OmegaConf.to_container(m.config), set(entry.model_class.config_class().to_dict())
+    if set(overrides) - known:
+        raise ConfigError(f"model.config: unknown field(s) {sorted(set(overrides) - known)} for "
+                          f"{entry.model_class.config_class.__name__}. Valid fields: {', '.join(sorted(known))}")
     fields = {"task": task, "class_weights": weights}
     fields.update({"attributes": names} if task == "regression" else {"id2label": dict(enumerate(names)),
                                                                       "label2id": {n: i for i, n in enumerate(names)}})
     fields.update({f"{mod}_dim": dim for mod, dim in zip(("audio", "visual"), dims) if dim})
     return vavl.create_model(entry.name, audio_encoder=m.audio_encoder, visual_encoder=m.visual_encoder,
                              pretrained_encoders=m.pretrained_encoders, **{**fields, **overrides})
-
-
-def feature_dims(cache_dir: str, records: list[dict]) -> tuple[int | None, int | None]:
-    """(audio_dim, visual_dim) read from the first cached clips that have each modality."""
-    from vavl.data.cache import FeatureCache
-
-    cache, dims = FeatureCache(cache_dir), {"audio": None, "visual": None}
-    for r in (r for r in records[:200] if cache.has(r["id"])):
-        item = cache.read(r["id"])
-        dims.update({m: int(item[f"{m}_features"].shape[-1]) for m in dims if dims[m] is None and item[f"{m}_features"] is not None})
-    return dims["audio"], dims["visual"]
 
 
 def param_groups(model, cfg: DictConfig, end_to_end: bool) -> list[dict]:
@@ -164,7 +133,9 @@ def setup(cfg: DictConfig) -> dict:
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
     from transformers import get_scheduler
 
-    splits = load_splits(cfg)
+    d = cfg.data
+    records = relabel(read_manifest(d.manifest), d.label_field, f"{d.manifest} (data.label_field)")
+    splits = training_splits(records, d.protocol, d.fold, f"{d.manifest} (data.protocol / data.fold)")
     task, names = resolve_labels(cfg, vavl.get_entry(cfg.model.name).config, splits)
     set_seed(cfg.seed)
     t, out_dir, end_to_end = cfg.train, Path(cfg.output_dir), not cfg.data.cache
@@ -179,7 +150,7 @@ def setup(cfg: DictConfig) -> dict:
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
     weights = class_weights(t.class_weights, names, splits["train"]) if task != "regression" else None
-    model = build_model(cfg, task, names, (None, None) if end_to_end else feature_dims(cfg.data.cache, splits["train"]), weights)
+    model = build_model(cfg, task, names, (None, None) if end_to_end else cached_feature_dims(cfg.data.cache, splits["train"]), weights)
     if end_to_end:
         if not isinstance(model, AudioVisualModel):
             raise ConfigError("data.cache is null (end to end) but the model has no encoders: "
@@ -310,7 +281,7 @@ def train(run: dict, config_path: str | None = None) -> dict:
         bar.close()
         if stopped == "stop_after_steps":
             break
-        dev = score(run, acc.unwrap_model(model), "dev", ["av"], bootstrap=0)["dev/av"]
+        dev = score(run, acc.unwrap_model(model), "dev", ["av"], bootstrap=0)[0]["dev/av"]
         value = math.nan if dev[metric] is None else dev[metric]
         row = {"epoch": state.epoch, **{f"dev_{k}": v for k, v in dev.items() if isinstance(v, float)}}
         log(row, state.step)
@@ -386,16 +357,13 @@ def save_checkpoint(accelerator, out_dir: Path, state: TrainerState, keep: int) 
 
 
 # ---- evaluate -------------------------------------------------------------------------------
-def score(run: dict, model, split: str, names: list[str], bootstrap: int, full: dict | None = None) -> dict[str, dict]:
+def score(run: dict, model, split: str, names: list[str], bootstrap: int) -> tuple[dict[str, dict], dict]:
     """vavl.evaluation on one split under the named conditions (every process takes part; each clip
-    counted once): {"split/name": headline numbers of the fused head}; `full` gets the whole results."""
-    conditions = [ALIASES.get(n, n) for n in names]
-    results = evaluate(model, run["datasets"][split], conditions, batch_size=run["cfg"].train.eval_batch_size,
-                       bootstrap=bootstrap, seed=run["cfg"].seed, accelerator=run["accelerator"],
-                       num_workers=run["cfg"].data.num_workers, progress=run["cfg"].log.progress)
-    if full is not None:
-        full[split] = results
-    return {f"{split}/{n}": headline(results, c) for n, c in zip(names, conditions)}
+    counted once) -> ({"split/name": headline numbers of the fused head}, the whole results)."""
+    cfg, conditions = run["cfg"], [ALIASES.get(n, n) for n in names]
+    results = evaluate(model, run["datasets"][split], conditions, batch_size=cfg.train.eval_batch_size, bootstrap=bootstrap,
+                       seed=cfg.seed, accelerator=run["accelerator"], num_workers=cfg.data.num_workers, progress=cfg.log.progress)
+    return {f"{split}/{n}": headline(results, c) for n, c in zip(names, conditions)}, results
 
 
 def test(run: dict, summary: dict, config_path: str | None = None) -> dict:
@@ -407,8 +375,10 @@ def test(run: dict, summary: dict, config_path: str | None = None) -> dict:
     acc.wait_for_everyone()
     best = load_model(str(out_dir), device=str(acc.device))
     splits = [s for s in ("dev", "test") if s in run["datasets"] and (s == "dev" or cfg.evaluate.test)]
-    full: dict[str, dict] = {}
-    results = {k: v for s in splits for k, v in score(run, best, s, list(cfg.evaluate.conditions), cfg.evaluate.bootstrap, full).items()}
+    results, full = {}, {}
+    for split in splits:
+        rows, full[split] = score(run, best, split, list(cfg.evaluate.conditions), cfg.evaluate.bootstrap)
+        results.update(rows)
     if acc.is_main_process:
         report = {"best_epoch": summary["best_epoch"] + 1, "dev_metric": summary["metric"], "dev_best": summary["best"],
                   "steps": summary["step"], "results": results, "metrics": full}

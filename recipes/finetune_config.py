@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from vavl.data.conditions import parse_conditions
 from vavl.errors import ConfigError
+
 
 @dataclass
 class ModelConfig:
@@ -127,7 +129,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
             guess = difflib.get_close_matches(e.full_key, valid, n=1)
             raise ConfigError(f"{source}: unknown config key {e.full_key!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
                               + f". Valid keys: {', '.join(valid)}") from None
-        except (OmegaConfBaseException, ValueError) as e:   # a wrong type, or YAML that does not parse
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source}: not valid YAML ({' '.join(str(e).split())})") from None
+        except OmegaConfBaseException as e:   # a value of the wrong type
             where = f"{e.full_key}: " if getattr(e, "full_key", None) else ""
             raise ConfigError(f"{source}: {where}{str(e).splitlines()[0]}") from None
     check_config(cfg)

@@ -93,7 +93,7 @@ def predict_conditions(model, dataset, conditions: Sequence[Condition], *, batch
     names = ", ".join(parts)
     for batch in tqdm(loader, desc=f"evaluate {names}", unit="batch", disable=not (progress and main), leave=False):
         for condition in conditions:
-            part = run_batch(model, apply_condition(batch, condition, seed), device, embeddings)
+            part = _run_batch(model, apply_condition(batch, condition, seed), device, embeddings)
             if accelerator is not None:
                 part = accelerator.gather_for_metrics(part)
             parts[condition.name].append({k: v.cpu() for k, v in part.items()})
@@ -101,7 +101,7 @@ def predict_conditions(model, dataset, conditions: Sequence[Condition], *, batch
     return {name: _merge(p, indexed) for name, p in parts.items()}
 
 
-def run_batch(model, batch: dict[str, Any], device, embeddings: bool = False) -> dict[str, torch.Tensor]:
+def _run_batch(model, batch: dict[str, Any], device, embeddings: bool = False) -> dict[str, torch.Tensor]:
     """The model's outputs on one (conditioned) batch, as tensors that can be gathered."""
     kwargs = model_inputs(batch, labels=False)
     if kwargs:

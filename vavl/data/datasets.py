@@ -135,3 +135,39 @@ def relabel(records: list[dict], field: str, source: str = "manifest") -> list[d
     if all(v is None for v in values):
         raise DataError(f"{source}: no record has a value at {field!r}; name a label field the manifest has")
     return [{**r, "label": v} for r, v in zip(records, values)]
+
+
+def training_splits(records: list[dict], protocol: str, fold: int | None, source: str = "manifest") -> dict[str, list[dict]]:
+    """train / dev / test under a protocol, checked for training: it needs training and dev clips."""
+    splits = split_records(records, protocol, fold)
+    where = f"protocol {protocol!r}" + ("" if fold is None else f" fold {fold}")
+    if not splits["train"]:
+        raise DataError(f"{source}: no training clips under {where}; check the protocol / fold against the manifest's folds")
+    if not splits["dev"]:
+        raise DataError(f"{source}: no dev clips under {where}; best-model selection needs them")
+    return splits
+
+
+def check_split_labels(splits: dict[str, list[dict]], names: list[str], source: str = "manifest") -> None:
+    """Every class label of every split is one of `names` and occurs in training (a model cannot
+    learn a class it never sees)."""
+    train = {r.get("label") for r in splits["train"]} - {None}
+    if not train:
+        raise DataError(f"{source}: no training clip has a class label")
+    for split, recs in splits.items():
+        found = {r.get("label") for r in recs} - {None}
+        if found - set(names):
+            raise DataError(f"{source}: {split} clips have label(s) {sorted(found - set(names))} outside the model's "
+                            f"classes {names}; give the full class list")
+        if found - train:
+            raise DataError(f"{source}: {split} label(s) {sorted(found - train)} never occur in training; "
+                            "the model could not learn them — fix the split or the labels")
+
+
+def cached_feature_dims(cache: str | Path, records: list[dict]) -> tuple[int | None, int | None]:
+    """(audio_dim, visual_dim) of the features cached for the first records that have each modality."""
+    store, dims = FeatureCache(cache), {"audio": None, "visual": None}
+    for r in (r for r in records[:200] if store.has(r["id"])):
+        item = store.read(r["id"])
+        dims.update({m: int(item[f"{m}_features"].shape[-1]) for m in dims if dims[m] is None and item[f"{m}_features"] is not None})
+    return dims["audio"], dims["visual"]
