@@ -5,6 +5,8 @@ checks that come before any model runs.
     data = cached_dataset(cache_dir, records, config)        # encoder features (FeatureDataset)
     data = RawClipDataset(records, processor, config)        # media decoded on the fly (models with encoders)
     loader = DataLoader(IndexedDataset(data), collate_fn=collate, ...)   # batches carry each clip's index
+    splits = training_splits(relabel(records, "labels.intended"), "vavl-1", None)   # train / dev / test, checked
+    check_split_labels(splits, ["angry", "happy", "sad"])      # every label known and seen in training
 """
 from __future__ import annotations
 
