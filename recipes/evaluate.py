@@ -4,13 +4,13 @@
         --split test --cache cache/crema_d --conditions av,audio,video,drop-frames:0.5 --out reports/auxformer
     accelerate launch --multi_gpu --num_processes 2 recipes/evaluate.py ...   # sharded, each clip counted once
 
-The same as `vavl evaluate` (see vavl/evaluation.py for the conditions and the report files).
+The same as `vavl evaluate` (vavl/evaluate_cli.py; the conditions are in vavl/data/conditions.py).
 """
 import argparse
 import sys
 
 from vavl.errors import VavlError
-from vavl.evaluation import add_arguments, run
+from vavl.evaluate_cli import add_arguments, run
 
 
 def main() -> int:

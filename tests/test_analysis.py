@@ -10,10 +10,10 @@ from sklearn import metrics as skm
 import vavl
 from vavl import cli
 from vavl.analysis import embedding_map, error_summary, saliency_over_time
-from vavl.data import write_manifest
+from vavl.data import collate, write_manifest
 from vavl.data.cache import FeatureCache, FeatureDataset
 from vavl.errors import ConfigError
-from vavl.evaluation import Predictions, collate_eval, predict_dataset
+from vavl.evaluation import Predictions, predict_dataset
 
 LABELS = {0: "angry", 1: "happy", 2: "neutral", 3: "sad"}
 SIGNAL = slice(8, 12)   # audio frames 8..11 of 20 carry the class; everything else is noise
@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
     model = vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16, num_layers=0,
                               dropout=0.0, id2label=LABELS)
     train = FeatureDataset(cache, records[:120], model.config)
-    batch = collate_eval([{**train[i], "index": i} for i in range(len(train))])
+    batch = collate([{**train[i], "index": i} for i in range(len(train))])
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(100):
         loss = model(audio_features=batch["audio_features"], visual_features=batch["visual_features"], labels=batch["labels"]).loss

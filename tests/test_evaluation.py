@@ -11,11 +11,12 @@ from torch import nn
 
 import vavl
 from vavl import cli
-from vavl.data import write_manifest
+from vavl.data import collate, write_manifest
 from vavl.data.cache import FeatureCache
+from vavl.data.conditions import apply_condition, parse_conditions
+from vavl.data.datasets import check_labels
 from vavl.errors import ConfigError
-from vavl.evaluation import (apply_condition, check_labels, collate_eval, evaluate, parse_conditions, predict_dataset,
-                             primary_metric)
+from vavl.evaluation import evaluate, predict_dataset, primary_metric
 from vavl.layers import masked_mean
 from vavl.models.base import EmotionConfig, EmotionModel
 from vavl.outputs import EmotionRecognitionOutput
@@ -70,7 +71,7 @@ def seen_by(condition, data, batch_size=3):
 
 def test_av_passes_inputs_unchanged_and_audio_video_remove_one_modality():
     data = feature_clips()
-    ref = collate_eval([{**s, "index": i} for i, s in enumerate(data)])
+    ref = collate([{**s, "index": i} for i, s in enumerate(data)])
     av = seen_by("av", data, batch_size=6)
     for k in ("audio_features", "audio_mask", "visual_features", "visual_mask"):
         assert torch.equal(av[k], ref[k])
@@ -83,7 +84,7 @@ def test_av_passes_inputs_unchanged_and_audio_video_remove_one_modality():
 @pytest.mark.parametrize("kind,changed,kept", [("drop-frames", "visual", "audio"), ("drop-audio", "audio", "visual")])
 def test_dropping_masks_the_fraction_of_each_clip_and_nothing_else(kind, changed, kept):
     data = feature_clips()
-    ref = collate_eval([{**s, "index": i} for i, s in enumerate(data)])
+    ref = collate([{**s, "index": i} for i, s in enumerate(data)])
     got = seen_by(f"{kind}:0.5", data, batch_size=6)
     assert torch.equal(got[f"{kept}_features"], ref[f"{kept}_features"]) and torch.equal(got[f"{kept}_mask"], ref[f"{kept}_mask"])
     for i, s in enumerate(data):
@@ -232,7 +233,7 @@ def train_small(records, cache, steps=120):
     model = vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16,
                               num_layers=0, dropout=0.0, id2label=LABELS)
     ds = FeatureDataset(cache, [r for r in records if r["folds"]["synthetic"] == "train"], model.config)
-    batch = collate_eval([{**ds[i], "index": i} for i in range(len(ds))])
+    batch = collate([{**ds[i], "index": i} for i in range(len(ds))])
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     for _ in range(steps):
@@ -304,12 +305,12 @@ def test_raw_media_model_with_encoders_end_to_end(tmp_path):
     model = vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_encoder="zcr-energy", visual_encoder="face-grey",
                               hidden_size=16, num_layers=0, id2label=LABELS)
     model.save_pretrained(tmp_path / "model")
-    from vavl.evaluation import load_model
+    from vavl.loading import load_model
 
     loaded = load_model(str(tmp_path / "model"))
     seen = []
     loaded.register_forward_pre_hook(lambda m, args, kw: seen.append({k: v.clone() for k, v in kw.items()}), with_kwargs=True)
-    import vavl.evaluation as ev
+    import vavl.loading as ev
     original = ev.load_model
     ev.load_model = lambda path: loaded
     try:
@@ -331,7 +332,7 @@ def test_raw_media_model_with_encoders_end_to_end(tmp_path):
 
 
 def test_regression_report_has_ccc_pearson_rmse_per_attribute(tmp_path):
-    from vavl.evaluation import write_report
+    from vavl.reports import write_report
 
     g = torch.Generator().manual_seed(0)
     data = [{"id": f"c{i}", "speaker": f"s{i % 3}", "audio_features": torch.randn(6, 4, generator=g),

@@ -34,8 +34,9 @@ finetune = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(finetune)
 
 
-def make_corpus(root: Path, n: int = 48, splits=("train", "dev", "test"), labels=None) -> Path:
-    """Cached features with a class signal in both modalities; 2/3 train, 1/6 dev, 1/6 test."""
+def make_corpus(root: Path, n: int = 48, splits=("train", "dev", "test"), labels=None, missing=None) -> Path:
+    """Cached features with a class signal in both modalities; 2/3 train, 1/6 dev, 1/6 test.
+    missing(i) -> "audio" / "visual" / None: the modality clip i lacks."""
     g = torch.Generator().manual_seed(0)
     cache = FeatureCache(root / "cache")
     cache.init({"audio": "test", "visual": "test"})
@@ -47,7 +48,8 @@ def make_corpus(root: Path, n: int = 48, splits=("train", "dev", "test"), labels
         a[:, c] += 2.0
         v = torch.randn(4, 6, generator=g)
         v[:, c] += 2.0
-        cache.write(f"c{i:03d}", a, v, {})
+        gone = missing(i) if missing else None
+        cache.write(f"c{i:03d}", None if gone == "audio" else a, None if gone == "visual" else v, {})
         label = labels(i, split) if labels else CLASSES[c]
         recs.append({"id": f"c{i:03d}", "speaker": str(i % 5), "label": label, "labels": {"intended": label, "perceived-av": label},
                      "attributes": {"arousal": c + 1.0, "valence": 3.0 - c, "dominance": 1.0 + c / 2},
@@ -82,7 +84,8 @@ def test_every_config_runs_a_few_steps(config_path, corpus, tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert cfg["model"]["name"] in card and "dev_best" in card
     results = json.loads((tmp_path / "results.json").read_text())["results"]
-    assert results["test/audio+video"]["n"] == 8 and results["dev/audio"]["n_unique"] == 8
+    audio_clips = 0 if config_path.stem == "visual_only" else 8      # audio alone: a visual-only model has no answer
+    assert results["test/audio+video"]["n"] == 8 and results["dev/audio"]["n_unique"] == audio_clips
     assert all(json.loads(line)["step"] >= 1 for line in (tmp_path / "log.jsonl").read_text().splitlines())
 
 
@@ -108,6 +111,30 @@ def test_unknown_key_is_an_error_listing_valid_keys(tmp_path):
         finetune.load_config(bad)
     with pytest.raises(ConfigError, match="key=value"):
         finetune.load_config(None, ["data.manifest=x", "train.epochs"])
+
+
+def test_config_values_are_typed_and_every_error_is_one_line(tmp_path):
+    base = ["data.manifest=x.jsonl"]
+    for over, match in [("train.epochs=abc", r"^command line: train\.epochs: .*'abc'"),
+                        ("train.modality_dropout={audio: 0.3, video: 0.1}", "unknown config key 'train.modality_dropout.video'"),
+                        ("data.fold=first", r"data\.fold: .*'first'"), ("train.metric=acc", "train.metric='acc' must be one of"),
+                        ("evaluate.conditions=[av,blur]", "unknown condition 'blur'"), ("data.labels=angry", r"data\.labels")]:
+        with pytest.raises(ConfigError, match=match) as err:
+            finetune.load_config(None, base + [over])
+        assert "\n" not in str(err.value), str(err.value)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {manifest: x.jsonl}\ntrain: {lr: fast}\n")
+    with pytest.raises(ConfigError, match=f"^{bad}: train.lr: .*'fast'"):
+        finetune.load_config(bad)
+    bad.write_text("train: [\n")
+    with pytest.raises(ConfigError, match=f"^{bad}: not valid YAML") as err:
+        finetune.load_config(bad)
+    assert "\n" not in str(err.value)
+    cfg = finetune.load_config(None, base + ["train.lr=3e-3", "data.labels=[a,b]", "data.fold=null", "train.epochs=2",
+                                             "train.modality_dropout={audio: 0.3}", "model.config.hidden_size=8"])
+    assert cfg.train.lr == 0.003 and list(cfg.data.labels) == ["a", "b"] and cfg.data.fold is None and cfg.train.epochs == 2
+    assert (cfg.train.modality_dropout.audio, cfg.train.modality_dropout.visual) == (0.3, 0.0)
+    assert dict(cfg.model.config) == {"hidden_size": 8}
 
 
 def test_cli_reports_user_errors_in_one_line(tmp_path):
@@ -187,6 +214,53 @@ def test_two_processes_match_one(corpus, tmp_path):
     w1, w2 = load_file(str(tmp_path / "one/model.safetensors")), load_file(str(tmp_path / "two/model.safetensors"))
     gap = max((w1[k] - w2[k]).abs().max().item() for k in w1)
     assert gap < 2e-3, gap       # same training math, up to the order of float sums (8 Adam steps at lr 3e-3)
+
+
+def test_recipe_scores_equal_vavl_evaluate_on_the_same_clips(tmp_path):
+    """One scoring path: the recipe's test rows are `vavl evaluate`'s numbers on the test split,
+    and the audio-only / video-only rows count only the clips that have that modality."""
+    from vavl import cli
+    from vavl.evaluation import headline
+
+    root = make_corpus(tmp_path / "c", missing=lambda i: {1: "visual", 3: "audio"}.get(i % 4))
+    path = ROOT / "recipes/configs/crema_d/auxformer.yaml"
+    finetune.main(finetune.load_config(path, tiny_overrides(path, root, tmp_path / "run") + ["train.epochs=3", "train.lr=3e-3"]))
+    report = json.loads((tmp_path / "run/results.json").read_text())
+    assert cli.main(["evaluate", "--model", str(tmp_path / "run"), "--manifest", str(root / "manifest.jsonl"), "--protocol", "vavl-1",
+                     "--split", "test", "--cache", str(root / "cache"), "--conditions", "av,audio,video", "--batch-size", "64",
+                     "--out", str(tmp_path / "report")]) == 0
+    metrics = json.loads((tmp_path / "report/metrics.json").read_text())
+    assert report["metrics"]["test"]["conditions"] == metrics["conditions"]
+    for name, condition in (("audio+video", "av"), ("audio", "audio"), ("video", "video")):
+        assert report["results"][f"test/{name}"] == headline(metrics, condition)
+    test_clips = range(40, 48)
+    assert report["results"]["test/audio+video"]["n"] == 8
+    assert report["results"]["test/audio"]["n"] == sum(i % 4 != 3 for i in test_clips) == 6
+    assert report["results"]["test/video"]["n"] == sum(i % 4 != 1 for i in test_clips) == 6
+
+
+def test_layer_decay_follows_the_layer_ids_the_model_declares(tmp_path):
+    """End to end: the fusion model at train.lr, the speech encoder's top layer at encoder_lr, each
+    layer below it x layer_decay, its CNN front end below every layer."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    import vavl
+
+    Wav2Vec2Model(Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                                 conv_dim=(16, 16), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
+                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)).save_pretrained(tmp_path / "w2v")
+    model = vavl.create_model("auxformer", audio_encoder=str(tmp_path / "w2v"), visual_encoder="face-grey", **TINY["auxformer"])
+    model.audio_encoder.set_frozen(False)
+    cfg = finetune.load_config(None, ["data.manifest=x", "train.lr=1e-3", "train.encoder_lr=1e-4", "train.layer_decay=0.5"])
+    lr_of = {id(p): g["lr"] for g in finetune.param_groups(model, cfg, end_to_end=True) for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert len(lr_of) == sum(p.requires_grad for p in named.values())
+    assert {lr_of[id(p)] for n, p in named.items() if n.startswith("fusion.")} == {1e-3}
+    layers = model.audio_encoder.model.encoder.layers
+    assert {lr_of[id(p)] for p in layers[1].parameters()} == {1e-4}
+    assert {lr_of[id(p)] for p in layers[0].parameters()} == {1e-4 * 0.5}
+    cnn = model.audio_encoder.model.feature_extractor
+    assert {lr_of[id(p)] for p in cnn.parameters()} == {1e-4 * 0.5 ** 2}
 
 
 def test_modality_dropout_never_removes_the_last_modality():

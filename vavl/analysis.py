@@ -27,8 +27,8 @@ import torch
 
 from . import metrics as M
 from .errors import ConfigError
-from .evaluation import (Predictions, build_dataset, emotion_config, gold_classes, load_model, predict_dataset,
-                         select_records, takes_raw_media)
+from .evaluation import Predictions, gold_classes, predict_dataset
+from .loading import emotion_config, load_model, model_dataset, takes_raw_media
 
 SOURCES = ("fused", "audio", "visual")
 
@@ -178,7 +178,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .data import read_manifest
-    from .evaluation import check_labels, parse_condition
+    from .data.conditions import parse_condition
+    from .data.datasets import check_labels, select_records
     from .plots import plot_saliency
 
     condition = parse_condition(args.condition)
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     config = emotion_config(model)
     check_labels(config, read_manifest(args.manifest), args.manifest)
-    dataset = build_dataset(model, args.model, records, args.cache)
+    dataset = model_dataset(model, args.model, records, args.cache)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pred = predict_dataset(model, dataset, condition, batch_size=args.batch_size, embeddings=True)

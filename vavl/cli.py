@@ -13,7 +13,7 @@ COMMANDS = {
     "prepare": ("vavl.data.prepare", "index a corpus folder into a manifest (.jsonl)"),
     "extract": ("vavl.data.extract", "run encoders over a manifest into a feature cache"),
     "predict": ("vavl.pipeline", "emotion scores for media files"),
-    "evaluate": ("vavl.evaluation", "score a model under missing/corrupted modality conditions"),
+    "evaluate": ("vavl.evaluate_cli", "score a model under missing/corrupted modality conditions"),
     "analyze": ("vavl.analysis", "embedding plots, saliency over time, error summaries"),
     "convert": ("vavl.convert", "import official AuxFormer / VAVL / HSEmotion checkpoints"),
     "zoo": ("vavl.zoo", "list the model zoo and its model cards"),

@@ -5,7 +5,8 @@ The corpus (vavl.data.synthetic) puts the emotion in both modalities (audio: pit
 syllable rate; video: face tint, size, motion). Features come from small hand-crafted encoders
 that keep those cues: 40 MFCCs per 10 ms for audio, 32x32 RGB MTCNN face crops for video
 ("mfcc" and "face-rgb" in the encoder registry; no downloads). Training is recipes/finetune.py
-itself, imported from the repository checkout, so the demo runs the same loop as the recipes.
+itself, which ships inside the package as `vavl.recipes.finetune`, so the demo runs the same loop
+as the recipes, from a checkout or from an installed wheel.
 
 Leaves in DIR: corpus/, manifest.jsonl, features/, finetune/ (the recipe's output folder),
 model/ (encoders + fusion model, save_pretrained: loadable with AutoModel after `import vavl`,
@@ -13,7 +14,6 @@ and usable by `vavl predict`), report/ (metrics.json, report.md, confusion and r
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -27,33 +27,21 @@ SIZES = {  # n_speakers, clips per class and speaker, epochs
 }
 
 
-def load_recipe():
-    """recipes/finetune.py from the checkout this package is installed from (editable install)."""
-    path = Path(__file__).resolve().parents[1] / "recipes" / "finetune.py"
-    if not path.is_file():
-        raise ConfigError(f"{path}: recipes/finetune.py not found. `vavl demo` runs the fine-tune recipe from the "
-                          "repository checkout: install with `pip install -e .` from a clone of the repository")
-    spec = importlib.util.spec_from_file_location("vavl_recipe_finetune", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, progress: bool = True) -> dict:
     """Run every step; returns the summary that is printed at the end."""
     import torch
 
     import vavl
     from .data import read_manifest, split_records
-    from .data.cache import FeatureCache, FeatureDataset
     from .data.extract import extract
     from .data.prepare import prepare
     from .data.synthetic import make_corpus
-    from .evaluation import evaluate, write_report
+    from .loading import load_model
+    from .recipes import finetune as recipe
+    from .reports import write_report
 
     if size not in SIZES:
         raise ConfigError(f"--size {size!r} is not one of {sorted(SIZES)}")
-    recipe = load_recipe()                      # fail early if the checkout is missing
     n_speakers, per_class, epochs = SIZES[size]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,6 +72,7 @@ def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, pro
         "train": {"epochs": epochs, "batch_size": 16, "lr": 2e-3, "warmup_ratio": 0.1, "metric": "UA",
                   "modality_dropout": {"audio": 0.2, "visual": 0.2}},
         "log": {"wandb": False, "progress": progress, "every": 5},
+        "evaluate": {"conditions": ["av", "audio", "video"], "bootstrap": 200},
     })
     threads = torch.get_num_threads()
     torch.set_num_threads(1)          # a model this small gains nothing from threads, and loses a lot on a busy CPU
@@ -92,21 +81,17 @@ def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, pro
     finally:
         torch.set_num_threads(threads)
 
-    step("evaluate")
-    from .evaluation import load_model
-
-    fusion = load_model(str(out / "finetune"))
-    test = split_records(read_manifest(manifest), "speaker-5fold", 0)["test"]
-    dataset = FeatureDataset(FeatureCache(out / "features"), test, fusion.config)
+    step("report")                    # the recipe scored the test split with vavl.evaluation, as `vavl evaluate` does
     meta = {"model": str(out / "model"), "manifest": str(manifest), "protocol": "speaker-5fold", "fold": 0,
             "split": "test", "source": "feature cache"}
-    results = evaluate(fusion, dataset, ("av", "audio", "video"), batch_size=32, bootstrap=200, seed=seed,
-                       progress=progress, meta=meta)
+    results = {**meta, **json.loads((out / "finetune" / "results.json").read_text())["metrics"]["test"]}
     write_report(results, out / "report")
+    test = split_records(read_manifest(manifest), "speaker-5fold", 0)["test"]
 
     step("save model")
     from .models.with_encoders import AudioVisualModel
 
+    fusion = load_model(str(out / "finetune"))
     full = AudioVisualModel.from_parts(fusion, audio_encoder=AUDIO_ENCODER, visual_encoder=VISUAL_ENCODER,
                                        processor={"fps": 5.0})
     full.save_pretrained(out / "model")

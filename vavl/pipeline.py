@@ -26,36 +26,9 @@ import numpy as np
 import torch
 
 from .data.collate import pad_frames
-from .errors import ConfigError, MediaError, VavlError
+from .errors import MediaError, VavlError
+from .loading import load_model
 from .media.decode import MEDIA_SUFFIXES, is_media_file, probe
-
-
-# ---- model loading ---------------------------------------------------------------------------
-def load_model(model, device: str = "cpu"):
-    """A folder / hub id / zoo name with weights, or a model -> AudioVisualModel in eval mode."""
-    from .models.with_encoders import AudioVisualModel
-
-    if isinstance(model, (str, os.PathLike)):
-        name = str(model)
-        if os.path.isdir(name):
-            if not os.path.exists(os.path.join(name, "config.json")):
-                raise ConfigError(f"{name}: no config.json; give a folder written by model.save_pretrained")
-            from transformers import AutoModel
-
-            from . import models  # noqa: F401  (registers vavl's classes with AutoModel)
-
-            try:
-                model = AutoModel.from_pretrained(name)
-            except (OSError, ValueError, KeyError) as e:
-                raise ConfigError(f"{name}: cannot load the model ({str(e).splitlines()[0]})") from None
-        else:
-            from .factory import create_model
-
-            model = create_model(name, pretrained=True)
-    if not isinstance(model, AudioVisualModel):
-        raise ConfigError(f"{type(model).__name__} takes features, not media files: build a full model with "
-                          "vavl.create_model(name, audio_encoder=..., visual_encoder=...)")
-    return model.to(device).eval()
 
 
 # ---- prediction ------------------------------------------------------------------------------
@@ -135,7 +108,7 @@ def predict(path, model, device: str = "cpu", window: float = 30.0, step: float 
     face_frames, duration, timeline (per `step` seconds), notes and per-stage timings.
     bf16: bfloat16 autocast (GPU: encoders and fusion; CPU: the speech encoder only, where it is faster).
     Raises MediaError for unreadable files."""
-    model = load_model(model, device)
+    model = load_model(model, device, media=True)
     return _predict(path, model, device, window, step, bf16)
 
 
@@ -294,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     files = expand_paths(args.paths)
     if not files:
         raise MediaError(f"{' '.join(args.paths)}: no media files ({', '.join(MEDIA_SUFFIXES)})")
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, media=True)
     results, failures = [], []
     many = len(files) > 1
     for file in tqdm(files, desc="predict", unit="file", disable=not many, file=sys.stderr):

@@ -51,14 +51,9 @@ def _targets(entry: ModelEntry) -> str:
     return f"{kind}: {', '.join(names)}"
 
 
-def _results_section(name: str, results_dir: Path) -> str:
-    path = results_dir / f"{name}.json"
-    if not path.is_file():
-        return ("No results yet: no run of this entry has been trained and scored. Results appear here only from\n"
-                f"`zoo/results/{name}.json`, written by `vavl.zoo.record_results` from the `metrics.json` of a real\n"
-                "`vavl evaluate` run, together with the data it ran on.\n")
-    res = json.loads(path.read_text())
-    metrics = res["metrics"]
+def results_table(metrics: dict) -> str:
+    """UA (classes) or mean CCC (attributes) per condition and head, from a `vavl evaluate`
+    metrics.json dict (vavl.evaluation.evaluate)."""
     regression = metrics.get("task") == "regression"
     key, label = ("mean_ccc", "mean CCC") if regression else ("UA", "UA (%)")
     rows = []
@@ -69,8 +64,28 @@ def _results_section(name: str, results_dir: Path) -> str:
             cells.append("—" if v is None else (f"{v:.3f}" if regression else f"{100 * v:.1f}"))
         rows.append(f"| {cond} | " + " | ".join(cells) + " |")
     table = "\n".join(rows)
-    return (f"Data: {res['data']}\n\nCommand: `{res['command']}`\n\n{label} per condition and head (fused = what a user gets):\n\n"
+    return (f"{label} per condition and head (fused = what a user gets):\n\n"
             f"| condition | fused | audio head | visual head |\n|---|---|---|---|\n{table}\n")
+
+
+def render_card(title: str, intro: str, facts: list[tuple[str, str]], sections: list[tuple[str, str]],
+                header: str = "") -> str:
+    """A model card: `header` (a marker or YAML front matter), "# title", the intro, a two-column
+    table of facts, then one "## name" section per (name, markdown) pair. The zoo's cards and the
+    fine-tune recipe's card of a trained model are both written with it."""
+    table = "\n".join(f"| {k} | {v} |" for k, v in facts)
+    body = "".join(f"\n## {name}\n\n{text}" for name, text in sections)
+    return f"{header}\n# {title}\n\n{intro}\n\n| | |\n|---|---|\n{table}\n{body}"
+
+
+def _results_section(name: str, results_dir: Path) -> str:
+    path = results_dir / f"{name}.json"
+    if not path.is_file():
+        return ("No results yet: no run of this entry has been trained and scored. Results appear here only from\n"
+                f"`zoo/results/{name}.json`, written by `vavl.zoo.record_results` from the `metrics.json` of a real\n"
+                "`vavl evaluate` run, together with the data it ran on.\n")
+    res = json.loads(path.read_text())
+    return f"Data: {res['data']}\n\nCommand: `{res['command']}`\n\n{results_table(res['metrics'])}"
 
 
 def card_text(name: str, results_dir: Path | None = None) -> str:
@@ -78,58 +93,26 @@ def card_text(name: str, results_dir: Path | None = None) -> str:
     e = get_entry(name)
     results_dir = ZOO_DIR / "results" if results_dir is None else Path(results_dir)
     cls = e.model_class
-    audio = f"`{e.audio_encoder}`" if e.audio_encoder else "none"
-    visual = f"`{e.visual_encoder}`" if e.visual_encoder else "none"
-    weights = f"`{e.hub_id}`" if e.hub_id else "not published"
     config = json.dumps(e.config, indent=2, sort_keys=True, default=str)
     encoders = ", ".join(f"{k}={v!r}" for k, v in (("audio_encoder", e.audio_encoder), ("visual_encoder", e.visual_encoder)) if v)
     raw = f'\nmodel = vavl.create_model("{e.name}", {encoders})   # takes raw media' if encoders else ""
     train = (f"accelerate launch recipes/finetune.py --config {e.recipe}" if e.recipe and e.recipe.endswith(".yaml")
              else e.recipe or "—")
-    return f"""{MARKER}
-# {e.name}
-
-{e.description or e.architecture}
-
-**Status:** {e.status}
-
-| | |
-|---|---|
-| architecture | `{e.architecture}` (`{cls.__module__}.{cls.__name__}`) |
-| task | {task_of(e)} |
-| targets | {_targets(e)} |
-| label definition | {e.labels or "—"} |
-| audio encoder | {audio} |
-| visual encoder | {visual} |
-| corpus | {e.corpus or "—"} |
-| protocol | {e.protocol or "—"} |
-| recipe | {f"`{e.recipe}`" if e.recipe else "—"} |
-| weights | {weights} |
-| parameters | {count_parameters(e):,} (fusion model; encoders not counted) |
-| paper | {e.paper or "—"} |
-
-## Configuration
-
-Registry defaults (any field can be overridden: `vavl.create_model("{e.name}", key=value)`):
-
-```json
-{config}
-```
-
-## Use
-
-```python
-import vavl
-model = vavl.create_model("{e.name}")   # takes encoder features (b, t, d){raw}
-```
-
-Train: `{train}`
-
-Evaluate with missing modalities: `vavl evaluate --model RUN_DIR --manifest M --cache CACHE --conditions av,audio,video --out REPORT`
-
-## Results
-
-{_results_section(e.name, results_dir)}"""
+    facts = [("architecture", f"`{e.architecture}` (`{cls.__module__}.{cls.__name__}`)"), ("task", task_of(e)),
+             ("targets", _targets(e)), ("label definition", e.labels or "—"),
+             ("audio encoder", f"`{e.audio_encoder}`" if e.audio_encoder else "none"),
+             ("visual encoder", f"`{e.visual_encoder}`" if e.visual_encoder else "none"),
+             ("corpus", e.corpus or "—"), ("protocol", e.protocol or "—"), ("recipe", f"`{e.recipe}`" if e.recipe else "—"),
+             ("weights", f"`{e.hub_id}`" if e.hub_id else "not published"),
+             ("parameters", f"{count_parameters(e):,} (fusion model; encoders not counted)"), ("paper", e.paper or "—")]
+    sections = [
+        ("Configuration", f'Registry defaults (any field can be overridden: `vavl.create_model("{e.name}", key=value)`):\n\n'
+                          f"```json\n{config}\n```\n"),
+        ("Use", f'```python\nimport vavl\nmodel = vavl.create_model("{e.name}")   # takes encoder features (b, t, d){raw}\n```\n\n'
+                f"Train: `{train}`\n\nEvaluate with missing modalities: `vavl evaluate --model RUN_DIR --manifest M --cache CACHE "
+                "--conditions av,audio,video --out REPORT`\n"),
+        ("Results", _results_section(e.name, results_dir))]
+    return render_card(e.name, f"{e.description or e.architecture}\n\n**Status:** {e.status}", facts, sections, header=MARKER)
 
 
 def index_text() -> str:

@@ -27,10 +27,10 @@ RAW_CONDITIONS = "av,audio,video,noise-snr:0,occlude-face:0.5"
 
 
 def train(model, dataset, epochs: int, seed: int) -> None:
-    from vavl.evaluation import IndexedDataset, collate_eval
+    from vavl.data import collate
 
     torch.manual_seed(seed)
-    loader = torch.utils.data.DataLoader(IndexedDataset(dataset), batch_size=16, shuffle=True, collate_fn=collate_eval)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=16, shuffle=True, collate_fn=collate)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-2)
     model.train()
     for _ in range(epochs):
@@ -59,7 +59,9 @@ def main() -> None:
     from vavl.data.extract import extract
     from vavl.data.prepare import prepare
     from vavl.data.synthetic import make_corpus
-    from vavl.evaluation import RawClipDataset, evaluate, write_report
+    from vavl.data.datasets import RawClipDataset
+    from vavl.evaluation import evaluate
+    from vavl.reports import write_report
     from vavl.models.with_encoders import AudioVisualModel
 
     work = Path(args.work or tempfile.mkdtemp(prefix="vavl-mm-"))

@@ -32,6 +32,11 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def layer_ids(self) -> dict[str, int]:
+        """Layer-wise learning-rate decay: parameter name -> layer id, 0 at the input up to the top
+        layer's id. Encoders without layers: every parameter 0."""
+        return {name: 0 for name, _ in self.named_parameters()}
+
     def set_frozen(self, frozen: bool) -> "Encoder":
         """Freeze (no gradients, no dropout, forward under no_grad) or unfreeze for fine-tuning."""
         self.freeze = frozen

@@ -71,6 +71,17 @@ class FaceEncoder(Encoder):
             raise ConfigError(f"face encoder {self.name or self.model_name} has no classifier head")
         return self.head(features)
 
+    def layer_ids(self) -> dict[str, int]:
+        """Layer-wise learning-rate decay: the timm backbone's own grouping (`group_matcher`: stem
+        0, then its blocks in order, the last conv with the last block); a kept face-emotion head on top."""
+        from timm.models import group_parameters
+
+        groups = group_parameters(self.backbone, self.backbone.group_matcher(coarse=False))
+        ids = {f"backbone.{name}": i for i, names in groups.items() for name in names}
+        top = max(ids.values(), default=0)
+        ids.update({f"head.{name}": top for name, _ in (self.head.named_parameters() if self.head is not None else ())})
+        return ids
+
     # ---- saving ----------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
         return {"kind": "timm", "name": self.name, "source": self.source, "model_name": self.model_name,

@@ -117,6 +117,15 @@ class SpeechEncoder(Encoder):
         frame_mask = self.model._get_feature_vector_attention_mask(feats.shape[1], mask.long()).bool()
         return feats * frame_mask.unsqueeze(-1), frame_mask
 
+    def layer_ids(self) -> dict[str, int]:
+        """Layer-wise learning-rate decay: transformer layer i (1..L) -> id i; everything else (CNN
+        feature encoder, projection, positional convolution, norms, layer weights) -> 0."""
+        names = {id(p): n for n, p in self.named_parameters()}
+        ids = dict.fromkeys(names.values(), 0)
+        for i, layer in enumerate(self.model.encoder.layers, 1):
+            ids.update({names[id(p)]: i for p in layer.parameters()})
+        return ids
+
     # ---- saving ----------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
         return {"layer": self.layer, "weighted": self.weighted, "freeze": self.freeze, "normalize": self.normalize}

@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..outputs import EmotionRecognitionOutput
 
 TASKS = ("single_label_classification", "soft_label_classification", "regression")
+LOSS_TERMS = ("logits", "fused", "audio", "visual", "audio_reconstruction", "visual_reconstruction")
 DEFAULT_ATTRIBUTES = ("arousal", "valence", "dominance")
 PREDICTION_RULES = ("fused", "heads_mean")
 
@@ -184,8 +185,10 @@ class EmotionModel(PreTrainedModel):
         visual_features: torch.Tensor | None = None,
         visual_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        loss_weights: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> EmotionRecognitionOutput:
+        """loss_weights: which loss terms `out.loss` sums, with what weights (see compute_loss)."""
         audio, audio_mask, visual, visual_mask = self.prepare_inputs(audio_features, audio_mask, visual_features, visual_mask)
         heads = self.compute_heads(audio, audio_mask, visual, visual_mask)
         if self.config.output_scale is not None or self.config.output_offset is not None:
@@ -218,7 +221,7 @@ class EmotionModel(PreTrainedModel):
             visual_embedding=heads.get("visual_embedding"),
         )
         if labels is not None:
-            out.loss = self.compute_loss(out, labels, audio, audio_mask, visual, visual_mask)
+            out.loss = self.compute_loss(out, labels, audio, audio_mask, visual, visual_mask, loss_weights)
         return out
 
     def rescale(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,31 +232,47 @@ class EmotionModel(PreTrainedModel):
         return x if cfg.output_offset is None else x + x.new_tensor(cfg.output_offset)
 
     # ---- losses --------------------------------------------------------------------------
-    def compute_loss(self, out: EmotionRecognitionOutput, labels, audio, audio_mask, visual, visual_mask) -> torch.Tensor:
-        """Main loss on `logits` + aux_loss_weight x each unimodal head on the samples that have
-        its modality + reconstruction_loss_weight x reconstruction errors."""
+    def head_loss(self, pred: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The task loss of one head's outputs (b, num_labels) on the samples where `keep` is true:
+        cross-entropy with the config's class weights, soft-label cross-entropy, or 1 - CCC."""
         cfg = self.config
-        any_present = out.audio_present | out.visual_present
         if cfg.task == "regression":
-            def head_loss(pred, keep):
-                return losses.ccc_loss(pred, labels.to(pred.dtype), keep)
-        else:
-            weight = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, device=out.logits.device, dtype=torch.float32)
-            fn = losses.soft_cross_entropy if cfg.task == "soft_label_classification" else losses.cross_entropy
+            return losses.ccc_loss(pred, labels.to(pred.dtype), keep)
+        weight = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, device=pred.device, dtype=torch.float32)
+        fn = losses.soft_cross_entropy if cfg.task == "soft_label_classification" else losses.cross_entropy
+        return fn(pred.float(), labels, keep, weight)
 
-            def head_loss(pred, keep):
-                return fn(pred.float(), labels, keep, weight)
-        loss = head_loss(out.logits, any_present)
-        if cfg.aux_loss_weight:
-            for aux, present in ((out.audio_logits, out.audio_present), (out.visual_logits, out.visual_present)):
-                if aux is not None:
-                    loss = loss + cfg.aux_loss_weight * head_loss(aux, present)
-        if cfg.reconstruction_loss_weight:
-            for rec, x, mask in ((out.audio_reconstruction, audio, audio_mask), (out.visual_reconstruction, visual, visual_mask)):
-                if rec is None:
-                    continue
+    def default_loss_weights(self) -> dict[str, float]:
+        """The training loss: the answer (`logits`), aux_loss_weight x each unimodal head,
+        reconstruction_loss_weight x each reconstruction."""
+        aux, rec = self.config.aux_loss_weight, self.config.reconstruction_loss_weight
+        return {"logits": 1.0, "audio": aux, "visual": aux, "audio_reconstruction": rec, "visual_reconstruction": rec}
+
+    def compute_loss(self, out: EmotionRecognitionOutput, labels, audio, audio_mask, visual, visual_mask,
+                     weights: dict[str, float] | None = None) -> torch.Tensor:
+        """sum of weight x term over `weights` (default: `default_loss_weights()`), the terms being
+        logits: the answer, on the samples with any input; fused: the fusion head, on the samples
+        with both modalities; audio / visual: that unimodal head, on the samples that have its
+        modality; audio_reconstruction / visual_reconstruction: masked MSE against the inputs.
+        Terms the model lacks (no such head or reconstruction) and zero weights are left out."""
+        weights = self.default_loss_weights() if weights is None else weights
+        unknown = sorted(set(weights) - set(LOSS_TERMS))
+        if unknown:
+            raise ConfigError(f"unknown loss term(s) {unknown}; terms: {', '.join(LOSS_TERMS)}")
+        heads = {"logits": (out.logits, out.audio_present | out.visual_present),
+                 "fused": (out.fused_logits, out.audio_present & out.visual_present),
+                 "audio": (out.audio_logits, out.audio_present), "visual": (out.visual_logits, out.visual_present)}
+        inputs = {"audio_reconstruction": (out.audio_reconstruction, audio, audio_mask),
+                  "visual_reconstruction": (out.visual_reconstruction, visual, visual_mask)}
+        terms = []
+        for term, w in weights.items():
+            if w and term in heads and heads[term][0] is not None:
+                pred, keep = heads[term]
+                terms.append(w * self.head_loss(pred, labels, keep))
+            elif w and term in inputs and inputs[term][0] is not None:
+                rec, x, mask = inputs[term]
                 if rec.dim() == 2:  # a pooled reconstruction targets the pooled input
                     from ..layers import masked_mean
                     x, mask = masked_mean(x, mask), mask.any(1)
-                loss = loss + cfg.reconstruction_loss_weight * losses.masked_mse(rec, x, mask)
-        return loss
+                terms.append(w * losses.masked_mse(rec, x, mask))
+        return sum(terms) if terms else out.logits.sum() * 0.0

@@ -124,6 +124,18 @@ class AudioVisualModel(PreTrainedModel):
     def label_names(self) -> list[str]:
         return self.fusion.config.label_names
 
+    def layer_ids(self) -> dict[str, int]:
+        """Layer-wise learning-rate decay over the whole model: parameter name -> layer id. Each
+        encoder's ids (Encoder.layer_ids) are shifted so that both encoders' top layers get the
+        same id T; every parameter of the fusion model gets T + 1, above all encoder layers."""
+        parts = {name: enc.layer_ids() for name, enc in (("audio_encoder", self.audio_encoder),
+                                                         ("visual_encoder", self.visual_encoder)) if enc is not None}
+        tops = {name: max(ids.values(), default=0) for name, ids in parts.items()}
+        top = max(tops.values(), default=0)
+        out = {f"{name}.{n}": i + top - tops[name] for name, ids in parts.items() for n, i in ids.items()}
+        out.update({f"fusion.{n}": top + 1 for n, _ in self.fusion.named_parameters()})
+        return out
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         self.config.processor = self.processor.to_dict()
         super().save_pretrained(save_directory, *args, **kwargs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...outputs import EmotionRecognitionOutput
 from ..base import EmotionModel
 from .branch import Branch, head
 from .configuration_baselines import EarlyFusionConfig
@@ -38,12 +37,9 @@ class EarlyFusionForEmotionRecognition(EmotionModel):
                 "visual_logits": self.visual_head(rep_v), "fused_embedding": fused,
                 "audio_embedding": rep_a, "visual_embedding": rep_v}
 
-    def compute_loss(self, out, labels, audio, audio_mask, visual, visual_mask):
-        loss = super().compute_loss(out, labels, audio, audio_mask, visual, visual_mask)
+    def compute_loss(self, out, labels, audio, audio_mask, visual, visual_mask, weights=None):
+        loss = super().compute_loss(out, labels, audio, audio_mask, visual, visual_mask, weights)
         single = out.audio_present ^ out.visual_present                                   # (b,)
-        if self.config.aux_loss_weight and single.any():
-            fused_only = EmotionRecognitionOutput(logits=out.fused_logits, audio_present=single,
-                                                  visual_present=torch.zeros_like(single))
-            loss = loss + self.config.aux_loss_weight * super().compute_loss(
-                fused_only, labels, audio, audio_mask, visual, visual_mask)
+        if weights is None and self.config.aux_loss_weight and single.any():   # the training loss only
+            loss = loss + self.config.aux_loss_weight * self.head_loss(out.fused_logits, labels, single)
         return loss

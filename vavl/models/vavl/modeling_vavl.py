@@ -68,6 +68,15 @@ class VAVLForEmotionRecognition(EmotionModel):
         elif isinstance(module, MaskedBatchNorm1d):
             module.reset_parameters()
 
+    def branches(self) -> dict[str, list[nn.Module]]:
+        """The parameter groups of VAVL's published schedule (one optimiser each): the acoustic and
+        visual branches (projection, Conformer, head, reconstruction), the shared Conformer (updated
+        with both branches) and the fusion head."""
+        return {"audio": [self.audio_proj, self.audio_encoder, self.audio_head, self.audio_reconstruction],
+                "visual": [self.visual_proj, self.visual_encoder, self.visual_head, self.visual_reconstruction],
+                "shared": [self.shared_encoder, self.shared_norm],
+                "fusion": [self.fusion_head]}
+
     def represent(self, x: torch.Tensor, mask: torch.Tensor, proj: nn.Linear, encoder: ConformerEncoder) -> torch.Tensor:
         """(b, t, in) -> (b, d): modality Conformer, shared Conformer (+ residual), LayerNorm, masked mean."""
         framewise = self.config.framewise

@@ -1,0 +1,167 @@
+"""The fine-tune recipe's config (recipes/finetune.py): every key with its type and default, as
+dataclasses, and `load_config`, which merges them with OmegaConf:
+
+    RecipeConfig defaults <- a YAML file (recipes/configs/<corpus>/<model>.yaml) <- key=value overrides
+
+An unknown key, a value of the wrong type or a bad combination raises a one-line ConfigError
+naming the file (or "command line") and the key. `model.config` is free-form: its fields are
+checked against the model's config class when the model is built.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from vavl.data.conditions import parse_conditions
+from vavl.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "auxformer"                    # a registry name (vavl.list_models()) or architecture
+    config: dict[str, Any] = field(default_factory=dict)  # model config fields, checked against its class
+    audio_encoder: Optional[str] = None        # end to end only: encoder preset / saved folder
+    visual_encoder: Optional[str] = None
+    pretrained_encoders: bool = False
+
+
+@dataclass
+class DataConfig:
+    manifest: Optional[str] = None             # a .jsonl written by `vavl prepare`
+    cache: Optional[str] = None                # a feature cache from `vavl extract`; null = end to end on raw clips
+    protocol: str = "vavl-1"                   # a key of each record's "folds"
+    fold: Optional[int] = None                 # test fold for k-fold protocols
+    label_field: str = "label"                 # record field holding the class label (e.g. labels.perceived-av)
+    labels: Optional[list[str]] = None         # class names in order; null = the model entry's id2label
+    task: Optional[str] = None                 # null = the model entry's task
+    num_workers: int = 0
+
+
+@dataclass
+class ModalityDropout:
+    audio: float = 0.0
+    visual: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    schedule: str = "joint"                    # joint | vavl
+    epochs: int = 20
+    batch_size: int = 32                       # per process
+    eval_batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    lr_scheduler: str = "cosine"               # any transformers scheduler name: linear, cosine, constant_with_warmup, ...
+    warmup_ratio: float = 0.05
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"                # no | fp16 | bf16
+    class_weights: Any = None                  # null | balanced | [w0, w1, ...]
+    modality_dropout: ModalityDropout = field(default_factory=ModalityDropout)
+    frame_masking: float = 0.0
+    feature_noise: float = 0.0
+    metric: Optional[str] = None               # dev metric for best model / early stopping: UA WA macro_f1 micro_f1 ccc loss
+    early_stopping_patience: int = 0           # epochs without dev improvement before stopping; 0 = never
+    checkpoint_every: int = 0                  # optimiser steps between save_state checkpoints; 0 = each epoch end
+    checkpoints_to_keep: int = 2
+    max_steps: int = 0                         # stop training after this many optimiser steps (0 = no limit)
+    stop_after_steps: int = 0                  # debug: checkpoint and exit after this many steps (simulates a kill)
+    layer_decay: float = 1.0                   # end to end: lr x decay^(depth below the top) for encoder layers
+    encoder_lr: Optional[float] = None         # end to end: base lr of the encoders (null = train.lr)
+    freeze_feature_encoder: bool = True        # end to end: keep wav2vec2's CNN feature encoder frozen
+    freeze_encoders: bool = False              # end to end: no encoder fine-tuning at all
+
+
+@dataclass
+class LogConfig:
+    wandb: bool = True
+    project: str = "vavl"
+    run_name: Optional[str] = None
+    every: int = 10
+    progress: bool = True
+
+
+@dataclass
+class EvaluateConfig:
+    test: bool = True
+    conditions: list[str] = field(default_factory=lambda: ["audio+video", "audio", "video"])  # or any `vavl evaluate` condition
+    bootstrap: int = 1000                      # resamples for the 95% intervals of the final dev / test scores
+
+
+@dataclass
+class RecipeConfig:
+    seed: int = 0
+    output_dir: str = "runs/finetune"
+    resume: Optional[str] = None               # null | "latest" | a checkpoint folder
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+ALIASES = {"audio+video": "av"}                # config condition names -> vavl.data.conditions names
+METRICS = ("UA", "WA", "macro_f1", "micro_f1", "ccc", "loss")
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = (), extra: dict | None = None) -> DictConfig:
+    """RecipeConfig <- YAML file <- `extra` dict <- key=value overrides, then checked."""
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"{path}: config file not found")
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"override {bad[0]!r} must look like key=value (e.g. train.epochs=5)")
+    cfg = OmegaConf.structured(RecipeConfig)
+    layers = [(str(path), lambda: OmegaConf.load(path))] if path is not None else []
+    layers += [("arguments", lambda: OmegaConf.create(extra or {})), ("command line", lambda: OmegaConf.from_dotlist(list(overrides)))]
+    for source, layer in layers:
+        try:
+            cfg = OmegaConf.merge(cfg, layer())
+        except ConfigKeyError as e:
+            valid = valid_keys(OmegaConf.to_container(OmegaConf.structured(RecipeConfig)))
+            guess = difflib.get_close_matches(e.full_key, valid, n=1)
+            raise ConfigError(f"{source}: unknown config key {e.full_key!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+                              + f". Valid keys: {', '.join(valid)}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source}: not valid YAML ({' '.join(str(e).split())})") from None
+        except OmegaConfBaseException as e:   # a value of the wrong type
+            where = f"{e.full_key}: " if getattr(e, "full_key", None) else ""
+            raise ConfigError(f"{source}: {where}{str(e).splitlines()[0]}") from None
+    check_config(cfg)
+    return cfg
+
+
+def valid_keys(tree: dict, prefix: str = "") -> list[str]:
+    """Dotted names of every key (free-form sections such as model.config count as one)."""
+    return [k for name, v in tree.items() for k in (valid_keys(v, f"{prefix}{name}.") if isinstance(v, dict) and v
+                                                     else [f"{prefix}{name}"])]
+
+
+def check_config(cfg: DictConfig) -> None:
+    t = cfg.train
+    if t.schedule not in ("joint", "vavl"):
+        raise ConfigError(f"train.schedule={t.schedule!r} must be 'joint' or 'vavl'")
+    if t.mixed_precision not in ("no", "fp16", "bf16"):
+        raise ConfigError(f"train.mixed_precision={t.mixed_precision!r} must be no, fp16 or bf16")
+    for key in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
+        if t[key] <= 0:
+            raise ConfigError(f"train.{key}={t[key]!r} must be a positive integer")
+    if t.metric is not None and t.metric not in METRICS:
+        raise ConfigError(f"train.metric={t.metric!r} must be one of {', '.join(METRICS)}")
+    if t.schedule == "vavl" and t.gradient_accumulation_steps != 1:
+        raise ConfigError("train.schedule=vavl updates three parameter groups per batch; use gradient_accumulation_steps=1")
+    if t.schedule == "vavl" and not cfg.data.cache:
+        raise ConfigError("train.schedule=vavl needs cached features (data.cache); use schedule=joint end to end")
+    if not cfg.data.manifest:
+        raise ConfigError("data.manifest is not set; give the manifest written by `vavl prepare` (data.manifest=PATH)")
+    cb = t.class_weights
+    if not (cb is None or cb == "balanced" or OmegaConf.is_list(cb)):
+        raise ConfigError(f"train.class_weights={cb!r} must be null, 'balanced' or a list of numbers")
+    parse_conditions([ALIASES.get(c, c) for c in cfg.evaluate.conditions])

@@ -1,0 +1,210 @@
+"""Evaluation conditions: what a collated batch looks like with a modality removed, dropped in part
+or corrupted. `vavl evaluate` runs a model under each (see vavl.evaluation).
+
+  av               nothing removed
+  audio            all visual input removed (audio only)
+  video            all audio input removed (video only)
+  drop-frames:p    in each clip, a fraction p of the visual frames that are present is masked out
+                   (mask false, features / pixels zeroed); which ones is seeded by clip id
+  drop-audio:p     in each clip, a fraction p of the audio frames is dropped: on features, frames
+                   are masked out; on raw waveforms, 20 ms frames are zeroed (silence) — the
+                   attention mask is left alone because speech encoders read it as a length
+  noise-snr:db     white noise at `db` dB SNR (over the clip's own samples) added to the waveform;
+                   raw media only
+  occlude-face:p   in every face crop, a horizontal band covering a fraction p of the crop's rows
+                   is set to 0 in normalised space (the mean colour); raw media only
+noise-snr and occlude-face change signals that cached encoder features no longer hold, so on a
+feature cache they raise a ConfigError before anything runs (evaluate raw media instead).
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import ConfigError
+
+CONDITION_KINDS = {  # kind -> (takes a parameter, valid range, needs raw media)
+    "av": (False, None, False),
+    "audio": (False, None, False),
+    "video": (False, None, False),
+    "drop-frames": (True, (0.0, 1.0), False),
+    "drop-audio": (True, (0.0, 1.0), False),
+    "noise-snr": (True, (-100.0, 200.0), True),
+    "occlude-face": (True, (0.0, 1.0), True),
+}
+VALID_CONDITIONS = "av, audio, video, drop-frames:P, drop-audio:P, occlude-face:P (P in 0..1), noise-snr:DB"
+DEFAULT_CONDITIONS = "av,audio,video,drop-frames:0.5,drop-audio:0.5"
+AUDIO_FRAME_SECONDS = 0.02  # drop-audio on raw waveforms works on 20 ms frames
+MODALITY_KEYS = {"visual": ("visual_features", "visual_mask", "pixel_values", "pixel_mask"),
+                 "audio": ("audio_features", "audio_mask", "input_values", "attention_mask")}
+
+
+@dataclass(frozen=True)
+class Condition:
+    kind: str
+    value: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.value is None else f"{self.kind}:{self.value:g}"
+
+    @property
+    def removes(self) -> str | None:
+        """The modality this condition takes away entirely."""
+        return {"audio": "visual", "video": "audio"}.get(self.kind)
+
+    @property
+    def needs_raw_media(self) -> bool:
+        return CONDITION_KINDS[self.kind][2]
+
+    def describe(self) -> str:
+        v = f"{self.value:g}" if self.value is not None else ""
+        return {"av": "audio and video as given", "audio": "all visual input removed", "video": "all audio input removed",
+                "drop-frames": f"{v} of each clip's visual frames masked out (seeded per clip)",
+                "drop-audio": f"{v} of each clip's audio frames dropped (features: masked; waveform: 20 ms frames zeroed)",
+                "noise-snr": f"white noise added to the waveform at {v} dB SNR",
+                "occlude-face": f"a band of {v} of each face crop's rows set to the mean colour"}[self.kind]
+
+
+def parse_condition(text: str) -> Condition:
+    kind, _, param = text.strip().partition(":")
+    if kind not in CONDITION_KINDS:
+        raise ConfigError(f"unknown condition {text!r}; valid conditions: {VALID_CONDITIONS}")
+    takes, bounds, _ = CONDITION_KINDS[kind]
+    if not takes:
+        if param:
+            raise ConfigError(f"condition {kind!r} takes no parameter (got {text!r}); valid conditions: {VALID_CONDITIONS}")
+        return Condition(kind)
+    try:
+        value = float(param)
+    except ValueError:
+        raise ConfigError(f"condition {text!r} needs a number after ':', e.g. {kind}:0.5; valid conditions: {VALID_CONDITIONS}") from None
+    lo, hi = bounds
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ConfigError(f"condition {text!r}: the parameter must lie in [{lo:g}, {hi:g}]")
+    return Condition(kind, value)
+
+
+def parse_conditions(spec: str | Sequence[str | Condition]) -> list[Condition]:
+    """"av,audio,drop-frames:0.5" or a list of names/Conditions -> Conditions (checked, no duplicates)."""
+    items = [s for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
+    out = [c if isinstance(c, Condition) else parse_condition(c) for c in items]
+    if not out:
+        raise ConfigError(f"no conditions given; valid conditions: {VALID_CONDITIONS}")
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"conditions repeat: {names}")
+    return out
+
+
+def check_conditions_for_source(conditions: Sequence[Condition], source: str) -> None:
+    """source: "raw" (waveforms / face crops) or "features" (a feature cache)."""
+    raw_only = [c.name for c in conditions if c.needs_raw_media]
+    if source != "raw" and raw_only:
+        raise ConfigError(f"conditions {raw_only} change raw media (waveform / face pixels) and cannot be applied to cached "
+                          "encoder features; evaluate raw media (leave out --cache, use a model with encoders) or drop them")
+
+
+def remove_modality(batch: dict[str, Any], modality: str) -> dict[str, Any]:
+    """A copy of a collated batch without any `modality` ("audio" / "visual") input."""
+    return {**batch, **dict.fromkeys(MODALITY_KEYS[modality])}
+
+
+def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0) -> dict[str, Any]:
+    """A copy of a collated batch with the condition applied (inputs are never modified in place).
+
+    Feature batches: audio_features/audio_mask/visual_features/visual_mask. Raw batches:
+    input_values/attention_mask (b, n) and pixel_values (b, t, 3, H, W)/pixel_mask (b, t).
+    """
+    if condition.removes:
+        return remove_modality(batch, condition.removes)
+    batch = dict(batch)
+    kind, p = condition.kind, condition.value
+    if kind == "av":
+        return batch
+    if condition.needs_raw_media and ("audio_features" in batch or "visual_features" in batch):
+        raise ConfigError(f"condition {condition.name!r} changes raw media and cannot be applied to cached features; "
+                          "evaluate without --cache (raw media) or drop this condition")
+    gens = [_clip_generator(seed, condition, str(i)) for i in batch["ids"]]
+    if kind == "drop-frames":
+        batch["visual_features"], batch["visual_mask"] = _drop_frames(batch.get("visual_features"), batch.get("visual_mask"), p, gens)
+        if batch.get("pixel_values") is not None:
+            batch["pixel_values"], batch["pixel_mask"] = _drop_frames(batch["pixel_values"], batch.get("pixel_mask"), p, gens)
+    elif kind == "drop-audio":
+        batch["audio_features"], batch["audio_mask"] = _drop_frames(batch.get("audio_features"), batch.get("audio_mask"), p, gens)
+        if batch.get("input_values") is not None:
+            batch["input_values"] = _silence_audio_frames(batch["input_values"], batch.get("attention_mask"), p, gens,
+                                                          int(batch.get("sample_rate", 16000) * AUDIO_FRAME_SECONDS))
+    elif kind == "noise-snr" and batch.get("input_values") is not None:
+        batch["input_values"] = _add_noise(batch["input_values"], batch.get("attention_mask"), p, gens)
+    elif kind == "occlude-face" and batch.get("pixel_values") is not None:
+        batch["pixel_values"] = _occlude(batch["pixel_values"], batch.get("pixel_mask"), p, gens)
+    return batch
+
+
+def _clip_generator(seed: int, condition: Condition, clip_id: str) -> torch.Generator:
+    """Randomness per clip, so a clip is changed the same way in any batch on any process."""
+    return torch.Generator().manual_seed(zlib.crc32(f"{seed}:{condition.name}:{clip_id}".encode()))
+
+
+def _drop_frames(x: torch.Tensor | None, mask: torch.Tensor | None, p: float, gens, keep_mask: bool = False):
+    """Zero a fraction p (rounded) of each row's present frames; mask them out unless keep_mask.
+    x (b, t, ...), mask (b, t)."""
+    if x is None:
+        return x, mask
+    x = x.clone()
+    mask = torch.ones(x.shape[:2], dtype=torch.bool) if mask is None else mask.clone()
+    for i, g in enumerate(gens):
+        present = mask[i].nonzero().flatten()
+        k = int(round(p * len(present)))
+        drop = present[torch.randperm(len(present), generator=g)[:k]]
+        x[i, drop] = 0
+        if not keep_mask:
+            mask[i, drop] = False
+    return x, mask
+
+
+def _silence_audio_frames(wave: torch.Tensor, mask, p: float, gens, frame: int) -> torch.Tensor:
+    """Zero a fraction p of each clip's `frame`-sample frames. wave (b, n)."""
+    b, n = wave.shape
+    t = math.ceil(n / frame)
+    framed = torch.nn.functional.pad(wave, (0, t * frame - n)).reshape(b, t, frame)
+    fmask = None
+    if mask is not None:  # a frame is present when its first sample is
+        fmask = mask[:, ::frame][:, :t].bool()
+    framed, _ = _drop_frames(framed, fmask, p, gens, keep_mask=True)
+    return framed.reshape(b, t * frame)[:, :n]
+
+
+def _add_noise(wave: torch.Tensor, mask, snr_db: float, gens) -> torch.Tensor:
+    """White Gaussian noise at snr_db relative to each clip's mean power over its real samples."""
+    out = wave.clone()
+    mask = torch.ones_like(wave, dtype=torch.bool) if mask is None else mask.bool()
+    for i, g in enumerate(gens):
+        real = mask[i]
+        power = out[i, real].double().pow(2).mean()
+        if not real.any() or power == 0:
+            continue
+        std = float(torch.sqrt(power / 10 ** (snr_db / 10)))
+        out[i, real] += torch.randn(int(real.sum()), generator=g).to(out.dtype) * std
+    return out
+
+
+def _occlude(pixels: torch.Tensor, mask, p: float, gens) -> torch.Tensor:
+    """A band of round(p * H) rows at a seeded offset set to 0 in every present crop. pixels (b, t, 3, H, W)."""
+    out = pixels.clone()
+    h = pixels.shape[-2]
+    rows = int(round(p * h))
+    if rows == 0:
+        return out
+    for i, g in enumerate(gens):
+        for j in range(pixels.shape[1]):
+            if mask is not None and not mask[i, j]:
+                continue
+            top = int(torch.randint(0, h - rows + 1, (1,), generator=g))
+            out[i, j, :, top: top + rows] = 0
+    return out

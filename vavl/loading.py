@@ -1,0 +1,109 @@
+"""Loading a trained model, and what the rest of vavl asks of one.
+
+    model = load_model("runs/auxformer")              # a save_pretrained folder -> model in eval mode
+    model = load_model("runs/av", media=True)         # it must take media files (encoders in front)
+    emotion_config(model).label_names                 # the fusion model's labels, task, class weights
+    data = model_dataset(model, "runs/auxformer", records, cache="cache/crema_d")   # what it reads
+
+Used by `vavl predict`, `vavl evaluate`, `vavl analyze` and the fine-tune recipe alike. Loading is
+strict: the folder's weights must be exactly the model's (no parameter missing, none left over).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def load_model(model, device: str = "cpu", media: bool = False):
+    """A save_pretrained folder, a zoo name with published weights, or a model -> the model in eval
+    mode on `device`. media=True: it must take media files (an AudioVisualModel with encoders)."""
+    from .models.with_encoders import AudioVisualModel
+
+    if isinstance(model, (str, os.PathLike)):
+        name = str(model)
+        if os.path.isdir(name):
+            model = _from_folder(name)
+        else:
+            from .factory import create_model
+
+            model = create_model(name, pretrained=True)
+    if media and not isinstance(model, AudioVisualModel):
+        raise ConfigError(f"{type(model).__name__} takes features, not media files: build a full model with "
+                          "vavl.create_model(name, audio_encoder=..., visual_encoder=...)")
+    return model.to(device).eval()
+
+
+def _from_folder(path: str):
+    from transformers import AutoModel
+
+    from . import models  # noqa: F401  (registers vavl's classes with AutoModel)
+
+    if not Path(path, "config.json").is_file():
+        raise ConfigError(f"{path}: no config.json; give a folder written by save_pretrained "
+                          "(e.g. the output folder of recipes/finetune.py)")
+    try:
+        model = AutoModel.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
+    saved, expected = _saved_keys(Path(path)), set(model.state_dict())
+    if saved is not None and saved != expected:
+        missing, extra = sorted(expected - saved), sorted(saved - expected)
+        raise ConfigError(f"{path}: the weights do not fit the model in config.json ({len(missing)} missing, e.g. "
+                          f"{missing[:3]}; {len(extra)} unexpected, e.g. {extra[:3]}); save the model again with save_pretrained")
+    return model
+
+
+def _saved_keys(folder: Path) -> set[str] | None:
+    """Tensor names in the folder's safetensors weights (one file or an index of shards)."""
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return set(json.loads(index.read_text())["weight_map"])
+    single = folder / "model.safetensors"
+    if not single.is_file():
+        return None
+    with safe_open(str(single), framework="pt") as f:
+        return set(f.keys())
+
+
+def model_dataset(model, model_dir: str, records: list[dict], cache: str | None):
+    """The dataset a saved model reads: its cached features, or the clips' media through the
+    processor saved with it (models with encoders)."""
+    from .data.datasets import RawClipDataset, cached_dataset
+
+    if cache is not None:
+        return cached_dataset(cache, records, emotion_config(model))
+    if not takes_raw_media(model):
+        raise ConfigError(f"{model_dir}: this model takes encoder features, not media; give --cache CACHE "
+                          "(made by `vavl extract` with the model's encoders)")
+    from .processing import AudioVisualProcessor
+
+    if not Path(model_dir, "preprocessor_config.json").is_file():
+        raise ConfigError(f"{model_dir}: no preprocessor_config.json; save the AudioVisualProcessor next to the model")
+    return RawClipDataset(records, AudioVisualProcessor.from_pretrained(model_dir), emotion_config(model))
+
+
+def emotion_model(model):
+    """The module that holds the emotion config (labels, task): the model, or the fusion model
+    inside a model with encoders."""
+    for module in model.modules():
+        cfg = getattr(module, "config", None)
+        if cfg is not None and hasattr(cfg, "label_names"):
+            return module
+    raise ConfigError(f"{type(model).__name__} has no emotion config (label names, task); is it a vavl model?")
+
+
+def emotion_config(model):
+    """The EmotionConfig that names the model's labels (a wrapped fusion model's, if need be)."""
+    return emotion_model(model).config
+
+
+def takes_raw_media(model) -> bool:
+    """Whether the model's forward takes waveforms / face crops (models with encoders)."""
+    params = inspect.signature(model.forward).parameters
+    return "input_values" in params or "pixel_values" in params
