@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics as M
-from .outputs import HEADS
 
 
 
@@ -70,8 +69,7 @@ def markdown_report(results: dict) -> str:
         lines += ["All numbers ×100; UA = mean per-class recall, WA = accuracy; UA with its 95% interval.", "",
                   "| condition | head | UA [95% CI] | WA | macro-F1 | micro-F1 | n |", "|---|---|---|---|---|---|---|"]
     for cond, heads in results["conditions"].items():
-        for head in HEADS:
-            s = heads[head]
+        for head, s in heads.items():
             ci = s.get("ci95") or {}
             if regression:
                 cells = [" / ".join(_fmt(s[a][k], percent=False) for k in M.REGRESSION_METRICS) if s.get(a) else "—"
