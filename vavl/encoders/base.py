@@ -86,7 +86,8 @@ class EncoderPreset:
 
 _PRESETS: dict[str, EncoderPreset] = {}
 # modules whose import registers presets; loaded on first lookup so `import vavl` stays light
-PRESET_MODULES = ("vavl.encoders.speech", "vavl.encoders.whisper", "vavl.encoders.faces", "vavl.encoders.classic")
+PRESET_MODULES = ("vavl.encoders.speech", "vavl.encoders.whisper", "vavl.encoders.ast", "vavl.encoders.faces",
+                  "vavl.encoders.classic")
 _loaded = False
 
 
