@@ -87,7 +87,7 @@ class EncoderPreset:
 _PRESETS: dict[str, EncoderPreset] = {}
 # modules whose import registers presets; loaded on first lookup so `import vavl` stays light
 PRESET_MODULES = ("vavl.encoders.speech", "vavl.encoders.whisper", "vavl.encoders.ast", "vavl.encoders.faces",
-                  "vavl.encoders.classic")
+                  "vavl.encoders.videomae", "vavl.encoders.classic")
 _loaded = False
 
 

@@ -1,7 +1,7 @@
 """One entry point for every encoder: a preset name, a saved folder, or a timm model name.
 
     build_encoder("wav2vec2-large-robust")  build_encoder("efficientnet_b2")  build_encoder("resnet18")
-    build_encoder("runs/my_encoder")        # a saved encoder, or a transformers speech / Whisper / AST folder
+    build_encoder("runs/my_encoder")        # a saved encoder, or a transformers speech / Whisper / AST / VideoMAE folder
     encoder_spec(enc) -> dict; encoder_from_spec(spec)   # architecture only, for full-model configs
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ from .base import Encoder, _load_presets, _PRESETS
 CONFIG_NAME = "encoder_config.json"
 # encoder kinds backed by one transformers model family: kind -> (module, model_type in config.json)
 TRANSFORMERS_KINDS = {"whisper": ("vavl.encoders.whisper", "whisper"),
-                      "ast": ("vavl.encoders.ast", "audio-spectrogram-transformer")}
+                      "ast": ("vavl.encoders.ast", "audio-spectrogram-transformer"),
+                      "videomae": ("vavl.encoders.videomae", "videomae")}
 
 
 def build_encoder(name_or_path: str | os.PathLike, pretrained: bool = False, **options) -> Encoder:
