@@ -58,6 +58,11 @@ ARCHS = {
         "microsoft/wavlm-base-plus", "wavlm", {}, normalize=False, description="WavLM base+ (94k h)", license="MIT"),
     "wavlm-large": SpeechArch(
         "microsoft/wavlm-large", "wavlm", {**_LARGE, "conv_bias": False}, description="WavLM large (94k h)", license="MIT"),
+    "audeering-dim": SpeechArch(
+        "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim", "wav2vec2", _LARGE, num_layers=12,
+        description="audeering's dimensional emotion model: wav2vec2-large-robust pruned to 12 layers, fine-tuned on "
+                    "MSP-Podcast for arousal / dominance / valence (its regression head: vavl convert audeering)",
+        license="CC-BY-NC-SA-4.0"),
 }
 
 
