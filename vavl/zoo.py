@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from . import models  # noqa: F401  (every family registers its entries)
-from .errors import ConfigError
 from .encoders.base import encoder_cards
+from .errors import ConfigError
 from .registry import ModelEntry, get_entry, list_models
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from einops import rearrange
 from transformers import ASTConfig, ASTFeatureExtractor, ASTModel
@@ -74,9 +75,9 @@ class ASTEncoder(TransformersEncoder):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         assert x.dim() == 2, f"AST encoder: expected waveforms (b, n), got {tuple(x.shape)}"
         lengths = mask.sum(1).tolist() if mask is not None else [x.shape[1]] * x.shape[0]
-        waves = x.detach().float().cpu()
+        waves = x.detach().float().cpu().numpy()
         spans = [(i, a, b) for i, n in enumerate(lengths) for a, b in self.windows(int(n))]
-        pieces = [torch.nn.functional.pad(waves[i, a:b], (0, max(FBANK_WINDOW - (b - a), 0))).numpy() for i, a, b in spans]
+        pieces = [np.pad(waves[i, a:b], (0, max(FBANK_WINDOW - (b - a), 0))) for i, a, b in spans]   # >= one fbank window
         embeddings = []
         for k in range(0, len(pieces), self.chunk):
             fbank = self.window_extractor(pieces[k:k + self.chunk], sampling_rate=SAMPLE_RATE, return_tensors="pt")

@@ -122,7 +122,7 @@ class WhisperSpeechEncoder(TransformersEncoder):
             h = F.gelu(enc.conv2(F.gelu(enc.conv1(feats)))).transpose(1, 2)      # (g, t, d)
             h = h + enc.embed_positions.weight[: h.shape[1]]                     # the first t positions
             h = F.dropout(h, p=enc.dropout, training=enc.training)
-            last = len(enc.layers) if self.layer is None or self.weighted else self.layer
+            last = len(enc.layers) if self.layer is None else self.layer   # no need to run the blocks above it
             states = [h]
             for block in enc.layers[:last]:
                 h = block(h, None)
