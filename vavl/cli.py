@@ -15,7 +15,7 @@ COMMANDS = {
     "predict": ("vavl.pipeline", "emotion scores for media files"),
     "evaluate": ("vavl.evaluate_cli", "score a model under missing/corrupted modality conditions"),
     "analyze": ("vavl.analysis", "embedding plots, saliency over time, error summaries"),
-    "convert": ("vavl.convert", "import official AuxFormer / VAVL / HSEmotion checkpoints"),
+    "convert": ("vavl.convert", "import official AuxFormer / VAVL / HSEmotion / audeering checkpoints"),
     "zoo": ("vavl.zoo", "list the model zoo and its model cards"),
     "env": ("vavl.environment", "versions, devices and caches, for bug reports (--json for machines)"),
 }

@@ -157,7 +157,8 @@ def _predict(path, model, device: str, window: float, step: float, bf16: bool) -
             with clock("visual_encoder"), amp("visual_encoder"):
                 v, vm = model.visual_encoder(inputs["pixel_values"].to(device), inputs["pixel_mask"].to(device))
             feats.update(visual_features=v.float(), visual_mask=vm)
-            times["visual"] = np.asarray(inputs["frame_times"], dtype=np.float64)
+            times["visual"] = np.asarray(model.visual_encoder.output_times(   # window-rate encoders: window times
+                np.asarray(inputs["frame_times"], dtype=np.float64), inputs["pixel_mask"][0]), dtype=np.float64)
         if feats["audio_features"] is None and feats["visual_features"] is None:
             continue  # nothing usable in this window (e.g. video only, no face)
         with clock("fusion"), amp("fusion"):

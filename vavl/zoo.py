@@ -1,4 +1,4 @@
-"""Model cards for the zoo, generated from the registry: `vavl zoo list | show NAME | write`.
+"""Model cards for the zoo, generated from the registry: `vavl zoo list | show NAME | encoders | write`.
 
 Each registry entry (vavl.registry.ModelEntry) gets zoo/<name>.md; zoo/README.md indexes them.
 Cards are plain data rendered with f-strings, so a test can regenerate them and compare. A card's
@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from . import models  # noqa: F401  (every family registers its entries)
+from .encoders.base import encoder_cards
 from .errors import ConfigError
 from .registry import ModelEntry, get_entry, list_models
 
@@ -120,8 +121,11 @@ def index_text() -> str:
     for name in list_models():
         e = get_entry(name)
         rows.append(f"| [{name}]({name}.md) | {task_of(e)} | {e.corpus or '—'} | {e.status} |")
+    encoders = "\n".join(f"- {line}" for line in encoder_cards())
     return (f"{MARKER}\n# Model zoo\n\nOne card per registry entry (`vavl.list_models()`); `vavl zoo show NAME` prints one.\n\n"
-            "| model | task | corpus | status |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
+            "| model | task | corpus | status |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            "## Encoders\n\nEncoder presets (`vavl zoo encoders`): what each is, how often it gives a row, its width, "
+            "and the license of its upstream weights.\n\n" + encoders + "\n")
 
 
 def expected_files() -> dict[str, str]:
@@ -168,8 +172,9 @@ def list_table() -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="zoo_command", metavar="{list,show,write}", required=True)
+    sub = parser.add_subparsers(dest="zoo_command", metavar="{list,show,encoders,write}", required=True)
     sub.add_parser("list", help="registered models: name, status, corpus, task")
+    sub.add_parser("encoders", help="encoder presets: what each is, rate, width, license of the weights")
     show = sub.add_parser("show", help="print one model card")
     show.add_argument("name")
     write = sub.add_parser("write", help="regenerate zoo/*.md from the registry")
@@ -183,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
         print(list_table())
     elif args.zoo_command == "show":
         print(card_text(get_entry(args.name).name))
+    elif args.zoo_command == "encoders":
+        print("\n".join(encoder_cards()))
     else:
         written, removed = write_cards(Path(args.dir))
         print(f"wrote {len(written)} files to {args.dir}" + (f"; removed stale cards {removed}" if removed else ""))

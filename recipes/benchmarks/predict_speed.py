@@ -3,10 +3,12 @@
     python recipes/benchmarks/predict_speed.py                     # CPU, 2 threads, 3 s 1280x720 30 fps clip, 48 kHz audio
     python recipes/benchmarks/predict_speed.py --bf16              # bfloat16 autocast (AVX512-BF16 CPUs)
     python recipes/benchmarks/predict_speed.py --device cuda --batch 64   # batched clips/s on a GPU
+    python recipes/benchmarks/predict_speed.py --audio-encoder whisper-small          # any audio preset
+    python recipes/benchmarks/predict_speed.py --visual-encoder videomae-base --fps 8  # any visual preset
 
-The model: AuxFormer on wav2vec2-large-robust (first 12 layers) + EfficientNet-B2, random weights
-(the same architecture and cost as trained ones). The clip: skimage's astronaut moving over a
-background, written with PyAV. Reports the median of --runs runs (after one warm-up) in total and per
+The model: AuxFormer on wav2vec2-large-robust (first 12 layers) + EfficientNet-B2 by default, or on
+the presets given, random weights (the same architecture and cost as trained ones). The clip:
+skimage's astronaut moving over a background, written with PyAV. Reports the median of --runs runs (after one warm-up) in total and per
 stage (decode, faces, audio encoder, visual encoder, fusion), and the real-time factor.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 STAGES = ("decode", "faces", "audio_encoder", "visual_encoder", "fusion")
+AUDIO, VISUAL = "wav2vec2-large-robust", "efficientnet_b2"
 
 
 def make_clip(path: Path, seconds: float = 3.0, fps: int = 30, width: int = 1280, height: int = 720) -> Path:
@@ -49,7 +52,7 @@ def make_clip(path: Path, seconds: float = 3.0, fps: int = 30, width: int = 1280
 def build_model(args):
     import vavl
 
-    model = vavl.create_model("auxformer", audio_encoder="wav2vec2-large-robust", visual_encoder="efficientnet_b2",
+    model = vavl.create_model("auxformer", audio_encoder=args.audio_encoder, visual_encoder=args.visual_encoder,
                               num_labels=6)
     if args.fps:
         model.processor.fps = args.fps
@@ -144,8 +147,15 @@ def main() -> int:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--batch", type=int, default=0, help="> 0: batched throughput mode (clips/s)")
     p.add_argument("--workers", type=int, default=8, help="CPU processes decoding clips in batch mode")
+    p.add_argument("--audio-encoder", default=AUDIO, help=f"audio encoder preset (default {AUDIO})")
+    p.add_argument("--visual-encoder", default=VISUAL, help=f"visual encoder preset (default {VISUAL})")
     p.add_argument("--out", default=str(HERE / "results" / "predict_speed.json"))
     args = p.parse_args()
+    from vavl.encoders import list_encoders
+
+    for flag, name, modality in (("--audio-encoder", args.audio_encoder, "audio"), ("--visual-encoder", args.visual_encoder, "visual")):
+        if name not in list_encoders(modality=modality):
+            p.error(f"{flag} {name}: not a {modality} preset; choose from {', '.join(list_encoders(modality=modality))}")
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
 
@@ -156,7 +166,8 @@ def main() -> int:
         result = batch_benchmark(args, model, clip) if args.batch else cpu_benchmark(args, model, clip)
     report = {
         "what": f"vavl.predict on a {args.seconds:g} s 1280x720 30 fps mp4 (H.264, AAC 48 kHz stereo) with one moving face",
-        "model": "AuxFormer (official width) on wav2vec2-large-robust (12 layers) + EfficientNet-B2 (260 px), random weights",
+        "model": f"AuxFormer (official width) on {args.audio_encoder} + {args.visual_encoder} "
+                 f"({model.processor.face_size} px crops), random weights",
         "settings": {"device": args.device, "torch_threads": args.threads, "bf16": args.bf16,
                      "processor": {k: v for k, v in model.processor.to_dict().items() if k in ("fps", "face", "max_side", "face_size")},
                      "runs": args.runs, "statistic": "median after one warm-up run"},
@@ -169,6 +180,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() else {}
     key = f"{args.device}{'_bf16' if args.bf16 else ''}{f'_batch{args.batch}' if args.batch else ''}"
+    key += "".join(f"_{name}" for name, default in ((args.audio_encoder, AUDIO), (args.visual_encoder, VISUAL)) if name != default)
     previous[key] = report
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(previous, indent=2) + "\n")

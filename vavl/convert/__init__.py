@@ -3,9 +3,10 @@
     vavl.convert.load_official_auxformer("final_head.pt", corpus="crema-d")   # ilucasgoncalves/AuxFormer
     vavl.convert.load_official_vavl("dir_with_the_nine_head_files", corpus="crema-d")  # ilucasgoncalves/VAVL
     vavl.convert.load_hsemotion("enet_b2_8.pt")                  # HSEmotion face-emotion EfficientNet-B2
+    vavl.convert.load_audeering("wav2vec2-large-robust-12-ft-emotion-msp-dim/")   # audeering's A/D/V model
 
-CLI: `vavl convert {auxformer,vavl,hsemotion} SRC --out DIR` writes a `save_pretrained` folder;
-official checkpoints also take `--corpus {crema-d,msp-improv}` (or `--labels`) and `--task`.
+CLI: `vavl convert {auxformer,vavl,hsemotion,audeering} SRC --out DIR` writes a `save_pretrained` folder;
+official AuxFormer / VAVL checkpoints also take `--corpus {crema-d,msp-improv}` (or `--labels`) and `--task`.
 """
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ def load_hsemotion(path):
     return _load(path)
 
 
+def load_audeering(directory):
+    from .audeering import load_audeering as _load
+
+    return _load(directory)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
     p = sub.add_parser("auxformer", help="official AuxFormer final_head.pt")
@@ -54,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(x - 1) / 4 back to 1-5)")
     p = sub.add_parser("hsemotion", help="HSEmotion EfficientNet-B2 face-emotion checkpoint (.pt)")
     p.add_argument("checkpoint")
+    p = sub.add_parser("audeering", help="folder of audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim (CC-BY-NC-SA-4.0)")
+    p.add_argument("checkpoint", metavar="DIR")
     for p in sub.choices.values():
         p.add_argument("--out", required=True, help="folder to write (save_pretrained layout)")
 
@@ -66,8 +75,14 @@ def run(args: argparse.Namespace) -> int:
                                             **labels)
         else:
             model = load_official_vavl(args.checkpoint, num_heads=args.num_heads, framewise=not args.batch_first, **labels)
-    else:
+    elif args.source == "hsemotion":
         model = load_hsemotion(args.checkpoint)
+    else:
+        model = load_audeering(args.checkpoint)
     model.save_pretrained(args.out)
+    if args.source == "audeering":  # its license travels with the weights
+        from .audeering import write_card
+
+        write_card(args.out, args.checkpoint)
     print(f"wrote {args.out}")
     return 0

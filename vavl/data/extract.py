@@ -112,7 +112,7 @@ def encode_batch(items: list[dict[str, Any]], audio_encoder, visual_encoder, dev
                 x[j, : crops[i].shape[0]], mask[j, : crops[i].shape[0]] = crops[i], True
             feats, fmask = visual_encoder(x.to(device, dtype), mask.to(device))
             for j, i in enumerate(idx):
-                out[i][1] = feats[j][mask[j].to(feats.device)].float().cpu()
+                out[i][1] = feats[j][fmask[j]].float().cpu()   # the encoder's rows: frames, or windows
     return out
 
 

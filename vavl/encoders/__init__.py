@@ -1,7 +1,9 @@
-"""Encoders: speech SSL models (transformers), face backbones (timm), hand-crafted features.
+"""Encoders: speech SSL models and Whisper / AST / VideoMAE (transformers), face backbones (timm),
+hand-crafted features.
 
-Presets register themselves from `speech.py`, `faces.py` and `classic.py`; see base.py for the
-interface every encoder follows.
+Presets register themselves from `speech.py`, `whisper.py`, `ast.py`, `faces.py`, `videomae.py`
+and `classic.py` (base.PRESET_MODULES); see base.py for the interface every encoder follows and
+hf.py for what the transformers-backed ones share.
 """
 from .base import Encoder, EncoderPreset, get_encoder_preset, list_encoders, register_encoder
 

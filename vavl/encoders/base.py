@@ -6,7 +6,9 @@ An encoder turns raw input into frames of features:
           -> (b, t, d), (b, t)
 Every encoder is an nn.Module with `modality`, `output_dim`, `frame_rate` (output frames per
 second, None when it follows the input frames) and, for visual ones, `image_size`, `mean`,
-`std`. Presets are plain data (`EncoderPreset`); `build_encoder(name)` makes the module.
+`std` and `output_times` (when each output row happened). Presets are plain data
+(`EncoderPreset`, with a one-line card: what it is, rate, width, license of the weights);
+`build_encoder(name)` makes the module.
 """
 from __future__ import annotations
 
@@ -43,6 +45,23 @@ class Encoder(nn.Module):
         self.requires_grad_(not frozen)
         return self.train(self.training)
 
+    def output_times(self, frame_times, mask):
+        """Visual encoders: (t,) times of the input frames, (t,) face mask -> the time of each
+        output row. One row per input frame here; encoders that pool frames (windows) override it."""
+        return frame_times
+
+
+def pad_rows(rows: list[torch.Tensor], dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-clip (t_i, d) rows (t_i may be 0) -> (b, max(t_i, 1), d) zero padded, (b, t) bool mask."""
+    t = max([r.shape[0] for r in rows] + [1])
+    dtype = next((r.dtype for r in rows if r.shape[0]), torch.float32)
+    out = torch.zeros(len(rows), t, dim, device=device, dtype=dtype)
+    mask = torch.zeros(len(rows), t, dtype=torch.bool, device=device)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = True
+    return out, mask
+
 
 @dataclass(frozen=True)
 class EncoderPreset:
@@ -50,6 +69,8 @@ class EncoderPreset:
 
     build(pretrained: bool, **options) -> Encoder
     source: a hub id or a local path the weights come from (None for hand-crafted features).
+    rate: how often it gives a row, in words ("50 frames/s", "one per face frame").
+    license: license of the upstream weights (None: nothing to license, no weights).
     """
 
     name: str
@@ -59,11 +80,19 @@ class EncoderPreset:
     source: str | None = None
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    rate: str = ""
+    license: str | None = None
+
+    def card_line(self) -> str:
+        """`name (modality): what it is; rate; width; weights` on one line."""
+        weights = f"weights {self.source} ({self.license})" if self.source else "no weights"
+        return f"{self.name} ({self.modality}): {self.description}; {self.rate}; {self.output_dim}-d; {weights}"
 
 
 _PRESETS: dict[str, EncoderPreset] = {}
 # modules whose import registers presets; loaded on first lookup so `import vavl` stays light
-PRESET_MODULES = ("vavl.encoders.speech", "vavl.encoders.faces", "vavl.encoders.classic")
+PRESET_MODULES = ("vavl.encoders.speech", "vavl.encoders.whisper", "vavl.encoders.ast", "vavl.encoders.faces",
+                  "vavl.encoders.videomae", "vavl.encoders.classic")
 _loaded = False
 
 
@@ -89,6 +118,11 @@ def list_encoders(pattern: str | None = None, modality: str | None = None) -> li
     _load_presets()
     return sorted(n for n, p in _PRESETS.items()
                   if (pattern is None or fnmatch.fnmatch(n, pattern)) and (modality is None or p.modality == modality))
+
+
+def encoder_cards(modality: str | None = None) -> list[str]:
+    """One card line per preset (EncoderPreset.card_line), sorted by name."""
+    return [_PRESETS[n].card_line() for n in list_encoders(modality=modality)]
 
 
 def get_encoder_preset(name: str) -> EncoderPreset:

@@ -1,11 +1,12 @@
 """One entry point for every encoder: a preset name, a saved folder, or a timm model name.
 
     build_encoder("wav2vec2-large-robust")  build_encoder("efficientnet_b2")  build_encoder("resnet18")
-    build_encoder("runs/my_encoder")        # SpeechEncoder / FaceEncoder / transformers save_pretrained
+    build_encoder("runs/my_encoder")        # a saved encoder, or a transformers speech / Whisper / AST / VideoMAE folder
     encoder_spec(enc) -> dict; encoder_from_spec(spec)   # architecture only, for full-model configs
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from typing import Any
@@ -14,6 +15,10 @@ from ..errors import ConfigError
 from .base import Encoder, _load_presets, _PRESETS
 
 CONFIG_NAME = "encoder_config.json"
+# encoder kinds backed by one transformers model family: kind -> (module, model_type in config.json)
+TRANSFORMERS_KINDS = {"whisper": ("vavl.encoders.whisper", "whisper"),
+                      "ast": ("vavl.encoders.ast", "audio-spectrogram-transformer"),
+                      "videomae": ("vavl.encoders.videomae", "videomae")}
 
 
 def build_encoder(name_or_path: str | os.PathLike, pretrained: bool = False, **options) -> Encoder:
@@ -48,11 +53,24 @@ def load_encoder(directory: str | os.PathLike, **options) -> Encoder:
         from . import faces
 
         return faces.from_directory(directory, **options)
+    kind = saved.get("kind") or _transformers_kind(directory)
+    if kind in TRANSFORMERS_KINDS:
+        return importlib.import_module(TRANSFORMERS_KINDS[kind][0]).from_directory(directory, **options)
     if saved.get("kind") == "speech" or os.path.exists(os.path.join(directory, "config.json")):
         from . import speech
 
         return speech.from_directory(directory, **options)
     raise ConfigError(f"{directory}: no encoder_config.json or config.json; save encoders with encoder.save_pretrained(dir)")
+
+
+def _transformers_kind(directory) -> str | None:
+    """The encoder kind of a plain transformers folder, from its config.json's model_type."""
+    path = os.path.join(directory, "config.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        model_type = json.load(f).get("model_type")
+    return next((kind for kind, (_, mt) in TRANSFORMERS_KINDS.items() if mt == model_type), None)
 
 
 def encoder_spec(encoder: Encoder) -> dict[str, Any]:
@@ -77,6 +95,8 @@ def encoder_from_spec(spec: dict[str, Any]) -> Encoder:
         from . import faces
 
         return faces.from_spec(spec)
+    if kind in TRANSFORMERS_KINDS:
+        return importlib.import_module(TRANSFORMERS_KINDS[kind][0]).from_spec(spec)
     if kind == "classic":
         _load_presets()
         return _PRESETS[spec["classic_preset"]].build(False, **spec.get("options", {}))

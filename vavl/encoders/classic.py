@@ -16,13 +16,13 @@ import torch
 from einops import rearrange
 
 from .. import features
-from .base import Encoder, EncoderPreset, register_encoder
+from .base import Encoder, EncoderPreset, pad_rows, register_encoder
 
 CONFIG_NAME = "encoder_config.json"
 
 
 class ClassicEncoder(Encoder):
-    """Common parts: the preset name/options (for save_pretrained) and padding the outputs."""
+    """Common parts: the preset name/options (for save_pretrained)."""
 
     preset: str = ""
 
@@ -35,17 +35,6 @@ class ClassicEncoder(Encoder):
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, CONFIG_NAME), "w") as f:
             json.dump({"classic_preset": self.preset, "modality": self.modality, "options": self.options}, f, indent=2)
-
-    @staticmethod
-    def _pad(rows: list[torch.Tensor], dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """List of (t_i, d) -> (b, max(t_i, 1), d) zero padded, (b, t) bool mask."""
-        t = max([r.shape[0] for r in rows] + [1])
-        out = torch.zeros(len(rows), t, dim, device=device)
-        mask = torch.zeros(len(rows), t, dtype=torch.bool, device=device)
-        for i, r in enumerate(rows):
-            out[i, : r.shape[0]] = r
-            mask[i, : r.shape[0]] = True
-        return out, mask
 
 
 class AudioFeatureEncoder(ClassicEncoder):
@@ -67,7 +56,7 @@ class AudioFeatureEncoder(ClassicEncoder):
         lengths = mask.sum(1).tolist() if mask is not None else [x.shape[1]] * x.shape[0]
         rows = [self.fn(x[i, : int(n)].float().cpu()).to(x.device) if n else x.new_zeros(0, self.output_dim)
                 for i, n in enumerate(lengths)]
-        return self._pad(rows, self.output_dim, x.device)
+        return pad_rows(rows, self.output_dim, x.device)
 
 
 class VisualFeatureEncoder(ClassicEncoder):
@@ -166,15 +155,20 @@ def build_optical_flow(pretrained: bool = False, image_size: int = 64, grid: int
     return _named(enc, "optical-flow")
 
 
+AUDIO_RATE, FACE_RATE = "100 frames/s", "one per face frame"
 PRESETS = [
-    EncoderPreset("mfcc", "audio", build_mfcc, 40, description="40 MFCCs (40 mel bands, 25 ms / 10 ms), 100 frames/s"),
-    EncoderPreset("mfcc-deltas", "audio", build_mfcc_deltas, 120, description="40 MFCCs + deltas + delta-deltas, 100 frames/s"),
-    EncoderPreset("fbank", "audio", build_fbank, 40, description="40 log-mel filterbank energies, 100 frames/s"),
-    EncoderPreset("zcr-energy", "audio", build_zcr_energy, 2, description="zero-crossing rate and log energy, 100 frames/s"),
-    EncoderPreset("face-grey", "visual", build_face_grey, 48 * 48, description="48x48 grey face crop, flattened"),
-    EncoderPreset("face-rgb", "visual", build_face_rgb, 3 * 32 * 32, description="32x32 RGB face crop, flattened (c h w)"),
-    EncoderPreset("frame-diff", "visual", build_frame_diff, 48 * 48, description="48x48 grey difference of consecutive face crops"),
-    EncoderPreset("optical-flow", "visual", build_optical_flow, 2 * 4 * 4,
+    EncoderPreset("mfcc", "audio", build_mfcc, 40, description="40 MFCCs (40 mel bands, 25 ms / 10 ms)", rate=AUDIO_RATE),
+    EncoderPreset("mfcc-deltas", "audio", build_mfcc_deltas, 120, description="40 MFCCs + deltas + delta-deltas",
+                  rate=AUDIO_RATE),
+    EncoderPreset("fbank", "audio", build_fbank, 40, description="40 log-mel filterbank energies", rate=AUDIO_RATE),
+    EncoderPreset("zcr-energy", "audio", build_zcr_energy, 2, description="zero-crossing rate and log energy", rate=AUDIO_RATE),
+    EncoderPreset("face-grey", "visual", build_face_grey, 48 * 48, description="48x48 grey face crop, flattened",
+                  rate=FACE_RATE),
+    EncoderPreset("face-rgb", "visual", build_face_rgb, 3 * 32 * 32, description="32x32 RGB face crop, flattened (c h w)",
+                  rate=FACE_RATE),
+    EncoderPreset("frame-diff", "visual", build_frame_diff, 48 * 48,
+                  description="48x48 grey difference of consecutive face crops", rate=FACE_RATE),
+    EncoderPreset("optical-flow", "visual", build_optical_flow, 2 * 4 * 4, rate=FACE_RATE,
                   description="pyramidal Lucas-Kanade flow between consecutive 64x64 grey crops, mean (dx, dy) on a 4x4 grid"),
 ]
 for _preset in PRESETS:

@@ -108,7 +108,11 @@ def create_backbone(model_name: str, pretrained: bool = False) -> nn.Module:
 
 def from_timm(model_name: str, pretrained: bool = False, image_size: int | None = None, mean=None, std=None,
               name: str | None = None, source: str | None = None, **options) -> FaceEncoder:
-    backbone = create_backbone(model_name, pretrained)
+    try:
+        backbone = create_backbone(model_name, pretrained)
+    except OSError as e:  # weights not reachable (no hub, not cached)
+        raise ConfigError(f"{source or model_name}: cannot fetch the timm weights of {model_name} "
+                          f"({str(e).splitlines()[0]})") from None
     cfg = backbone.pretrained_cfg
     return FaceEncoder(model_name, backbone, image_size or cfg.get("input_size", (3, 224, 224))[-1],
                        mean or cfg.get("mean", Encoder.mean), std or cfg.get("std", Encoder.std),
@@ -142,4 +146,4 @@ register_encoder(EncoderPreset(
     source="timm/efficientnet_b2.ra_in1k",
     description="EfficientNet-B2 (timm, ImageNet); 260 px crops, ImageNet mean/std, 1408-d pooled features. "
                 "Face-emotion weights: vavl convert hsemotion enet_b2_8.pt",
-    options={"image_size": 260, "freeze": True}))
+    options={"image_size": 260, "freeze": True}, rate="one per face frame", license="Apache-2.0"))

@@ -23,6 +23,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from ..errors import ConfigError
 from .base import Encoder, EncoderPreset, register_encoder
+from .hf import load_weights
 
 CONFIG_NAME = "encoder_config.json"
 MIN_SAMPLES = 400  # the convolutional front end needs 25 ms of audio for one frame
@@ -42,6 +43,7 @@ class SpeechArch:
     num_layers: int | None = None            # keep only the first n transformer layers
     normalize: bool = True                   # zero-mean / unit-variance waveform, as the model's feature extractor
     description: str = ""
+    license: str = "Apache-2.0"              # of the upstream weights
 
 
 ARCHS = {
@@ -53,9 +55,14 @@ ARCHS = {
     "hubert-large": SpeechArch(
         "facebook/hubert-large-ll60k", "hubert", _LARGE, description="HuBERT large (Libri-Light 60k h)"),
     "wavlm-base-plus": SpeechArch(
-        "microsoft/wavlm-base-plus", "wavlm", {}, normalize=False, description="WavLM base+ (94k h)"),
+        "microsoft/wavlm-base-plus", "wavlm", {}, normalize=False, description="WavLM base+ (94k h)", license="MIT"),
     "wavlm-large": SpeechArch(
-        "microsoft/wavlm-large", "wavlm", {**_LARGE, "conv_bias": False}, description="WavLM large (94k h)"),
+        "microsoft/wavlm-large", "wavlm", {**_LARGE, "conv_bias": False}, description="WavLM large (94k h)", license="MIT"),
+    "audeering-dim": SpeechArch(
+        "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim", "wav2vec2", _LARGE, num_layers=12,
+        description="audeering's dimensional emotion model: wav2vec2-large-robust pruned to 12 layers, fine-tuned on "
+                    "MSP-Podcast for arousal / dominance / valence (its regression head: vavl convert audeering)",
+        license="CC-BY-NC-SA-4.0"),
 }
 
 
@@ -187,7 +194,7 @@ def _builder(name: str, arch: SpeechArch):
               normalize: bool = arch.normalize, **options) -> SpeechEncoder:
         source = source or arch.hub_id
         if pretrained:
-            model = AutoModel.from_pretrained(source)  # hub id or local folder
+            model = load_weights(AutoModel, source)  # hub id or local folder; ConfigError if weights are missing
         else:
             config = AutoConfig.for_model(arch.model_type, **arch.config)
             if num_layers is not None:
@@ -202,5 +209,6 @@ for _name, _arch in ARCHS.items():
     register_encoder(EncoderPreset(
         name=_name, modality="audio", build=_builder(_name, _arch),
         output_dim=_arch.config.get("hidden_size", 768), source=_arch.hub_id, description=_arch.description,
+        rate="50 frames/s", license=_arch.license,
         options={"num_layers": _arch.num_layers, "layer": None, "weighted": False, "freeze": True,
                  "normalize": _arch.normalize}))

@@ -44,4 +44,22 @@ register_model(ModelEntry(
     paper=PAPER, **ENCODERS,
 ))
 
+# the same model and label on the newer encoders: Whisper, AST (clip audio embeddings), VideoMAE (clip video features)
+for _name, _audio, _visual, _dims, _what in (
+    ("auxformer_whisperS_effb2.crema_d", "whisper-small", "efficientnet_b2", (768, 1408),
+     "Whisper-small encoder frames (50/s, on each clip's own length) and EfficientNet-B2 face embeddings"),
+    ("auxformer_ast_effb2.crema_d", "ast-audioset", "efficientnet_b2", (768, 1408),
+     "AST AudioSet clip embeddings (one per second) and EfficientNet-B2 face embeddings"),
+    ("auxformer_w2v2l_videomae.crema_d", "wav2vec2-large-robust", "videomae-base-kinetics", (1024, 768),
+     "wav2vec2-large-robust frames and VideoMAE clip features (one per 16 face frames, hop 8)"),
+):
+    register_model(ModelEntry(
+        name=_name, model_class=AuxFormerForEmotionRecognition,
+        config={"audio_dim": _dims[0], "visual_dim": _dims[1], "id2label": CREMA_D_LABELS},
+        description=f"AuxFormer on {_what}", corpus="CREMA-D", labels="the actor's intended emotion, 6 classes",
+        protocol="VAVL partitions 1-5 (the recipe runs partition 1)",
+        recipe=f"recipes/configs/crema_d/{_name.split('.')[0]}.yaml", paper=PAPER,
+        audio_encoder=_audio, visual_encoder=_visual,
+    ))
+
 __all__ = ["AuxFormerConfig", "AuxFormerForEmotionRecognition"]

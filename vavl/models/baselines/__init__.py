@@ -5,10 +5,12 @@ from ..auto import register_auto
 from .configuration_baselines import AudioOnlyConfig, EarlyFusionConfig, LateFusionConfig, VisualOnlyConfig
 from .early_fusion import EarlyFusionForEmotionRecognition
 from .late_fusion import LateFusionForEmotionRecognition
+from .pooled_head import PooledHeadConfig, PooledHeadForEmotionRecognition
 from .unimodal import AudioOnlyForEmotionRecognition, VisualOnlyForEmotionRecognition
 
 for _config, _model in ((AudioOnlyConfig, AudioOnlyForEmotionRecognition), (VisualOnlyConfig, VisualOnlyForEmotionRecognition),
-                        (EarlyFusionConfig, EarlyFusionForEmotionRecognition), (LateFusionConfig, LateFusionForEmotionRecognition)):
+                        (EarlyFusionConfig, EarlyFusionForEmotionRecognition), (LateFusionConfig, LateFusionForEmotionRecognition),
+                        (PooledHeadConfig, PooledHeadForEmotionRecognition)):
     register_auto(_config, _model)
 
 CREMA_D = {"config": {"audio_dim": 1024, "visual_dim": 1408,
@@ -31,5 +33,21 @@ for name, model_class, recipe, description, encoders in (
     register_model(ModelEntry(name=name, model_class=model_class, description=description,
                               recipe=f"recipes/configs/crema_d/{recipe}.yaml", **CREMA_D, **encoders))
 
+register_model(ModelEntry(
+    name="audeering_dim.msp_podcast",
+    model_class=PooledHeadForEmotionRecognition,
+    config={"audio_dim": 1024, "task": "regression", "attributes": ["arousal", "dominance", "valence"], "dropout": 0.1},
+    description="audeering's dimensional speech emotion model (audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim): "
+                "wav2vec2-large-robust pruned to 12 layers, time mean, dense -> tanh -> out_proj. Its weights are "
+                "CC-BY-NC-SA-4.0 (non-commercial, share-alike); import them with "
+                "`vavl convert audeering DIR --out OUT` (DIR: the hub folder) and load OUT with vavl.predict / AutoModel",
+    audio_encoder="audeering-dim", corpus="MSP-Podcast v1.7",
+    labels="arousal, dominance, valence (that order), about 0..1",
+    protocol="audeering's training on MSP-Podcast v1.7 (not retrained here)",
+    paper="J. Wagner, A. Triantafyllopoulos, H. Wierstorf, M. Schmitt, F. Burkhardt, F. Eyben, B. W. Schuller, "
+          "\"Dawn of the transformer era in speech emotion recognition: closing the valence gap\", IEEE TPAMI 2023",
+))
+
 __all__ = ["AudioOnlyConfig", "AudioOnlyForEmotionRecognition", "EarlyFusionConfig", "EarlyFusionForEmotionRecognition",
-           "LateFusionConfig", "LateFusionForEmotionRecognition", "VisualOnlyConfig", "VisualOnlyForEmotionRecognition"]
+           "LateFusionConfig", "LateFusionForEmotionRecognition", "PooledHeadConfig", "PooledHeadForEmotionRecognition",
+           "VisualOnlyConfig", "VisualOnlyForEmotionRecognition"]

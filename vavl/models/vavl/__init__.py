@@ -33,4 +33,17 @@ register_model(ModelEntry(
     protocol="VAVL partitions 1-5", recipe="recipes/configs/msp_improv/vavl_regression.yaml", paper=PAPER, **ENCODERS,
 ))
 
+register_model(ModelEntry(
+    name="vavl_w2v2dim_effb2.crema_d",
+    model_class=VAVLForEmotionRecognition,
+    config={"audio_dim": 1024, "visual_dim": 1408, "id2label": CREMA_D_LABELS, "reconstruction_loss_weight": 2.0},
+    description="VAVL on audeering's dimensional-emotion wav2vec2 (the same wav2vec2-large-robust-12 backbone as VAVL's "
+                "audio branch, fine-tuned on MSP-Podcast arousal / dominance / valence; CC-BY-NC-SA-4.0 weights) "
+                "and EfficientNet-B2 face embeddings",
+    corpus="CREMA-D", protocol="VAVL partitions 1-5 (the recipe runs partition 1)",
+    labels="the actor's intended emotion, 6 classes (the recipe's data.label_field)",
+    recipe="recipes/configs/crema_d/vavl_w2v2dim_effb2.yaml", paper=PAPER,
+    audio_encoder="audeering-dim", visual_encoder="efficientnet_b2",
+))
+
 __all__ = ["VAVLConfig", "VAVLForEmotionRecognition"]

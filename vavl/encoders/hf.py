@@ -1,0 +1,113 @@
+"""What the transformers-backed encoders (Whisper, AST, VideoMAE) share: freezing, saving and
+loading one folder, and loading hub weights with a check that every weight arrived.
+
+A saved folder is the transformers model's own save_pretrained output (config.json +
+model.safetensors), its feature extractor's preprocessor_config.json (audio), and
+encoder_config.json: {"kind": ..., "name", "source", options...}. `spec()` is the same without
+weights, so a full model's config rebuilds the architecture offline.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .base import Encoder
+
+CONFIG_NAME = "encoder_config.json"
+
+
+class TransformersEncoder(Encoder):
+    """A transformers model (`self.model`) plus this encoder's options. Subclasses set `kind` and
+    implement `forward`, `options()` and, when they have one, `feature_extractor`."""
+
+    kind = ""
+    feature_extractor = None
+
+    def __init__(self, model: nn.Module, freeze: bool = True, name: str | None = None, source: str | None = None):
+        super().__init__()
+        self.model, self.freeze, self.name, self.source = model, freeze, name, source
+        if freeze:
+            self.model.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze:
+            self.model.eval()  # a frozen backbone keeps dropout off
+        return self
+
+    def grad_enabled(self) -> bool:
+        """Whether the backbone's forward records gradients (never for a frozen one)."""
+        return torch.is_grad_enabled() and not self.freeze
+
+    def options(self) -> dict[str, Any]:
+        return {"freeze": self.freeze}
+
+    def extra_state(self) -> dict[str, Any]:
+        """Small learned values kept in encoder_config.json (e.g. layer weights)."""
+        return {}
+
+    def spec(self) -> dict[str, Any]:
+        spec = {"kind": self.kind, "name": self.name, "source": self.source,
+                "config": self.model.config.to_diff_dict(), **self.options()}
+        if self.feature_extractor is not None:
+            spec["feature_extractor"] = self.feature_extractor.to_dict()
+        return spec
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.model.save_pretrained(directory)
+        if self.feature_extractor is not None:
+            self.feature_extractor.save_pretrained(directory)
+        saved = {k: v for k, v in self.spec().items() if k not in ("config", "feature_extractor")}
+        with open(os.path.join(directory, CONFIG_NAME), "w") as f:
+            json.dump({**saved, **self.extra_state()}, f, indent=2)
+
+
+def read_saved(directory: str | os.PathLike) -> dict[str, Any]:
+    """encoder_config.json of a folder ({} for a plain transformers folder)."""
+    path = os.path.join(directory, CONFIG_NAME)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_weights(model_class, source: str, part: str | None = None) -> nn.Module:
+    """`model_class.from_pretrained(source)` in float32 (a hub id or a folder). Raises ConfigError
+    when a weight of the model (or of its sub-module `part`) was not in the checkpoint, instead
+    of going on with random weights. transformers' load report is kept quiet: the weights left
+    out on purpose (a decoder, a classifier) are not news, and missing ones raise here."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = model_class.from_pretrained(str(source), dtype=torch.float32, output_loading_info=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{source}: cannot load {model_class.__name__} weights ({str(e).splitlines()[0]})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    prefix = f"{part}." if part else ""
+    missing = sorted(k for k in info["missing_keys"] if k.startswith(prefix))
+    if missing:
+        raise ConfigError(f"{source}: the checkpoint has no {model_class.__name__} weights for {len(missing)} tensors "
+                          f"(e.g. {missing[:2]}); is it the right kind of model?")
+    return getattr(model, part) if part else model
+
+
+def feature_extractor_from(extractor_class, source: str, defaults: dict[str, Any]):
+    """The feature extractor saved with the weights (hub id or folder), else one built from `defaults`."""
+    try:
+        return extractor_class.from_pretrained(str(source))
+    except OSError:
+        return extractor_class(**defaults)
+
+
+def extractor_from_dict(extractor_class, settings: dict[str, Any] | None, defaults: dict[str, Any]):
+    """A feature extractor from a spec's saved settings (or `defaults` when the spec has none)."""
+    return extractor_class.from_dict(dict(settings)) if settings else extractor_class(**defaults)
