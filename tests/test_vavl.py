@@ -188,11 +188,12 @@ def test_bad_configs_name_the_field():
         tiny()(audio_features=torch.randn(1, 3, 13))
 
 
-def test_registry_resolves_vavl_to_crema_d():
+def test_registry_resolves_vavl_to_the_official_shape():
     entry = vavl.get_entry("vavl")
-    assert entry.name == "vavl_w2v2l_effb2.crema_d" and entry.audio_encoder == "wav2vec2-large-robust"
+    assert entry.name == "vavl.official" and entry.audio_encoder == "wav2vec2-large-robust"
     model = vavl.create_model("vavl", hidden_size=16, num_attention_heads=2, proj_dim=8, head_hidden_size=8)
-    assert model.config.label_names == ["angry", "disgust", "fear", "happy", "neutral", "sad"]
+    assert model.config.label_names == ["angry", "sad", "disgust", "fear", "neutral", "happy"]   # official order
+    assert vavl.get_entry("vavl_w2v2l_effb2").name == "vavl_w2v2l_effb2.crema_d"
     regression = vavl.create_model("vavl_w2v2l_effb2.msp_improv", hidden_size=16, num_attention_heads=2)
     assert regression.config.task == "regression" and regression.config.label_names == ["arousal", "valence", "dominance"]
 

@@ -11,7 +11,6 @@ strict: the folder's weights must be exactly the model's (no parameter missing, 
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from pathlib import Path
 
@@ -46,29 +45,18 @@ def _from_folder(path: str):
         raise ConfigError(f"{path}: no config.json; give a folder written by save_pretrained "
                           "(e.g. the output folder of recipes/finetune.py)")
     try:
-        model = AutoModel.from_pretrained(path)
+        model, info = AutoModel.from_pretrained(path, output_loading_info=True)
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
-    saved, expected = _saved_keys(Path(path)), set(model.state_dict())
-    if saved is not None and saved != expected:
-        missing, extra = sorted(expected - saved), sorted(saved - expected)
+    # transformers' own report, after its renames of legacy parameter names (AST's, wav2vec2's
+    # weight norm): a parameter missing from the file or left over in it means the wrong folder
+    missing, extra = sorted(info.get("missing_keys") or ()), sorted(info.get("unexpected_keys") or ())
+    mismatched = [k for k, *_ in info.get("mismatched_keys") or ()]
+    if missing or extra or mismatched:
         raise ConfigError(f"{path}: the weights do not fit the model in config.json ({len(missing)} missing, e.g. "
-                          f"{missing[:3]}; {len(extra)} unexpected, e.g. {extra[:3]}); save the model again with save_pretrained")
+                          f"{missing[:3]}; {len(extra)} unexpected, e.g. {extra[:3]}; {len(mismatched)} of another "
+                          "shape); save the model again with save_pretrained")
     return model
-
-
-def _saved_keys(folder: Path) -> set[str] | None:
-    """Tensor names in the folder's safetensors weights (one file or an index of shards)."""
-    from safetensors import safe_open
-
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        return set(json.loads(index.read_text())["weight_map"])
-    single = folder / "model.safetensors"
-    if not single.is_file():
-        return None
-    with safe_open(str(single), framework="pt") as f:
-        return set(f.keys())
 
 
 def model_dataset(model, model_dir: str, records: list[dict], cache: str | None):

@@ -143,13 +143,14 @@ class AudioVisualModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
         path = os.path.join(str(pretrained_model_name_or_path), "preprocessor_config.json")
         if os.path.exists(path):
             from ..processing import AudioVisualProcessor
 
             model._processor = AudioVisualProcessor.from_pretrained(str(pretrained_model_name_or_path))
-        return model
+        return loaded
 
     # ---- forward -----------------------------------------------------------------------------
     def encode(self, input_values=None, attention_mask=None, pixel_values=None, pixel_mask=None) -> dict[str, Any]:

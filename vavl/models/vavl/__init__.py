@@ -1,5 +1,5 @@
 """VAVL (Goncalves et al. 2023): config, model, Auto registration and zoo entries."""
-from ...labels import CREMA_D_CLASSES, id2label
+from ...labels import CREMA_D_CLASSES, OFFICIAL_CLASSES, id2label
 from ...registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_vavl import VAVLConfig
@@ -13,7 +13,18 @@ PAPER = ("L. Goncalves, S.-G. Leem, W.-C. Lin, B. Sisman, C. Busso, \"Versatile 
 CREMA_D_LABELS = id2label(CREMA_D_CLASSES)
 ENCODERS = {"audio_encoder": "wav2vec2-large-robust", "visual_encoder": "efficientnet_b2"}
 
-# registered first so that create_model("vavl") resolves to the CREMA-D entry
+# architecture "vavl": what create_model("vavl") builds
+register_model(ModelEntry(
+    name="vavl.official",
+    model_class=VAVLForEmotionRecognition,
+    config={"audio_dim": 1024, "visual_dim": 1408, "id2label": id2label(OFFICIAL_CLASSES["crema-d"]),
+            "reconstruction_loss_weight": 2.0},
+    description="VAVL at the official shape (1024-d wav2vec2 frames, 1408-d face features, Conformers 3 / 3 / 2 "
+                "layers of width 512, 8 heads) and the official CREMA-D class order; import official checkpoints with "
+                "`vavl convert vavl --corpus crema-d`",
+    corpus="CREMA-D", labels="6 classes (official VAVL setup: raters' perceived emotion, consensus files)",
+    protocol="VAVL partitions 1-5", recipe="recipes/configs/crema_d/vavl.yaml", paper=PAPER, **ENCODERS,
+))
 register_model(ModelEntry(
     name="vavl_w2v2l_effb2.crema_d",
     model_class=VAVLForEmotionRecognition,
