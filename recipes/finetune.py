@@ -35,8 +35,9 @@ import vavl
 from vavl.data import collate, model_inputs, read_manifest
 from vavl.data.augment import augment
 from vavl.data.conditions import remove_modality
-from vavl.data.datasets import (RawClipDataset, cached_dataset, cached_feature_dims, check_split_labels, relabel,
-                                training_splits)
+from vavl.convert import initialize_from
+from vavl.data.datasets import (RawClipDataset, cached_dataset, cached_feature_dims, check_split_labels, fill_feature_statistics,
+                                relabel, training_splits)
 from vavl.errors import ConfigError, DataError, VavlError
 from vavl.evaluation import evaluate, headline
 from vavl.loading import emotion_config, load_model
@@ -102,15 +103,21 @@ def param_groups(model, cfg: DictConfig, end_to_end: bool) -> list[dict]:
 
 
 def make_optimizers(model, cfg: DictConfig, end_to_end: bool) -> dict[str, torch.optim.Optimizer]:
+    """joint: one optimiser; vavl: one per branch (the shared one steps with both modality branches).
+    train.optimizer adamw decouples weight decay; adam adds it to the gradient as L2 (the official codes)."""
     t = cfg.train
+    kind = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+
+    def make(params):
+        return kind(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+
     if t.schedule == "joint":
-        return {"all": torch.optim.AdamW(param_groups(model, cfg, end_to_end), lr=t.lr, weight_decay=t.weight_decay)}
+        return {"all": make(param_groups(model, cfg, end_to_end))}
     if not hasattr(model, "branches"):
         raise ConfigError(f"train.schedule=vavl updates VAVL's branches in turn, but {type(model).__name__} declares "
                           "no branches (a `branches()` method); use schedule=joint")
-    # VAVL: Adam, betas (0.95, 0.999), one optimiser per branch; shared steps with both modality branches
     groups = {k: [p for m in mods for p in m.parameters()] for k, mods in model.branches().items()}
-    return {k: torch.optim.AdamW(ps, lr=t.lr, betas=(0.95, 0.999), weight_decay=t.weight_decay) for k, ps in groups.items() if ps}
+    return {k: make(ps) for k, ps in groups.items() if ps}
 
 
 class TrainerState:
@@ -163,7 +170,12 @@ def setup(cfg: DictConfig) -> dict:
         datasets = {s: RawClipDataset(recs, model.processor, model.fusion.config) for s, recs in splits.items() if recs}
     else:
         datasets = {s: cached_dataset(cfg.data.cache, recs, model.config) for s, recs in splits.items() if recs}
-    train_dl = torch.utils.data.DataLoader(datasets["train"], batch_size=t.batch_size, shuffle=True, collate_fn=collate,
+        fill_feature_statistics(model, datasets["train"])
+    if cfg.model.init:
+        initialize_from(model.fusion if isinstance(model, AudioVisualModel) else model, cfg.model.init, names)
+    if end_to_end and emotion_config(model).feature_normalization:
+        raise ConfigError("model.config.feature_normalization needs cached features to compute its statistics (data.cache)")
+    train_dl = torch.utils.data.DataLoader(datasets["train"], batch_size=t.batch_size, shuffle=t.shuffle, collate_fn=collate,
                                            num_workers=cfg.data.num_workers)
     optimizers = make_optimizers(model, cfg, end_to_end)
     total = math.ceil(len(train_dl) / t.gradient_accumulation_steps) * t.epochs
@@ -174,29 +186,38 @@ def setup(cfg: DictConfig) -> dict:
     model, train_dl, *rest = accelerator.prepare(model, train_dl, *optimizers.values(), *schedulers.values())
     state = TrainerState()
     accelerator.register_for_checkpointing(state)
-    return dict(cfg=cfg, accelerator=accelerator, model=model, train_dl=train_dl, datasets=datasets, names=names,
+    fusion = accelerator.unwrap_model(model)
+    fusion = fusion.fusion if isinstance(fusion, AudioVisualModel) else fusion
+    origins = {m: fusion.input_origin(m) for m in ("audio", "visual")}  # what "multiplied by 0" means for its inputs
+    return dict(cfg=cfg, accelerator=accelerator, model=model, train_dl=train_dl, datasets=datasets, names=names, origins=origins,
                 optimizers=dict(zip(keys, rest[:len(keys)])), schedulers=dict(zip(keys, rest[len(keys):])),
                 state=state, out_dir=out_dir, total_steps=total)
 
 
 # ---- train ----------------------------------------------------------------------------------
-def train_step_joint(accelerator, model, batch, optimizers, schedulers, cfg) -> float:
+def loss_weights(cfg: DictConfig) -> dict[str, float] | None:
+    w = cfg.train.loss_weights
+    return None if w is None else {k: float(v) for k, v in OmegaConf.to_container(w).items()}
+
+
+def train_step_joint(accelerator, model, batch, optimizers, schedulers, cfg) -> dict[str, float]:
     opt, sched = optimizers["all"], schedulers["all"]
     with accelerator.accumulate(model):
-        out = model(**model_inputs(batch))
+        out = model(**model_inputs(batch), loss_weights=loss_weights(cfg))
         accelerator.backward(out.loss)
         if accelerator.sync_gradients and cfg.train.max_grad_norm:
             accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-    return out.loss.detach().float().item()
+    return {"train_loss": out.loss.detach().float().item()}
 
 
-def train_step_vavl(accelerator, model, batch, optimizers, schedulers, cfg) -> float:
+def train_step_vavl(accelerator, model, batch, optimizers, schedulers, cfg) -> dict[str, float]:
     """VAVL's loop: visual branch (+ shared) on the visual head's loss and reconstruction with the
     audio removed, the acoustic branch (+ shared) likewise, then the fusion head alone on the fused
-    loss with the branches in eval mode."""
+    loss with the branches in eval mode. Every learning-rate schedule steps once per batch (the
+    shared branch's optimiser steps twice, its schedule does not)."""
     inner = accelerator.unwrap_model(model)
     rec = inner.config.reconstruction_loss_weight
 
@@ -209,11 +230,12 @@ def train_step_vavl(accelerator, model, batch, optimizers, schedulers, cfg) -> f
             accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm)
         for n in (n for n in names if n in optimizers):
             optimizers[n].step()
-            schedulers[n].step()
 
+    losses = {}
     for branch, other in (("visual", "audio"), ("audio", "visual")):
         out = model(**model_inputs(remove_modality(batch, other)), loss_weights={branch: 1.0, f"{branch}_reconstruction": rec})
         update(out.loss, (branch, "shared"))
+        losses[f"train_loss_{branch}"] = out.loss.detach().float().item()
     frozen = [m for k in ("audio", "visual", "shared") for m in inner.branches()[k]]
     for m in frozen:
         m.eval()
@@ -223,7 +245,9 @@ def train_step_vavl(accelerator, model, batch, optimizers, schedulers, cfg) -> f
         m.train()
     for o in optimizers.values():
         o.zero_grad(set_to_none=True)
-    return out.loss.detach().float().item()
+    for sched in schedulers.values():
+        sched.step()
+    return {"train_loss": out.loss.detach().float().item(), **losses}
 
 
 def train(run: dict, config_path: str | None = None) -> dict:
@@ -259,16 +283,16 @@ def train(run: dict, config_path: str | None = None) -> dict:
             # reseed per batch: dropout and augmentation draws depend only on (seed, epoch, batch,
             # process), so a resumed run replays exactly what an uninterrupted one would do
             set_seed(cfg.seed + 7919 * (state.epoch * len(dl) + state.batches_done), device_specific=True)
-            batch = augment(batch, t.modality_dropout.audio, t.modality_dropout.visual, t.frame_masking, t.feature_noise)
-            loss = step_fn(acc, model, batch, run["optimizers"], run["schedulers"], cfg)
+            md = t.modality_dropout
+            batch = augment(batch, md.audio, md.visual, t.frame_masking, t.feature_noise, md.mode, md.per, run["origins"])
+            losses = step_fn(acc, model, batch, run["optimizers"], run["schedulers"], cfg)
             state.batches_done += 1
             if not acc.sync_gradients:
                 continue
             state.step += 1
-            bar.set_postfix(loss=f"{loss:.4f}", step=state.step)
+            bar.set_postfix(loss=f"{losses['train_loss']:.4f}", step=state.step)
             if state.step % cfg.log.every == 0:
-                log({"epoch": state.epoch, "train_loss": loss, "lr": next(iter(run["schedulers"].values())).get_last_lr()[0]},
-                    state.step)
+                log({"epoch": state.epoch, **losses, "lr": next(iter(run["schedulers"].values())).get_last_lr()[0]}, state.step)
             if t.checkpoint_every and state.step % t.checkpoint_every == 0:
                 save_checkpoint(acc, out_dir, state, t.checkpoints_to_keep)
             if t.stop_after_steps and state.step >= t.stop_after_steps:
@@ -281,12 +305,16 @@ def train(run: dict, config_path: str | None = None) -> dict:
         bar.close()
         if stopped == "stop_after_steps":
             break
-        dev = score(run, acc.unwrap_model(model), "dev", ["av"], bootstrap=0)[0]["dev/av"]
-        value = math.nan if dev[metric] is None else dev[metric]
-        row = {"epoch": state.epoch, **{f"dev_{k}": v for k, v in dev.items() if isinstance(v, float)}}
-        log(row, state.step)
-        state.history.append(row)
-        if is_better(value, state.best, metric):
+        if cfg.evaluate.dev:
+            condition = cfg.evaluate.dev_condition
+            dev = score(run, acc.unwrap_model(model), "dev", [condition], bootstrap=0)[0][f"dev/{condition}"]
+            value = math.nan if dev[metric] is None else dev[metric]
+            row = {"epoch": state.epoch, **{f"dev_{k}": v for k, v in dev.items() if isinstance(v, float)}}
+            log(row, state.step)
+            state.history.append(row)
+        else:  # no selection: the model as training leaves it
+            value, state.best = math.nan, None
+        if not cfg.evaluate.dev or is_better(value, state.best, metric):
             state.best, state.best_epoch, state.bad_epochs = value, state.epoch, 0
             save_best(run, acc.unwrap_model(model), metric, config_path)
         else:
@@ -362,7 +390,8 @@ def score(run: dict, model, split: str, names: list[str], bootstrap: int) -> tup
     counted once) -> ({"split/name": headline numbers of the fused head}, the whole results)."""
     cfg, conditions = run["cfg"], [ALIASES.get(n, n) for n in names]
     results = evaluate(model, run["datasets"][split], conditions, batch_size=cfg.train.eval_batch_size, bootstrap=bootstrap,
-                       seed=cfg.seed, accelerator=run["accelerator"], num_workers=cfg.data.num_workers, progress=cfg.log.progress)
+                       seed=cfg.seed, accelerator=run["accelerator"], num_workers=cfg.data.num_workers, progress=cfg.log.progress,
+                       bootstrap_unit=cfg.evaluate.bootstrap_unit)
     return {f"{split}/{n}": headline(results, c) for n, c in zip(names, conditions)}, results
 
 
@@ -374,7 +403,7 @@ def test(run: dict, summary: dict, config_path: str | None = None) -> dict:
         return {}
     acc.wait_for_everyone()
     best = load_model(str(out_dir), device=str(acc.device))
-    splits = [s for s in ("dev", "test") if s in run["datasets"] and (s == "dev" or cfg.evaluate.test)]
+    splits = [s for s in ("dev", "test") if s in run["datasets"] and (cfg.evaluate.dev if s == "dev" else cfg.evaluate.test)]
     results, full = {}, {}
     for split in splits:
         rows, full[split] = score(run, best, split, list(cfg.evaluate.conditions), cfg.evaluate.bootstrap)
@@ -412,7 +441,8 @@ def model_card(run: dict, model, metric: str, config_path: str | None, results: 
              ("training", f"schedule `{t.schedule}`, {t.epochs} epochs, lr {t.lr}, batch {t.batch_size} per process, "
                           f"modality dropout {dict(t.modality_dropout)}, seed {cfg.seed}"),
              ("recipe", f"`python recipes/finetune.py --config {config_path or '<config>'}` (full config in `finetune_config.yaml`)")]
-    found = f"| dev_best_{metric} | {state.best:.4f} (epoch {state.best_epoch + 1}) |"
+    found = (f"| dev_best_{metric} | {state.best:.4f} (epoch {state.best_epoch + 1}) |" if cfg.evaluate.dev
+             else "| selection | none (evaluate.dev=false): the model after the last step |")
     tables = "".join(f"\n### {split} ({r['n_samples']} clips)\n\n{results_table(r)}" for split, r in (results or {}).items())
     use = ('```python\nimport vavl\nfrom transformers import AutoModel\nmodel = AutoModel.from_pretrained("<this folder>")\n'
            "out = model(audio_features=a, audio_mask=am, visual_features=v, visual_mask=vm)\n```\n")

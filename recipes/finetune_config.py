@@ -30,6 +30,8 @@ class ModelConfig:
     audio_encoder: Optional[str] = None        # end to end only: encoder preset / saved folder
     visual_encoder: Optional[str] = None
     pretrained_encoders: bool = False
+    init: Optional[str] = None                 # start from weights: a save_pretrained folder, an official AuxFormer
+                                               # final_head.pt, or an official VAVL run folder (the nine *_head.pt)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class DataConfig:
 class ModalityDropout:
     audio: float = 0.0
     visual: float = 0.0
+    mode: str = "mask"                         # mask: the modality goes missing | zero: input x 0, masks kept
+    per: str = "sample"                        # sample: each clip draws | batch: one draw per batch (official AuxFormer)
 
 
 @dataclass
@@ -56,7 +60,9 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 32                       # per process
     eval_batch_size: int = 64
+    optimizer: str = "adamw"                   # adamw (decoupled weight decay) | adam (weight_decay is an L2 term)
     lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 1e-4
     lr_scheduler: str = "cosine"               # any transformers scheduler name: linear, cosine, constant_with_warmup, ...
     warmup_ratio: float = 0.05
@@ -64,6 +70,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"                # no | fp16 | bf16
     class_weights: Any = None                  # null | balanced | [w0, w1, ...]
+    loss_weights: Optional[dict[str, float]] = None  # loss terms and weights (EmotionModel.compute_loss); null = the model's
+    shuffle: bool = True                       # false: batches in the manifest's order
     modality_dropout: ModalityDropout = field(default_factory=ModalityDropout)
     frame_masking: float = 0.0
     feature_noise: float = 0.0
@@ -90,6 +98,9 @@ class LogConfig:
 
 @dataclass
 class EvaluateConfig:
+    dev: bool = True                           # score dev after each epoch (selection, early stopping); false: keep the last model
+    dev_condition: str = "av"                  # the condition dev is scored under for selection (e.g. shut-off:0.2)
+    bootstrap_unit: str = "speaker"            # what the intervals resample: speaker (clusters) | clip
     test: bool = True
     conditions: list[str] = field(default_factory=lambda: ["audio+video", "audio", "video"])  # or any `vavl evaluate` condition
     bootstrap: int = 1000                      # resamples for the 95% intervals of the final dev / test scores
@@ -146,6 +157,12 @@ def valid_keys(tree: dict, prefix: str = "") -> list[str]:
 
 def check_config(cfg: DictConfig) -> None:
     t = cfg.train
+    if t.optimizer not in ("adamw", "adam"):
+        raise ConfigError(f"train.optimizer={t.optimizer!r} must be 'adamw' or 'adam'")
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas={list(t.betas)!r} must be two numbers in [0, 1)")
+    if cfg.evaluate.bootstrap_unit not in ("speaker", "clip"):
+        raise ConfigError(f"evaluate.bootstrap_unit={cfg.evaluate.bootstrap_unit!r} must be 'speaker' or 'clip'")
     if t.schedule not in ("joint", "vavl"):
         raise ConfigError(f"train.schedule={t.schedule!r} must be 'joint' or 'vavl'")
     if t.mixed_precision not in ("no", "fp16", "bf16"):
@@ -165,3 +182,4 @@ def check_config(cfg: DictConfig) -> None:
     if not (cb is None or cb == "balanced" or OmegaConf.is_list(cb)):
         raise ConfigError(f"train.class_weights={cb!r} must be null, 'balanced' or a list of numbers")
     parse_conditions([ALIASES.get(c, c) for c in cfg.evaluate.conditions])
+    parse_conditions([ALIASES.get(cfg.evaluate.dev_condition, cfg.evaluate.dev_condition)])

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="report folder: metrics.json, report.md, robustness.png, confusion_*.png")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)")
+    parser.add_argument("--bootstrap-unit", choices=("speaker", "clip"), default="speaker",
+                        help="what the intervals resample: speakers, as clusters (default; speaker-independent test sets), "
+                             "or clips")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frame dropping / noise / occlusion and the bootstrap")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (single process; accelerate launch picks its own)")
 
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         model.to(args.device)
     meta = {"model": str(args.model), "manifest": str(args.manifest), "protocol": args.protocol, "fold": args.fold,
             "split": args.split if args.protocol else "all clips", "source": "feature cache" if args.cache else "raw media"}
-    results = evaluate(model, dataset, conditions, batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed, meta=meta)
+    results = evaluate(model, dataset, conditions, batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed, meta=meta,
+                       bootstrap_unit=args.bootstrap_unit)
     if int(os.environ.get("RANK", "0")) == 0:
         out = write_report(results, args.out)
         print(markdown_report(results))

@@ -13,7 +13,9 @@ user gets (for "audio" it comes from the audio head, for "video" from the visual
 and "visual" are the auxiliary heads on the clips where that modality is present. Each head also
 gets the model's own training loss for that head (`EmotionModel.head_loss`) on those clips. A head
 whose modality the condition removes, or that the model lacks, gets null metrics with a "note".
-Soft-label models are scored against the majority class of each clip's label distribution.
+Soft-label models are scored against the majority class of each clip's label distribution; a clip
+whose top votes tie is left out, as a tied hard label is. The 95% intervals resample speakers as
+clusters by default (metrics.json names the unit under "bootstrap"), or clips.
 
 Distributed: under `accelerate launch` / `torchrun` (WORLD_SIZE > 1) the data is sharded with
 Accelerate and per-sample predictions are gathered with `gather_for_metrics` (each clip counted
@@ -33,10 +35,11 @@ from . import metrics as M
 from .data.collate import collate, model_inputs
 from .data.conditions import Condition, apply_condition, check_conditions_for_source, parse_condition, parse_conditions
 from .data.datasets import IndexedDataset, data_source
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .loading import emotion_config, emotion_model
 from .outputs import EmotionRecognitionOutput
 
+BOOTSTRAP_UNITS = ("speaker", "clip")
 EMBEDDINGS = ("fused_embedding", "audio_embedding", "visual_embedding")
 
 
@@ -91,9 +94,11 @@ def predict_conditions(model, dataset, conditions: Sequence[Condition], *, batch
     model.eval()
     parts: dict[str, list[dict[str, torch.Tensor]]] = {c.name: [] for c in conditions}
     names = ", ".join(parts)
+    fusion = emotion_model(model)
+    origins = {m: fusion.input_origin(m) for m in ("audio", "visual")} if hasattr(fusion, "input_origin") else None
     for batch in tqdm(loader, desc=f"evaluate {names}", unit="batch", disable=not (progress and main), leave=False):
         for condition in conditions:
-            part = _run_batch(model, apply_condition(batch, condition, seed), device, embeddings)
+            part = _run_batch(model, apply_condition(batch, condition, seed, origins), device, embeddings)
             if accelerator is not None:
                 part = accelerator.gather_for_metrics(part)
             parts[condition.name].append({k: v.cpu() for k, v in part.items()})
@@ -156,10 +161,14 @@ def _meta(dataset, i: int) -> tuple[str, str]:
 
 # ---- scoring -----------------------------------------------------------------------------
 def gold_classes(labels: torch.Tensor) -> np.ndarray:
-    """Class indices (n,) from indices or from label distributions (majority class; -100 without votes)."""
+    """Class indices (n,) from indices or from label distributions: the majority class, or -100
+    (ignored) without votes or where the top votes tie, as hard-label ties are."""
     if labels.dim() == 1:
         return labels.long().numpy()
-    return np.where(labels.sum(-1).numpy() > 0, labels.argmax(-1).numpy(), M.IGNORE_INDEX)
+    votes = labels.numpy()
+    top = votes.max(-1, keepdims=True)
+    tied = (votes == top).sum(-1) > 1
+    return np.where((votes.sum(-1) > 0) & ~tied, votes.argmax(-1), M.IGNORE_INDEX)
 
 
 def null_head(config, note: str) -> dict[str, Any]:
@@ -168,21 +177,24 @@ def null_head(config, note: str) -> dict[str, Any]:
 
 
 def score_head(pred: torch.Tensor, labels: torch.Tensor, ids: list[str], speakers: list[str], config, *,
-               bootstrap: int, seed: int) -> dict:
-    """Metrics, 95% intervals and the per-speaker breakdown of one head on its clips."""
+               bootstrap: int, seed: int, bootstrap_unit: str = "speaker") -> dict:
+    """Metrics, 95% intervals and the per-speaker breakdown of one head on its clips. The intervals
+    resample speakers (whole clusters; the independent units of a speaker-independent test set)
+    or, bootstrap_unit="clip", clips."""
+    clusters = speakers if bootstrap_unit == "speaker" else None
     if config.task == "regression":
         attrs = config.label_names
         p, g = pred.double().numpy(), labels.double().numpy()
         out = M.regression_metrics(p, g, attrs)
         out["n"], out["n_unique"] = len(p), len(set(ids))
-        out["ci95"] = M.regression_ci(p, g, attrs, n_resamples=bootstrap, seed=seed)
+        out["ci95"] = M.regression_ci(p, g, attrs, n_resamples=bootstrap, seed=seed, clusters=clusters)
         out["per_speaker"] = M.per_speaker(lambda a, b: {"mean_ccc": M.regression_metrics(a, b, attrs)["mean_ccc"]}, speakers, p, g)
         return out
     gold, guess = gold_classes(labels), pred.argmax(-1).numpy()
     keep = gold != M.IGNORE_INDEX
     out = M.classification_metrics(gold, guess)
     out["n"], out["n_unique"] = int(keep.sum()), len(set(np.asarray(ids)[keep]))
-    out["ci95"] = M.classification_ci(gold, guess, n_resamples=bootstrap, seed=seed)
+    out["ci95"] = M.classification_ci(gold, guess, n_resamples=bootstrap, seed=seed, clusters=clusters)
     out["confusion_matrix"] = M.confusion_matrix(gold, guess, config.num_labels).tolist()
     out["per_class_recall"] = dict(zip(config.label_names, _nan_to_none(M.per_class_recall(gold, guess, config.num_labels))))
     out["per_speaker"] = M.per_speaker(lambda a, b: {"UA": M.unweighted_accuracy(a, b), "WA": M.weighted_accuracy(a, b)},
@@ -202,7 +214,7 @@ def _nan_to_none(x):
 
 
 def score_predictions(pred: Predictions, condition: Condition, config, *, bootstrap: int = 1000, seed: int = 0,
-                      head_loss=None) -> dict:
+                      head_loss=None, bootstrap_unit: str = "speaker") -> dict:
     """{"fused": {...}, "audio": {...}, "visual": {...}} for one condition. head_loss(logits,
     labels) -> loss tensor (the model's `head_loss`) adds each head's "loss"."""
     any_present = pred.audio_present | pred.visual_present
@@ -219,7 +231,8 @@ def score_predictions(pred: Predictions, condition: Condition, config, *, bootst
         else:
             keep = present.numpy()
             out[head] = score_head(logits[present], pred.labels[present], list(np.asarray(pred.ids)[keep]),
-                                   list(np.asarray(pred.speakers)[keep]), config, bootstrap=bootstrap, seed=seed)
+                                   list(np.asarray(pred.speakers)[keep]), config, bootstrap=bootstrap, seed=seed,
+                                   bootstrap_unit=bootstrap_unit)
             out[head]["loss"] = None if head_loss is None else _nan_to_none(float(head_loss(logits[present], pred.labels[present])))
             out[head]["n_without_input"] = int((~present).sum())
     return out
@@ -227,9 +240,12 @@ def score_predictions(pred: Predictions, condition: Condition, config, *, bootst
 
 def evaluate(model, dataset, conditions: str | Sequence[str | Condition] = ("av",), *, batch_size: int = 16,
              bootstrap: int = 1000, seed: int = 0, accelerator=None, num_workers: int = 0, progress: bool = True,
-             meta: dict | None = None) -> dict:
+             meta: dict | None = None, bootstrap_unit: str = "speaker") -> dict:
     """Score `model` on `dataset` (a FeatureDataset, a RawClipDataset or any dataset of collate-able
-    samples with labels) under each condition. Returns the metrics.json dict (see module docstring)."""
+    samples with labels) under each condition. Returns the metrics.json dict (see module docstring).
+    bootstrap_unit: what the 95% intervals resample, "speaker" (default) or "clip"."""
+    if bootstrap_unit not in BOOTSTRAP_UNITS:
+        raise ConfigError(f"bootstrap unit {bootstrap_unit!r} must be one of {BOOTSTRAP_UNITS}")
     conditions = parse_conditions(conditions)
     config = emotion_config(model)
     check_conditions_for_source(conditions, data_source(dataset))
@@ -238,14 +254,14 @@ def evaluate(model, dataset, conditions: str | Sequence[str | Condition] = ("av"
 
         accelerator = Accelerator()
     results: dict[str, Any] = {**(meta or {}), "task": config.task, "labels": config.label_names, "n_samples": len(dataset),
-                               "bootstrap": {"resamples": bootstrap, "confidence": 0.95, "seed": seed},
+                               "bootstrap": {"resamples": bootstrap, "confidence": 0.95, "seed": seed, "unit": bootstrap_unit},
                                "condition_semantics": {c.name: c.describe() for c in conditions}, "conditions": {}}
     preds = predict_conditions(model, dataset, conditions, batch_size=batch_size, seed=seed, accelerator=accelerator,
                                num_workers=num_workers, progress=progress)
     head_loss = getattr(emotion_model(model), "head_loss", None)
     for c in conditions:
         results["conditions"][c.name] = score_predictions(preds[c.name], c, config, bootstrap=bootstrap, seed=seed,
-                                                          head_loss=head_loss)
+                                                          head_loss=head_loss, bootstrap_unit=bootstrap_unit)
     return results
 
 

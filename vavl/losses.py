@@ -43,14 +43,16 @@ def ccc(pred: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
     return 2 * cov / (pv + gv + (pm - gm) ** 2 + 1e-8)
 
 
-def ccc_loss(pred: torch.Tensor, gold: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over attributes of 1 - CCC; rows with NaN gold values or keep false are skipped."""
+def ccc_loss(pred: torch.Tensor, gold: torch.Tensor, keep: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    """Mean (or, reduction="sum", the sum) over attributes of 1 - CCC; rows with NaN gold values
+    or keep false are skipped."""
     valid = ~torch.isnan(gold).any(-1)
     if keep is not None:
         valid = valid & keep
     if valid.sum() < 2:
         return pred.sum() * 0.0
-    return (1 - ccc(pred[valid], gold[valid])).mean()
+    per_attribute = 1 - ccc(pred[valid], gold[valid])
+    return per_attribute.sum() if reduction == "sum" else per_attribute.mean()
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

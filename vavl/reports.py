@@ -58,7 +58,8 @@ def markdown_report(results: dict) -> str:
         if results.get(key) is not None:
             lines.append(f"- {key}: `{results[key]}`")
     lines += [f"- clips: {results['n_samples']}, task: {results['task']}, labels: {', '.join(results['labels'])}",
-              f"- intervals: 95% percentile bootstrap, {results['bootstrap']['resamples']} resamples", ""]
+              f"- intervals: 95% percentile bootstrap, {results['bootstrap']['resamples']} resamples of "
+              f"{results['bootstrap'].get('unit', 'clip')}s", ""]
     regression = results["task"] == "regression"
     attrs = results["labels"]
     if regression:

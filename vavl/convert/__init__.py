@@ -39,6 +39,16 @@ def load_audeering(directory):
     return _load(directory)
 
 
+def initialize_from(model, source, labels: list[str] | None = None) -> None:
+    """Copy weights into an emotion model (as configured) from a save_pretrained folder, an official
+    AuxFormer `final_head.pt` or an official VAVL run folder (its nine *_head.pt files). Every
+    parameter must match by name and shape; buffers the source lacks (feature statistics) stay.
+    labels: the model's class names (what the official files' outputs are taken to be)."""
+    from .initialize import initialize_from as _init
+
+    _init(model, source, labels)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
     p = sub.add_parser("auxformer", help="official AuxFormer final_head.pt")

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from .conditions import shut_off_draw, zero_modality
 
 # (audio mask key, visual mask key) for each batch layout, first match wins
 MASK_KEYS = (("audio_mask", "visual_mask"), ("attention_mask", "pixel_mask"))
@@ -24,15 +25,46 @@ def _masks(batch: dict[str, Any]) -> tuple[str | None, str | None]:
     return None, None
 
 
-def modality_dropout(batch: dict[str, Any], audio: float = 0.0, visual: float = 0.0) -> dict[str, Any]:
-    """Per sample, hide audio with probability `audio` and video with probability `visual`.
-    A sample never loses its last modality: where both would go, one of them (chosen at random)
-    stays. Samples that already miss a modality are left as they are."""
+DROPOUT_MODES = ("mask", "zero")
+DROPOUT_UNITS = ("sample", "batch")
+
+
+def modality_dropout(batch: dict[str, Any], audio: float = 0.0, visual: float = 0.0, mode: str = "mask",
+                     per: str = "sample", origins: dict | None = None) -> dict[str, Any]:
+    """Hide audio with probability `audio` and video with probability `visual`.
+
+    per="sample" (vavl's default): each sample draws on its own; a sample never loses its last
+    modality (where both would go, one of them, chosen at random, stays); samples that already
+    miss a modality are left as they are. per="batch": one draw for the whole batch with the
+    official AuxFormer rule (`conditions.shut_off_draw`: audio, or else video, never both).
+    mode="mask": the dropped modality becomes missing (mask false: its head and the fusion head
+    do not see it). mode="zero": its input is multiplied by 0 and the masks stay, so the clip
+    still counts as having it and every loss applies (the official AuxFormer loop); needs per="batch".
+    origins: per modality, the feature frame the model maps to zero (`EmotionModel.input_origin`)."""
     for name, p in (("audio", audio), ("visual", visual)):
         if not 0.0 <= p < 1.0:
             raise ConfigError(f"modality_dropout.{name}={p} must be in [0, 1)")
+    if mode not in DROPOUT_MODES or per not in DROPOUT_UNITS:
+        raise ConfigError(f"modality_dropout mode={mode!r} / per={per!r}: mode is one of {DROPOUT_MODES}, per one of {DROPOUT_UNITS}")
+    if mode == "zero" and per != "batch":
+        raise ConfigError("modality_dropout.mode=zero multiplies a whole batch's modality by 0: use per=batch")
+    if audio == 0 and visual == 0:
+        return batch
+    if per == "batch":
+        if audio + visual > 1:
+            raise ConfigError(f"modality_dropout per batch: audio + visual = {audio + visual} must be <= 1 (one draw, one modality)")
+        off = shut_off_draw(audio, visual)
+        if off is None:
+            return batch
+        if mode == "zero":
+            return zero_modality(batch, off, (origins or {}).get(off))
+        key = _masks(batch)[0 if off == "audio" else 1]
+        other = _masks(batch)[1 if off == "audio" else 0]
+        if key is not None and other is not None:  # clips without the other modality keep this one
+            batch = {**batch, key: batch[key] & ~batch[other].any(1, keepdim=True)}
+        return batch
     ka, kv = _masks(batch)
-    if ka is None or kv is None or (audio == 0 and visual == 0):
+    if ka is None or kv is None:
         return batch
     a_mask, v_mask = batch[ka], batch[kv]
     both = a_mask.any(1) & v_mask.any(1)                      # (b,) only these can lose one
@@ -84,8 +116,9 @@ def feature_noise(batch: dict[str, Any], std: float = 0.0) -> dict[str, Any]:
 
 
 def augment(batch: dict[str, Any], audio_dropout: float = 0.0, visual_dropout: float = 0.0,
-            frame_mask: float = 0.0, noise: float = 0.0) -> dict[str, Any]:
+            frame_mask: float = 0.0, noise: float = 0.0, dropout_mode: str = "mask", dropout_per: str = "sample",
+            origins: dict | None = None) -> dict[str, Any]:
     """All training transforms in a fixed order (noise, frame masking, modality dropout)."""
     batch = feature_noise(batch, noise)
     batch = frame_masking(batch, frame_mask)
-    return modality_dropout(batch, audio_dropout, visual_dropout)
+    return modality_dropout(batch, audio_dropout, visual_dropout, dropout_mode, dropout_per, origins)

@@ -13,6 +13,10 @@ or corrupted. `vavl evaluate` runs a model under each (see vavl.evaluation).
                    raw media only
   occlude-face:p   in every face crop, a horizontal band covering a fraction p of the crop's rows
                    is set to 0 in normalised space (the mean colour); raw media only
+  shut-off:p       per batch, one draw r (seeded by the batch's clip ids): r < p multiplies every
+                   clip's audio input by 0, p <= r < 2p its video input; masks stay, so the clips
+                   still count as having both modalities (official AuxFormer train.py does this to
+                   its dev batches; a batch-dependent condition, for reproducing that selection)
 noise-snr and occlude-face change signals that cached encoder features no longer hold, so on a
 feature cache they raise a ConfigError before anything runs (evaluate raw media instead).
 """
@@ -35,8 +39,9 @@ CONDITION_KINDS = {  # kind -> (takes a parameter, valid range, needs raw media)
     "drop-audio": (True, (0.0, 1.0), False),
     "noise-snr": (True, (-100.0, 200.0), True),
     "occlude-face": (True, (0.0, 1.0), True),
+    "shut-off": (True, (0.0, 0.5), False),
 }
-VALID_CONDITIONS = "av, audio, video, drop-frames:P, drop-audio:P, occlude-face:P (P in 0..1), noise-snr:DB"
+VALID_CONDITIONS = "av, audio, video, drop-frames:P, drop-audio:P, occlude-face:P (P in 0..1), noise-snr:DB, shut-off:P (0..0.5)"
 DEFAULT_CONDITIONS = "av,audio,video,drop-frames:0.5,drop-audio:0.5"
 AUDIO_FRAME_SECONDS = 0.02  # drop-audio on raw waveforms works on 20 ms frames
 MODALITY_KEYS = {"visual": ("visual_features", "visual_mask", "pixel_values", "pixel_mask"),
@@ -67,7 +72,8 @@ class Condition:
                 "drop-frames": f"{v} of each clip's visual frames masked out (seeded per clip)",
                 "drop-audio": f"{v} of each clip's audio frames dropped (features: masked; waveform: 20 ms frames zeroed)",
                 "noise-snr": f"white noise added to the waveform at {v} dB SNR",
-                "occlude-face": f"a band of {v} of each face crop's rows set to the mean colour"}[self.kind]
+                "occlude-face": f"a band of {v} of each face crop's rows set to the mean colour",
+                "shut-off": f"per batch, audio (probability {v}) or video (probability {v}) multiplied by 0, masks kept"}[self.kind]
 
 
 def parse_condition(text: str) -> Condition:
@@ -114,11 +120,38 @@ def remove_modality(batch: dict[str, Any], modality: str) -> dict[str, Any]:
     return {**batch, **dict.fromkeys(MODALITY_KEYS[modality])}
 
 
-def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0) -> dict[str, Any]:
+def zero_modality(batch: dict[str, Any], modality: str, origin: torch.Tensor | None = None) -> dict[str, Any]:
+    """A copy of a collated batch whose `modality` input (features, or waveform / face pixels) is
+    multiplied by 0 while its mask stays: the clips still "have" the modality, as when the
+    official AuxFormer loop shuts a modality off. `origin` (d,): the feature frame that the model
+    maps to zero (`EmotionModel.input_origin`, for a model that z-scores its inputs), so that the
+    features are zero where the official loop zeroes them, after normalisation."""
+    batch = dict(batch)
+    features, raw = MODALITY_KEYS[modality][::2]
+    if batch.get(features) is not None:
+        x = batch[features]
+        batch[features] = x * 0 if origin is None else origin.to(x.device, x.dtype).expand_as(x).clone()
+    if batch.get(raw) is not None:
+        batch[raw] = batch[raw] * 0
+    return batch
+
+
+def shut_off_draw(p_audio: float, p_visual: float, generator: torch.Generator | None = None) -> str | None:
+    """One draw of the official AuxFormer rule for a batch: "audio", "visual" or None.
+    r = rand(1): r < p_audio -> audio; p_audio < r < p_audio + p_visual -> visual (train.py)."""
+    r = float(torch.rand(1, generator=generator))
+    if r < p_audio:
+        return "audio"
+    return "visual" if p_audio < r < p_audio + p_visual else None
+
+
+def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0,
+                    origins: dict[str, torch.Tensor | None] | None = None) -> dict[str, Any]:
     """A copy of a collated batch with the condition applied (inputs are never modified in place).
 
     Feature batches: audio_features/audio_mask/visual_features/visual_mask. Raw batches:
     input_values/attention_mask (b, n) and pixel_values (b, t, 3, H, W)/pixel_mask (b, t).
+    origins: per modality, the frame the model maps to zero (see `zero_modality`), for shut-off.
     """
     if condition.removes:
         return remove_modality(batch, condition.removes)
@@ -129,6 +162,10 @@ def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0) 
     if condition.needs_raw_media and ("audio_features" in batch or "visual_features" in batch):
         raise ConfigError(f"condition {condition.name!r} changes raw media and cannot be applied to cached features; "
                           "evaluate without --cache (raw media) or drop this condition")
+    if kind == "shut-off":
+        g = _clip_generator(seed, condition, "|".join(map(str, batch["ids"])))
+        off = shut_off_draw(p, p, g)
+        return batch if off is None else zero_modality(batch, off, (origins or {}).get(off))
     gens = [_clip_generator(seed, condition, str(i)) for i in batch["ids"]]
     if kind == "drop-frames":
         batch["visual_features"], batch["visual_mask"] = _drop_frames(batch.get("visual_features"), batch.get("visual_mask"), p, gens)

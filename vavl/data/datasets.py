@@ -173,3 +173,33 @@ def cached_feature_dims(cache: str | Path, records: list[dict]) -> tuple[int | N
         item = store.read(r["id"])
         dims.update({m: int(item[f"{m}_features"].shape[-1]) for m in dims if dims[m] is None and item[f"{m}_features"] is not None})
     return dims["audio"], dims["visual"]
+
+
+def feature_statistics(dataset: FeatureDataset, modality: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Per-dimension mean and standard deviation of `modality`'s frames over every clip of a
+    cached dataset (population moments in float64, as the official AuxFormer / VAVL loaders
+    compute their video statistics), or None when no clip has that modality."""
+    total = squares = None
+    count = 0
+    for i in range(len(dataset)):
+        x = dataset[i][f"{modality}_features"]
+        if x is None or not len(x):
+            continue
+        x = x.double()
+        total = x.sum(0) if total is None else total + x.sum(0)
+        squares = (x * x).sum(0) if squares is None else squares + (x * x).sum(0)
+        count += len(x)
+    if not count:
+        return None
+    mean = total / count
+    return mean.float(), (squares / count - mean * mean).clamp(min=0).sqrt().float()
+
+
+def fill_feature_statistics(model, train_set: FeatureDataset) -> None:
+    """Give an EmotionModel the z-scoring statistics of the modalities in its
+    config.feature_normalization, computed over the training clips."""
+    for modality in model.config.feature_normalization or ():
+        stats = feature_statistics(train_set, modality)
+        if stats is None:
+            raise DataError(f"feature_normalization lists {modality}, but no training clip has {modality} features")
+        model.set_feature_statistics(modality, *stats)

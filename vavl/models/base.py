@@ -43,6 +43,10 @@ class EmotionConfig(PretrainedConfig):
         multiplied by the scale and shifted by the offset, e.g. [4, 4, 4] and [1, 1, 1] for a model
         trained on attributes normalised as (x - 1) / 4 (the official VAVL MSP-IMPROV recipe), so that
         its outputs are on the labels' 1-5 scale. None: outputs as the heads give them.
+    feature_normalization: the modalities ("audio", "visual") whose input frames the model z-scores
+        with per-dimension statistics it holds as buffers (`set_feature_statistics`; the recipe fills
+        them from the training clips, as the official AuxFormer / VAVL loaders do for video).
+    ccc_reduction: regression loss over the attributes: "mean" of 1 - CCC, or their "sum" (official VAVL).
     """
 
     model_type = "vavl_emotion"
@@ -57,6 +61,8 @@ class EmotionConfig(PretrainedConfig):
     prediction: str = "fused"
     output_scale: list[float] | None = None
     output_offset: list[float] | None = None
+    feature_normalization: list[str] | None = None
+    ccc_reduction: str = "mean"
 
     def __post_init__(self, **kwargs: Any):
         if self.task == "regression":
@@ -87,6 +93,10 @@ class EmotionConfig(PretrainedConfig):
             if value is not None and (self.task != "regression" or len(value) != self.num_labels):
                 raise ConfigError(f"{name}={value!r} needs task='regression' and one value per attribute "
                                   f"({self.num_labels})")
+        if not set(self.feature_normalization or ()) <= {"audio", "visual"}:
+            raise ConfigError(f"feature_normalization={self.feature_normalization!r}: list 'audio' and / or 'visual'")
+        if self.ccc_reduction not in ("mean", "sum"):
+            raise ConfigError(f"ccc_reduction={self.ccc_reduction!r} must be 'mean' or 'sum'")
         if self.class_weights is not None and len(self.class_weights) != self.num_labels:
             raise ConfigError(f"class_weights has {len(self.class_weights)} values but num_labels={self.num_labels}")
         for name in ("aux_loss_weight", "reconstruction_loss_weight"):
@@ -116,8 +126,30 @@ def check_divides(config: PretrainedConfig, width: str, heads: str) -> None:
         raise ConfigError(f"{heads}={h} does not divide {width}={w}: attention splits the width into {heads} equal parts")
 
 
+NORMALIZATION_EPS = 1e-6  # added to the standard deviation, as the official loaders do
+
+
 class EmotionModel(PreTrainedModel):
     """Base of all vavl emotion models (see module docstring)."""
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        for modality in config.feature_normalization or ():
+            dim = config.audio_dim if modality == "audio" else config.visual_dim
+            self.register_buffer(f"{modality}_feature_mean", torch.zeros(dim))
+            self.register_buffer(f"{modality}_feature_std", torch.ones(dim))
+
+    def set_feature_statistics(self, modality: str, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The per-dimension mean and standard deviation the model z-scores `modality` with."""
+        if modality not in (self.config.feature_normalization or ()):
+            raise ConfigError(f"{modality} is not in config.feature_normalization={self.config.feature_normalization}")
+        getattr(self, f"{modality}_feature_mean").copy_(mean)
+        getattr(self, f"{modality}_feature_std").copy_(std)
+
+    def input_origin(self, modality: str) -> torch.Tensor | None:
+        """The input frame the model maps to zero: the feature mean where it normalizes `modality`
+        (so "multiply the modality by 0 after normalization" means "set it to this"), else None."""
+        return getattr(self, f"{modality}_feature_mean", None)
 
     config_class = EmotionConfig
     base_model_prefix = "vavl"
@@ -173,6 +205,9 @@ class EmotionModel(PreTrainedModel):
                 elif mask.shape != x.shape[:2]:
                     raise ValueError(f"{name}_mask has shape {tuple(mask.shape)}; expected {tuple(x.shape[:2])}")
                 mask = mask.bool()
+                if name in (self.config.feature_normalization or ()):
+                    mean, std = getattr(self, f"{name}_feature_mean"), getattr(self, f"{name}_feature_std")
+                    x = (x - mean.to(x.dtype)) / (std.to(x.dtype) + NORMALIZATION_EPS)
                 x = x * mask.unsqueeze(-1).to(x.dtype)
             out += [x, mask]
         return tuple(out)
@@ -237,7 +272,7 @@ class EmotionModel(PreTrainedModel):
         cross-entropy with the config's class weights, soft-label cross-entropy, or 1 - CCC."""
         cfg = self.config
         if cfg.task == "regression":
-            return losses.ccc_loss(pred, labels.to(pred.dtype), keep)
+            return losses.ccc_loss(pred, labels.to(pred.dtype), keep, reduction=cfg.ccc_reduction)
         weight = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, device=pred.device, dtype=torch.float32)
         fn = losses.soft_cross_entropy if cfg.task == "soft_label_classification" else losses.cross_entropy
         return fn(pred.float(), labels, keep, weight)
