@@ -217,3 +217,20 @@ def test_a_damaged_clip_file_is_named_then_removed_and_recomputed(tmp_path, enco
     summary = extract(manifest, tmp_path / "cache", encoders[0], **kw)
     assert summary["written"] == 1 and summary["cached"] == len(read_manifest(manifest))
     assert f"unreadable (truncated or damaged) and were removed, to be extracted again: {victim.name}" in capsys.readouterr().err
+
+
+def test_cli_bad_arguments_are_one_line_before_any_work(tmp_path, encoders, capsys):
+    from vavl.cli import main
+
+    manifest = make("custom", tmp_path, n_speakers=1)
+    base = ["extract", "--manifest", str(manifest), "--out", str(tmp_path / "cache"), "--audio-encoder", encoders[0]]
+    for extra, says in ((["--device", "bogus"], "not a device"), (["--device", "cuda:7"], "--device cuda:7"),
+                        (["--workers", "-1"], "--workers -1")):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and says in err
+    for extra in (["--batch-size", "0"], ["--fps", "-5"], ["--max-seconds", "nan"]):
+        with pytest.raises(SystemExit) as stop:
+            main([*base, *extra])
+        assert stop.value.code == 2 and extra[0] in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()

@@ -10,9 +10,9 @@ plain state dict is accepted too. Its recogniser resizes face crops to 260 x 260
 and normalises with ImageNet mean/std.
 
 A whole-model file is a pickle. It is read with `torch.load(weights_only=True)`, which builds
-tensors and containers only, plus the module classes named in `MODULE_CLASSES` (the parts of a
-timm EfficientNet; their old timm 0.4 paths too): nothing else in the file can be called, so a
-file that names any other function or class is refused and runs nothing.
+tensors and containers only, plus the classes `_allowed()` names (the parts of a timm EfficientNet,
+under their timm 0.4 paths too): nothing else in the file can be called, so a file that names any
+other function or class is refused and runs nothing.
 """
 from __future__ import annotations
 

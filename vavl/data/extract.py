@@ -292,7 +292,7 @@ def _gather_errors(out: Path, index: dict[str, Any], log) -> dict[str, Any]:
         where = f"; tracebacks of unexpected errors in {log_path}" if traces else ""
         print(f"vavl extract: {len(rows)} clips failed and were skipped (reasons in {out}/errors.jsonl{where}): {shown}",
               file=log)
-    return {"failed": len(rows), "failed_ids": [e["id"] for e in rows]}
+    return {"failed": len(rows)}
 
 
 def _encoder_name(name) -> str | None:

@@ -79,8 +79,8 @@ def _mark(encoder: Encoder, weights: str, source: str | None) -> Encoder:
 
 
 def weights_identity(encoder: Encoder) -> dict[str, Any]:
-    """Where the weights came from and a sha256 of their values (names, dtypes, shapes, bytes): two
-    encoders give the same identity only when they compute the same function."""
+    """Where the weights came from and a sha256 of their values (names, dtypes, shapes, bytes): equal
+    hashes mean equal weights, whatever the name or folder they were loaded by."""
     digest = hashlib.sha256()
     for key, value in sorted(encoder.state_dict().items()):
         value = value.detach().to("cpu").contiguous()

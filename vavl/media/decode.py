@@ -115,7 +115,7 @@ def _wav_declared_seconds(path) -> float:
                     byte_rate = struct.unpack("<I", f.read(16)[8:12])[0]
                     f.seek(size - 16 + size % 2, 1)
                 elif kind == b"data":
-                    return size / byte_rate if byte_rate and size not in (0, 0xFFFFFFFF) else 0.0
+                    return size / byte_rate if byte_rate and 0 < size < 0x7FFFFFFF else 0.0   # else: a streaming placeholder
                 else:
                     f.seek(size + size % 2, 1)
     except (OSError, struct.error):
