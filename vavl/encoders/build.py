@@ -66,7 +66,7 @@ def _fetching(name: str, hub_id: str | None):
 
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise ConfigError(
-            f"{name}: its pretrained weights ({hub_id}) are not in the Hugging Face cache ({HF_HUB_CACHE}) and could "
+            f"{hub_id}: the pretrained weights of {name} are not in the Hugging Face cache ({HF_HUB_CACHE}) and could "
             f"not be downloaded ({reason}); download them once where there is network (`hf download {hub_id}`), pass "
             "a local folder that holds them, or ask for an untrained network (--random-init, pretrained_encoders=False)"
         ) from None
