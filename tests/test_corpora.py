@@ -265,11 +265,48 @@ def test_custom_csv(tmp_path):
         "media/gone.mp4,,,sad,s1,1.0,train\n")
     summary = prepare("custom", tmp_path, tmp_path / "m.jsonl", log=open("/dev/null", "w"))
     records = {r["id"]: r for r in read_manifest(tmp_path / "m.jsonl")}
-    assert summary["dropped_no_media"] == ["gone"] and set(records) == {"a", "b", "c"}
-    assert records["a"]["audio"] == records["a"]["video"] == str((tmp_path / "media" / "a.mp4").resolve())
-    assert records["b"]["video"] is None and records["b"]["attributes"] is None
-    assert records["c"]["attributes"] == {"arousal": 2.0} and records["c"]["label"] is None
-    assert split_records(list(records.values()), "split")["dev"][0]["id"] == "c"
+    assert summary["dropped_no_media"] == ["media/gone"] and set(records) == {"media/a", "media/b", "media/c"}
+    assert records["media/a"]["audio"] == records["media/a"]["video"] == str((tmp_path / "media" / "a.mp4").resolve())
+    assert records["media/b"]["video"] is None and records["media/b"]["attributes"] is None
+    assert records["media/c"]["attributes"] == {"arousal": 2.0} and records["media/c"]["label"] is None
+    assert split_records(list(records.values()), "split")["dev"][0]["id"] == "media/c"
+
+
+def test_custom_ids_are_unique_or_refused_at_prepare_time(tmp_path):
+    for speaker in ("s1", "s2"):
+        (tmp_path / speaker).mkdir()
+        (tmp_path / speaker / "001.mp4").touch()
+    (tmp_path / "labels.csv").write_text("path,label\ns1/001.mp4,happy\ns2/001.mp4,sad\n")
+    prepare("custom", tmp_path, tmp_path / "m.jsonl", log=open("/dev/null", "w"))
+    assert [r["id"] for r in read_manifest(tmp_path / "m.jsonl")] == ["s1/001", "s2/001"]
+    (tmp_path / "ids.csv").write_text("id,path,label\nx,s1/001.mp4,happy\nx,s2/001.mp4,sad\n")
+    with pytest.raises(DataError, match=r"ids.csv:3: clip id 'x' is also the id of line 2"):
+        prepare("custom", tmp_path / "ids.csv", tmp_path / "m.jsonl")
+
+
+@pytest.mark.parametrize("content,says", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\x00binary" * 20, "not a UTF-8 text table"),
+    (b"path,label\nclip.mp4,\"" + b"x" * 200_000 + b"\"\n", "not a readable CSV"),   # past csv's field size limit
+    (b"path,label,fold\nclip.mp4,happy,one\n", "labels.csv:2: column fold: 'one' is not a whole number"),
+    (b"path,label,arousal\nclip.mp4,happy,3.0\nclip2.mp4,sad,high\n", None),   # not numeric: not an attribute
+])
+def test_custom_csv_that_cannot_be_read_is_one_clear_error(tmp_path, content, says):
+    (tmp_path / "clip.mp4").touch()
+    (tmp_path / "clip2.mp4").touch()
+    (tmp_path / "labels.csv").write_bytes(content)
+    if says is None:
+        prepare("custom", tmp_path, tmp_path / "m.jsonl", log=open("/dev/null", "w"))
+        assert all(r["attributes"] is None for r in read_manifest(tmp_path / "m.jsonl"))
+        return
+    with pytest.raises(DataError, match=says):
+        prepare("custom", tmp_path, tmp_path / "m.jsonl")
+
+
+@pytest.mark.parametrize("table", ["garbage\n\x01\x02 not a table\n", "FileName,Something\n1001_DFA_ANG_XX,x\n"])
+def test_crema_d_metadata_that_is_not_the_corpus_tables_names_the_file(tmp_path, table):
+    (tmp_path / "summaryTable.csv").write_text(table)
+    with pytest.raises(DataError, match=r"summaryTable.csv: lacks the column\(s\)"):
+        prepare("crema-d", tmp_path, tmp_path / "m.jsonl", metadata_dir=tmp_path)
 
 
 # ---- the command line ----------------------------------------------------------------------

@@ -133,3 +133,104 @@ def test_two_processes_share_one_cache(tmp_path, encoders):
     assert done.returncode == 0, done.stderr[-2000:]
     index = FeatureCache(tmp_path / "cache").rebuild_index()
     assert len(index) == n and {e["meta"]["rank"] for e in index.values()} == {0, 1}
+
+
+def test_cache_records_the_weights_and_refuses_other_weights(tmp_path, encoders):
+    manifest = make("custom", tmp_path, n_speakers=1)
+    settings = {"fps": 3, "progress": False, "log": QUIET}
+    first = extract(manifest, tmp_path / "cache", None, "test_convnext", random_init=True, **settings)
+    saved = FeatureCache(tmp_path / "cache").settings["visual_weights"]
+    assert saved["weights"] == "random-init" and saved["source"].startswith("timm/test_convnext")
+    again = extract(manifest, tmp_path / "cache", None, "test_convnext", random_init=True, **settings)
+    assert again["skipped"] == first["cached"] and again["written"] == 0   # seeded: the same network, resumable
+    from vavl.encoders import build_encoder
+    from vavl.errors import DataError
+
+    torch.manual_seed(1)
+    other = build_encoder("test_convnext", pretrained=False)               # same architecture, other weights
+    with pytest.raises(DataError, match="visual_weights"):
+        extract(manifest, tmp_path / "cache", None, other, **settings)
+    folder = extract(manifest, tmp_path / "folder", None, encoders[1], **settings)
+    weights = FeatureCache(tmp_path / "folder").settings["visual_weights"]
+    assert folder["failed"] == 0 and weights["weights"] == "folder" and weights["source"] == str(Path(encoders[1]).resolve())
+    assert len(weights["sha256"]) == 64 and weights["sha256"] != saved["sha256"]
+
+
+def test_offline_with_an_empty_hub_cache_exits_2_and_writes_nothing(tmp_path):
+    manifest = make("custom", tmp_path, n_speakers=1)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run([sys.executable, "-m", "vavl.cli", "extract", "--manifest", str(manifest), "--out",
+                           str(tmp_path / "cache"), "--audio-encoder", "wav2vec2-base", "--no-progress"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "facebook/wav2vec2-base" in lines[0] and "hf download" in lines[0] and "--random-init" in lines[0]
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_clip_that_fails_for_any_reason_costs_only_that_clip(tmp_path, encoders, monkeypatch):
+    from vavl.cli import main
+    import vavl.data.extract as ex
+
+    manifest = make("custom", tmp_path, n_speakers=1)
+    ids = [r["id"] for r in read_manifest(manifest)]
+    real_decode, real_encode = ex.ClipLoader.decode, ex.encode_batch
+
+    def decode(self, rec):
+        if rec["id"] == ids[0]:
+            raise ZeroDivisionError("a bug in decoding")
+        return real_decode(self, rec)
+
+    def encode(items, *args):
+        names = [it["record"]["id"] for it in items]
+        if ids[1] in names:
+            raise RuntimeError("the encoder broke")
+        feats = real_encode(items, *args)
+        return [[a * float("nan"), v] if n == ids[2] else [a, v] for n, (a, v) in zip(names, feats)]
+
+    monkeypatch.setattr(ex.ClipLoader, "decode", decode)
+    monkeypatch.setattr(ex, "encode_batch", encode)
+    code = main(["extract", "--manifest", str(manifest), "--out", str(tmp_path / "cache"), "--audio-encoder",
+                 encoders[0], "--batch-size", "3", "--no-progress"])
+    assert code == 3                                            # some clips failed, the rest are cached
+    cache = tmp_path / "cache"
+    errors = {e["id"]: e["error"] for e in map(json.loads, (cache / "errors.jsonl").read_text().splitlines())}
+    assert set(errors) == set(ids[:3]) and set(FeatureCache(cache).index()) == set(ids[3:])
+    assert errors[ids[0]] == f"{ids[0]}: unexpected error (ZeroDivisionError: a bug in decoding); traceback in {cache / 'errors.log'}"
+    assert "RuntimeError: the encoder broke" in errors[ids[1]] and "non-finite" in errors[ids[2]]
+    log = (cache / "errors.log").read_text()
+    assert f"==== {ids[0]}" in log and "Traceback" in log and "ZeroDivisionError" in log and f"==== {ids[1]}" in log
+
+
+def test_a_damaged_clip_file_is_named_then_removed_and_recomputed(tmp_path, encoders, capsys):
+    from vavl.errors import DataError
+
+    manifest = make("custom", tmp_path, n_speakers=1)
+    kw = {"progress": False, "log": sys.stderr}
+    extract(manifest, tmp_path / "cache", encoders[0], **kw)
+    cache = FeatureCache(tmp_path / "cache")
+    victim = sorted(cache.clips.glob("*.safetensors"))[0]
+    victim.write_bytes(victim.read_bytes()[:20])
+    with pytest.raises(DataError, match=victim.name):
+        FeatureCache(tmp_path / "cache").rebuild_index()
+    capsys.readouterr()
+    summary = extract(manifest, tmp_path / "cache", encoders[0], **kw)
+    assert summary["written"] == 1 and summary["cached"] == len(read_manifest(manifest))
+    assert f"unreadable (truncated or damaged) and were removed, to be extracted again: {victim.name}" in capsys.readouterr().err
+
+
+def test_cli_bad_arguments_are_one_line_before_any_work(tmp_path, encoders, capsys):
+    from vavl.cli import main
+
+    manifest = make("custom", tmp_path, n_speakers=1)
+    base = ["extract", "--manifest", str(manifest), "--out", str(tmp_path / "cache"), "--audio-encoder", encoders[0]]
+    for extra, says in ((["--device", "bogus"], "not a device"), (["--device", "cuda:7"], "--device cuda:7"),
+                        (["--workers", "-1"], "--workers -1")):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and says in err
+    for extra in (["--batch-size", "0"], ["--fps", "-5"], ["--max-seconds", "nan"]):
+        with pytest.raises(SystemExit) as stop:
+            main([*base, *extra])
+        assert stop.value.code == 2 and extra[0] in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()

@@ -59,3 +59,34 @@ def test_processor_normalises_crops_and_round_trips(tmp_path):
     proc.save_pretrained(tmp_path / "p")
     again = AudioVisualProcessor.from_pretrained(tmp_path / "p")
     assert again == proc and again.face == {"detect_every": 2}
+
+
+@pytest.mark.parametrize("scene", ["coffee", "rocket", "chelsea", "hubble_deep_field"])
+def test_real_scenes_without_a_face_give_no_track(scene):
+    from malformed_media import scene_frames
+
+    track = FaceCropper(size=48, detect_every=2)(scene_frames(scene, 12, 240, 320))
+    assert track.face_frames == 0 and not track.mask.any() and np.isnan(track.boxes).all()
+
+
+def test_a_passer_by_seen_in_a_few_frames_is_not_the_speaker():
+    from malformed_media import passer_by_frames
+
+    frames = passer_by_frames()                     # a real face (the cameraman) in 4 of 40 frames
+    cropper = FaceCropper(size=48, detect_every=2)
+    found = [len(b) for b, _ in cropper.detect(frames[15:19])]
+    assert found == [1, 1, 1, 1]                    # MTCNN does see him where he is
+    assert cropper(frames).face_frames == 0         # but 2 of 21 frames checked is not a speaker's face
+    assert FaceCropper(size=48, detect_every=2, min_presence=0.0)(frames).face_frames > 0
+
+
+def test_a_face_too_small_for_a_speaker_is_left_out():
+    frames = face_frames(6, 480, 640, face=40, moving=False)   # 40 px of 480: a face in the background
+    assert FaceCropper(size=48, detect_every=2, detect_side=640)(frames).face_frames == 0
+    assert FaceCropper(size=48, detect_every=2, detect_side=640, min_face_fraction=0.0)(frames).face_frames == 6
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (2, 2), (16, 640)])
+def test_frames_smaller_than_any_face_give_no_track(shape):
+    frames = np.full((4, *shape, 3), 120, np.uint8)
+    assert FaceCropper(size=32)(frames).face_frames == 0

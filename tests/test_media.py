@@ -102,3 +102,62 @@ def test_bad_files_raise_media_error_naming_the_file(tmp_path):
             assert clip.frames is not None or clip.audio is not None
     with pytest.raises(MediaError, match="folder"):
         decode(tmp_path)
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotation_metadata_is_applied(tmp_path, degrees):
+    from malformed_media import rotate_mp4
+
+    upright = face_frames(6, 96, 128)
+    path = rotate_mp4(tmp_path / f"r{degrees}.mp4", upright, degrees)
+    stored = decode(path, fps=10).frames
+    assert stored.shape == upright.shape                   # shown the way the phone meant, not as stored
+    assert np.abs(stored.astype(int) - upright.astype(int)).mean() < 6
+    sideways = np.rot90(upright, k=degrees // 90, axes=(1, 2))
+    if degrees != 180:
+        assert sideways.shape != stored.shape
+
+
+def test_nonfinite_and_out_of_range_samples_are_repaired_and_counted(tmp_path):
+    from malformed_media import float_wav
+    from vavl.media.decode import decode_notes
+
+    wave = tone(1.0)
+    wave[100:150], wave[5000], wave[9000] = np.nan, np.inf, 1e30
+    clip = decode(float_wav(tmp_path / "bad.wav", wave))
+    assert np.isfinite(clip.audio).all() and np.abs(clip.audio).max() <= 1.0
+    assert clip.nonfinite == 51 and clip.peak == pytest.approx(1e30, rel=1e-3)
+    assert (clip.audio[100:150] == 0).all() and np.allclose(clip.audio[:100], wave[:100], atol=1e-6)
+    notes = decode_notes(clip.decoded, clip.duration, clip.nonfinite, len(clip.audio), clip.peak)
+    assert notes == ["51 of 16000 audio samples were NaN or infinite: set to 0",
+                     "audio samples up to 1e+30, beyond full scale: clipped to [-1, 1]"]
+    good = decode(float_wav(tmp_path / "good.wav", tone(1.0)))
+    assert good.nonfinite == 0 and not decode_notes(good.decoded, good.duration, 0, len(good.audio), good.peak)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mkv", ".flv", ".mp3"])
+def test_a_truncated_file_says_how_much_of_it_decoded(tmp_path, suffix):
+    from malformed_media import float_wav
+    from vavl.media.decode import decode_notes
+
+    if suffix == ".wav":   # the header promises 4 s, the file holds 1.2 s
+        path = float_wav(tmp_path / "cut.wav", tone(1.2), declared_seconds=4.0)
+    else:
+        full = write_clip(tmp_path / f"full{suffix}", None if suffix == ".mp3" else face_frames(40, 64, 80),
+                          fps=10, audio=tone(4.0), sample_rate=16000 if suffix != ".flv" else 44100)
+        path = tmp_path / f"cut{suffix}"
+        path.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.4)])
+    clip = decode(path, fps=5)
+    assert clip.duration > 3.5 and 0.5 < clip.decoded < 2.5
+    assert probe(path).duration == pytest.approx(clip.duration, abs=0.1)
+    note = decode_notes(clip.decoded, clip.duration)
+    assert len(note) == 1 and note[0].startswith(f"decoded {clip.decoded:.2f} s of {clip.duration:.2f} s")
+    whole = decode(write_clip(tmp_path / f"whole{suffix}", None if suffix in (".wav", ".mp3") else face_frames(10, 64, 80),
+                              fps=10, audio=tone(1.0), sample_rate=44100))
+    assert not decode_notes(whole.decoded, whole.duration)   # complete files get no note
+
+
+def test_broken_link_is_named_as_such(tmp_path):
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "gone.mp4")
+    with pytest.raises(MediaError, match="link.mp4: broken symbolic link"):
+        probe(tmp_path / "link.mp4")

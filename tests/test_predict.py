@@ -1,5 +1,6 @@
 """Raw clip -> prediction: full models (encoders + fusion), save / AutoModel round trip,
 `vavl.predict` on every kind of input, and the `vavl predict` command line."""
+import csv
 import json
 
 import numpy as np
@@ -15,6 +16,7 @@ from vavl.media import write_clip
 from vavl.models.with_encoders import AudioVisualModel
 
 LABELS = {0: "angry", 1: "happy", 2: "neutral"}
+UNTRAINED = "the visual encoder has untrained (random) weights: these scores carry no meaning"
 SMALL = dict(hidden_size=16, num_heads=2, num_layers=1)
 
 
@@ -22,7 +24,7 @@ def tiny_full_model(tmp_path, **overrides):
     speech = tiny_speech_dir(tmp_path / "speech")
     torch.manual_seed(0)
     model = vavl.create_model("auxformer", audio_encoder=speech, visual_encoder="test_efficientnet",
-                              **{"id2label": LABELS, **SMALL, **overrides})
+                              pretrained_encoders=False, **{"id2label": LABELS, **SMALL, **overrides})
     model.processor.face_size = 64  # small crops keep the tests fast
     return model
 
@@ -61,6 +63,8 @@ def clips(tmp_path_factory):
 def test_full_model_takes_raw_and_feature_inputs_and_round_trips(tmp_path, model_dir):
     m = AutoModel.from_pretrained(model_dir).eval()
     assert isinstance(m, AudioVisualModel) and m.fusion.config.audio_dim == 32
+    # the config says where the encoders' weights came from: a folder's, and an untrained timm network
+    assert m.config.audio_encoder["weights"] == "folder" and m.config.visual_encoder["weights"] == "random-init"
     assert m.fusion.config.visual_dim == m.visual_encoder.output_dim and m.processor.face_size == 64
     assert m.config.id2label[1] == "happy" and m.label_names == ["angry", "happy", "neutral"]
     wave, crops = torch.randn(2, 8000), torch.randn(2, 4, 3, 64, 64)
@@ -86,6 +90,7 @@ def test_predict_audio_visual_clip(model, clips):
     assert [x for e in r["timeline"] for x in (e["start"], e["end"])] == pytest.approx([0, 1, 1, 2], abs=0.05)
     assert all(e["modalities"] == ["audio", "visual"] for e in r["timeline"])
     assert set(r["timings"]) == {"decode", "faces", "audio_encoder", "visual_encoder", "fusion"}
+    assert r["notes"] == [UNTRAINED] and r["decoded"] == pytest.approx(r["duration"], abs=0.1)
 
 
 @pytest.mark.parametrize("name,modalities,note", [
@@ -96,7 +101,8 @@ def test_predict_audio_visual_clip(model, clips):
 def test_predict_handles_every_kind_of_clip(model, clips, name, modalities, note):
     r = vavl.predict(clips[name], model=model)
     assert r["modalities"] == modalities and r["label"] in LABELS.values()
-    assert (note is None and not r["notes"]) or any(note in n for n in r["notes"])
+    notes = [n for n in r["notes"] if n != UNTRAINED]
+    assert (note is None and not notes) or any(note in n for n in notes)
     assert r["timeline"] and all(set(e["modalities"]) <= set(modalities) for e in r["timeline"])
     if "visual" not in modalities and name.endswith(".mp4") and name != "mute.mp4":
         assert r["frames"] > 0 and r["face_frames"] == 0
@@ -132,19 +138,56 @@ def test_cli_json_csv_timeline_and_batch_with_failures(tmp_path, model_dir, clip
     (folder / "empty.mp4").write_bytes(b"")
     (folder / "notes.mp4").write_text("not a video")
     (folder / "readme.txt").write_text("ignored: not a media suffix")
+    (folder / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
     code = main(["predict", str(folder), "--model", model_dir, "--json", "--csv", str(tmp_path / "out.csv"),
                  "--timeline", str(tmp_path / "t.png")])
     out, err = capsys.readouterr()
-    assert code == 2 and "Traceback" not in err
+    assert code == 3 and "Traceback" not in err   # 3: some files failed, the others were scored
     rows = [json.loads(line) for line in out.strip().splitlines()]
-    assert sorted(r["file"].split("/")[-1] for r in rows) == ["face.flv", "speech.wav"]
+    assert sorted(r["file"].split("/")[-1] for r in rows) == ["empty.mp4", "face.flv", "gone.wav", "notes.mp4", "speech.wav"]
     for r in rows:
-        assert {"file", "label", "scores", "modalities", "frames", "face_frames", "timeline"} <= set(r)
+        keys = {"file", "error"} if r["file"].endswith(("empty.mp4", "notes.mp4", "gone.wav")) else \
+            {"file", "label", "scores", "modalities", "frames", "face_frames", "duration", "decoded", "timeline"}
+        assert keys <= set(r)
     errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 2 and any("empty.mp4" in e for e in errors) and any("notes.mp4" in e for e in errors)
-    assert "2 of 4 files failed" in err
-    assert (tmp_path / "out.csv").read_text().count("\n") == 3
+    assert len(errors) == 3 and any("empty.mp4" in e for e in errors) and any("notes.mp4" in e for e in errors)
+    assert any("gone.wav" in e and "broken symbolic link" in e for e in errors)
+    assert "5 files: 2 scored, 0 with no prediction, 3 failed" in err
+    table = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert len(table) == 5 and sum(bool(r["error"]) for r in table) == 3 and all(r["error"] or r["label"] for r in table)
     assert (tmp_path / "t_face.png").stat().st_size > 1000 and (tmp_path / "t_speech.png").exists()
+
+
+def test_cli_checks_its_arguments_before_any_work(tmp_path, model_dir, clips, capsys):
+    clip = str(clips["speech.wav"])
+    for args, says in [(["--csv", str(tmp_path / "missing" / "out.csv")], "does not exist"),
+                       (["--timeline", str(tmp_path)], "is a folder"), (["--device", "bogus"], "not a device"),
+                       (["--device", "cuda:7"], "--device cuda:7")]:
+        assert main(["predict", clip, "--model", model_dir, *args]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.strip().splitlines()) == 1 and says in err and "Traceback" not in err
+    for option in ("--window", "--step"):
+        with pytest.raises(SystemExit) as stop:
+            main(["predict", clip, "--model", model_dir, option, "0"])
+        assert stop.value.code == 2 and "not a positive number" in capsys.readouterr().err
+
+
+def test_cli_refuses_damaged_or_pickled_model_folders(tmp_path, model_dir, clips, capsys):
+    import shutil
+
+    cut, pickled = tmp_path / "cut", tmp_path / "pickled"
+    shutil.copytree(model_dir, cut)
+    weights = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    shutil.copytree(model_dir, pickled)
+    model = AutoModel.from_pretrained(model_dir)
+    (pickled / "model.safetensors").unlink()
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")
+    capsys.readouterr()
+    for folder, says in ((cut, "cannot load the model"), (pickled, "no model.safetensors")):
+        assert main(["predict", str(clips["speech.wav"]), "--model", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and says in err and str(folder) in err
 
 
 @pytest.mark.parametrize("content", [b"", b"plain text\n" * 10, None])
@@ -162,3 +205,35 @@ def test_cli_human_readable_line(model_dir, clips, capsys):
     assert main(["predict", str(clips["noface.mp4"]), "--model", model_dir]) == 0
     out = capsys.readouterr().out
     assert "noface.mp4" in out and "audio" in out and "no face found" in out
+
+
+def test_an_unexpected_error_costs_one_file_and_leaves_its_traceback_in_the_log(tmp_path, model_dir, clips, capsys,
+                                                                              monkeypatch):
+    import vavl.pipeline as pipeline
+
+    real = pipeline._predict
+
+    def flaky(path, *args):
+        if path.endswith("speech.wav"):
+            raise IndexError("a bug somewhere inside")
+        return real(path, *args)
+
+    monkeypatch.setattr(pipeline, "_predict", flaky)
+    log = tmp_path / "tracebacks.log"
+    files = [str(clips[n]) for n in ("speech.wav", "face.flv", "speech.mp3")]
+    assert main(["predict", *files, "--model", model_dir, "--log", str(log), "--csv", str(tmp_path / "t.csv")]) == 3
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and len(out.strip().splitlines()) == 2     # the other two are scored
+    line = f"{files[0]}: unexpected error (IndexError: a bug somewhere inside); traceback in {log}"
+    assert f"vavl predict: error: {line}" in err and f"tracebacks of 1 unexpected errors in {log}" in err
+    text = log.read_text()
+    assert text.startswith(f"==== {files[0]}\nTraceback") and "IndexError: a bug somewhere inside" in text
+    assert main(["predict", files[0], "--model", model_dir, "--log", str(log)]) == 2   # nothing usable
+    assert capsys.readouterr().err.strip() == f"vavl predict: error: {line}"
+
+
+def test_a_clip_shorter_than_one_encoder_frame_is_scored(tmp_path, model):
+    for ms in (1, 5):
+        path = write_clip(tmp_path / f"{ms}ms.wav", audio=tone(ms / 1000), sample_rate=16000)
+        r = vavl.predict(path, model=model)
+        assert r["modalities"] == ["audio"] and r["label"] in LABELS.values() and r["timeline"][0]["scores"]

@@ -16,13 +16,15 @@ def create_model(
     pretrained: bool = False,
     audio_encoder: str | None = None,
     visual_encoder: str | None = None,
-    pretrained_encoders: bool = False,
+    pretrained_encoders: bool = True,
     **config_overrides: Any,
 ):
     """Build a registered model. Keyword arguments override the entry's config fields.
 
     With `audio_encoder` / `visual_encoder` (a preset name, a saved directory, or a timm
-    name) the result is a full model that takes raw `input_values` / `pixel_values`.
+    name) the result is a full model that takes raw `input_values` / `pixel_values`. Named
+    encoders come with their pretrained weights (from the hub, or the local Hugging Face cache);
+    `pretrained_encoders=False` builds them untrained, and the model's config says so.
     """
     entry = get_entry(name)
     if pretrained:

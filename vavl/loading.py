@@ -37,6 +37,7 @@ def load_model(model, device: str = "cpu", media: bool = False):
 
 
 def _from_folder(path: str):
+    from safetensors import SafetensorError
     from transformers import AutoModel
 
     from . import models  # noqa: F401  (registers vavl's classes with AutoModel)
@@ -44,10 +45,15 @@ def _from_folder(path: str):
     if not Path(path, "config.json").is_file():
         raise ConfigError(f"{path}: no config.json; give a folder written by save_pretrained "
                           "(e.g. the output folder of recipes/finetune.py)")
+    if not any(Path(path, f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")):
+        raise ConfigError(f"{path}: no model.safetensors; vavl loads weights from safetensors files only (a "
+                          "pytorch_model.bin is a pickle, which can run code): re-save the model with save_pretrained "
+                          "where you trust it")
     try:
-        model, info = AutoModel.from_pretrained(path, output_loading_info=True)
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
+        model, info = AutoModel.from_pretrained(path, output_loading_info=True, use_safetensors=True)
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
+        raise ConfigError(f"{path}: cannot load the model ({str(e).splitlines()[0]}); the folder may be incomplete: "
+                          "copy or save it again") from None
     # transformers' own report, after its renames of legacy parameter names (AST's, wav2vec2's
     # weight norm): a parameter missing from the file or left over in it means the wrong folder
     missing, extra = sorted(info.get("missing_keys") or ()), sorted(info.get("unexpected_keys") or ())

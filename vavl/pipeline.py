@@ -5,6 +5,10 @@
 
     vavl predict clip.mp4 folder/ --model runs/auxformer --json --csv out.csv --timeline out.png
 
+Every file of a batch is accounted for: scored, reported with no prediction (and why), or listed as
+failed with its reason; one bad file never stops the others, and unexpected errors leave their
+traceback in a log file instead of on the console (exit codes in vavl/batch.py).
+
 The clip is decoded in windows of at most `window` seconds (bounded memory on long files); each
 window goes through the processor (faces) and the encoders once. The clip score comes from the
 fusion model on the whole window (duration-weighted average over windows for long clips); the
@@ -25,10 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .batch import EXIT_CODES, ErrorLog, check_output_file, describe, exit_code, positive_float
 from .data.collate import pad_frames
-from .errors import MediaError, VavlError
+from .errors import ConfigError, MediaError, VavlError
 from .loading import load_model
-from .media.decode import MEDIA_SUFFIXES, is_media_file, probe
+from .media.decode import MEDIA_SUFFIXES, decode_notes, is_media_file, probe
 
 
 # ---- prediction ------------------------------------------------------------------------------
@@ -76,7 +81,8 @@ def _window_features(feats: dict, times: dict, spans: list[tuple[float, float]])
             batch[f"{m}_features"] = batch[f"{m}_mask"] = None
             continue
         rows = []
-        for a, b in spans:
+        for j, (a, b) in enumerate(spans):
+            b = np.inf if j == len(spans) - 1 else b   # frames placed past the end (a clip shorter than one frame)
             sel = torch.from_numpy((times[m] >= a) & (times[m] < b))
             sel = sel & mask[0].cpu()
             rows.append(x[0, sel.to(x.device)] if sel.any() else None)
@@ -108,6 +114,8 @@ def predict(path, model, device: str = "cpu", window: float = 30.0, step: float 
     face_frames, duration, timeline (per `step` seconds), notes and per-stage timings.
     bf16: bfloat16 autocast (GPU: encoders and fusion; CPU: the speech encoder only, where it is faster).
     Raises MediaError for unreadable files."""
+    if not (window > 0 and step > 0):
+        raise ConfigError(f"window={window}, step={step}: both must be > 0 seconds")
     model = load_model(model, device, media=True)
     return _predict(path, model, device, window, step, bf16)
 
@@ -132,18 +140,26 @@ def _predict(path, model, device: str, window: float, step: float, bf16: bool) -
                          f"{'audio' if model.audio_encoder is not None else 'video'}")
     starts = np.arange(0.0, max(info.duration, 1e-3), window) if info.duration > window else [0.0]
     clip_scores, weights, timeline, used = [], [], [], set()
-    frames = face_frames = 0
-    duration = 0.0
+    frames = face_frames = samples = nonfinite = 0
+    duration = decoded = peak = 0.0
     silent = True
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
         with clock("decode"):
-            clip = processor.decode(path, start=float(start), end=end, audio=want_audio, video=want_video)
+            try:
+                clip = processor.decode(path, start=float(start), end=end, audio=want_audio, video=want_video)
+            except MediaError:
+                if i == 0:
+                    raise
+                break   # the rest of the file does not decode: the "decoded x of y s" note says so
         with clock("faces"):
             inputs = processor(clip, audio=want_audio, video=want_video)
         frames += inputs["frames"]
         face_frames += inputs["face_frames"]
         duration += clip.duration
+        decoded += clip.decoded
+        samples += len(clip.audio) if clip.audio is not None else 0
+        nonfinite, peak = nonfinite + clip.nonfinite, max(peak, clip.peak)
         if inputs["input_values"] is not None and float(inputs["input_values"].abs().max()) > 1e-4:
             silent = False
         feats, times = {"audio_features": None, "audio_mask": None, "visual_features": None, "visual_mask": None}, {}
@@ -163,24 +179,28 @@ def _predict(path, model, device: str, window: float, step: float, bf16: bool) -
             continue  # nothing usable in this window (e.g. video only, no face)
         with clock("fusion"), amp("fusion"):
             out = _fuse(model, feats)
-            clip_scores.append(_scores(model, out)[0].cpu())
+            clip_scores.append(_finite(_scores(model, out)[0].cpu(), path))
             spans = _spans(clip.start, clip.start + max(clip.duration, 1e-3), step)
             wout = _fuse(model, _window_features(feats, times, spans))
         weights.append(max(clip.duration, 1e-3))
         used.update(out.modalities_used()[0])
-        wscores = _scores(model, wout).cpu()
+        wscores = _finite(_scores(model, wout).cpu(), path)
         for (a, b), s, mods in zip(spans, wscores, wout.modalities_used()):
             entry = _entry(model, s, mods) if mods else {"label": None, "scores": None, "modalities": []}
             timeline.append({"start": round(a, 3), "end": round(b, 3), **entry})
-    notes = []
+    duration = max(duration, info.duration)
+    notes = decode_notes(decoded, duration, nonfinite, samples, peak)
     if model.audio_encoder is not None and not info.has_audio:
         notes.append("no audio stream: audio modality missing")
+    elif want_audio and samples == 0:
+        notes.append("the audio stream decoded to no samples: audio modality missing")
     elif want_audio and silent:
         notes.append("audio is silent")
     if model.visual_encoder is not None and not info.has_video:
         notes.append("no video stream: visual modality missing")
     elif want_video and face_frames == 0:
         notes.append(f"no face found in {frames} frames: visual modality missing")
+    notes += _untrained_notes(model)
     result: dict[str, Any] = {"file": path}
     if not clip_scores:
         result.update(label=None, scores=None, modalities=[], head="none")
@@ -192,18 +212,36 @@ def _predict(path, model, device: str, window: float, step: float, bf16: bool) -
         result.update(_entry(model, scores, mods))
         result["head"] = "fused" if len(mods) == 2 else mods[0]
     result.update(task=model.fusion.config.task, frames=frames, face_frames=face_frames,
-                  duration=round(duration, 3), timeline=timeline, notes=notes,
+                  duration=round(duration, 3), decoded=round(decoded, 3), timeline=timeline, notes=notes,
                   timings=clock.wall(), cpu_timings=clock.cpu())
     return result
 
 
+def _finite(scores: torch.Tensor, path: str) -> torch.Tensor:
+    if not torch.isfinite(scores).all():
+        raise VavlError(f"{path}: the model gave non-finite scores (NaN / inf); its weights may hold NaN or inf")
+    return scores
+
+
+def _untrained_notes(model) -> list[str]:
+    """Encoders that full-model configs record as untrained (built with pretrained_encoders=False)."""
+    notes = []
+    for m in ("audio", "visual"):
+        spec = getattr(model.config, f"{m}_encoder", None) or {}
+        if spec.get("weights") == "random-init":
+            notes.append(f"the {m} encoder has untrained (random) weights: these scores carry no meaning")
+    return notes
+
+
 # ---- command line ----------------------------------------------------------------------------
 def expand_paths(paths: list[str]) -> list[str]:
-    """Files as given; folders -> their media files (recursive, sorted)."""
+    """Files as given; folders -> their media files (recursive, sorted), broken links included so
+    that they are reported rather than skipped without a word."""
     out = []
     for p in paths:
         if os.path.isdir(p):
-            out += sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and is_media_file(f))
+            out += sorted(str(f) for f in Path(p).rglob("*")
+                          if (f.is_file() or f.is_symlink() and not f.exists()) and is_media_file(f))
         else:
             out.append(p)
     return out
@@ -213,12 +251,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="media files or folders")
     parser.add_argument("--model", required=True, help="folder written by save_pretrained (or a zoo name with weights)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file per line on stdout")
-    parser.add_argument("--csv", metavar="FILE", help="also write a table: one row per file")
+    parser.add_argument("--csv", metavar="FILE", help="also write a table: one row per file (failed ones too)")
     parser.add_argument("--timeline", metavar="PNG", help="plot scores over time (several files: PNG_<name>.png)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--window", type=float, default=30.0, help="seconds decoded and encoded at a time")
-    parser.add_argument("--step", type=float, default=1.0, help="seconds per timeline entry")
+    parser.add_argument("--log", metavar="FILE", help="where tracebacks of unexpected errors go "
+                        "(default: vavl-predict-<time>.log in the temporary folder, written only if needed)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    parser.add_argument("--window", type=positive_float, default=30.0, help="seconds decoded and encoded at a time")
+    parser.add_argument("--step", type=positive_float, default=1.0, help="seconds per timeline entry")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU: all model stages; CPU: the speech encoder)")
+    parser.epilog = EXIT_CODES.format(items="file")
 
 
 def _summary(r: dict[str, Any]) -> str:
@@ -233,63 +274,93 @@ def _summary(r: dict[str, Any]) -> str:
     return f"{r['file']}: {what} ({mods}; face in {r['face_frames']}/{r['frames']} frames{note})"
 
 
-def _timeline_path(base: str, file: str, many: bool) -> str:
-    if not many:
-        return base
-    b = Path(base)
-    return str(b.with_name(f"{b.stem}_{Path(file).stem}{b.suffix or '.png'}"))
+def _timeline_paths(base: str, files: list[str]) -> dict[str, str]:
+    """One PNG per file: `base` itself for one file, else base_<stem>.png (numbered where stems repeat)."""
+    if len(files) == 1:
+        return {files[0]: base}
+    b, seen, out = Path(base), {}, {}
+    for file in files:
+        stem = Path(file).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        name = stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"
+        out[file] = str(b.with_name(f"{b.stem}_{name}{b.suffix or '.png'}"))
+    return out
 
 
 def _write_csv(path: str, results: list[dict[str, Any]]) -> None:
+    """One row per file; a failed file has its reason in `error` and empty scores."""
     names = []
     for r in results:
-        for k in r["scores"] or {}:
+        for k in r.get("scores") or {}:
             if k not in names:
                 names.append(k)
     tmp = f"{path}.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["file", "label", "modalities", "frames", "face_frames", "duration", *names])
+        w.writerow(["file", "label", "modalities", "frames", "face_frames", "duration", "decoded", "notes", "error", *names])
         for r in results:
-            s = r["scores"] or {}
-            w.writerow([r["file"], r["label"] or "", "+".join(r["modalities"]), r["frames"], r["face_frames"],
-                        r["duration"], *[s.get(n, "") for n in names]])
+            s = r.get("scores") or {}
+            w.writerow([r["file"], r.get("label") or "", "+".join(r.get("modalities", [])), r.get("frames", ""),
+                        r.get("face_frames", ""), r.get("duration", ""), r.get("decoded", ""),
+                        "; ".join(r.get("notes", [])), r.get("error", ""), *[s.get(n, "") for n in names]])
     os.replace(tmp, path)
 
 
+def _default_log() -> str:
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"vavl-predict-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+
+
 def run(args: argparse.Namespace) -> int:
-    import av
     from tqdm import tqdm
 
     from transformers.utils import logging as hf_logging
 
+    from .devices import check_device
+
     hf_logging.set_verbosity_error()   # one line per problem on stderr: no loading bars or notices
     hf_logging.disable_progress_bar()
+    for option, path in (("--csv", args.csv), ("--timeline", args.timeline), ("--log", args.log)):
+        if path:
+            check_output_file(path, option)   # before any work, not after it
+    device = check_device(args.device)
     files = expand_paths(args.paths)
     if not files:
         raise MediaError(f"{' '.join(args.paths)}: no media files ({', '.join(MEDIA_SUFFIXES)})")
-    model = load_model(args.model, args.device, media=True)
-    results, failures = [], []
-    many = len(files) > 1
-    for file in tqdm(files, desc="predict", unit="file", disable=not many, file=sys.stderr):
+    model = load_model(args.model, device, media=True)
+    log = ErrorLog(args.log or _default_log())
+    pngs = _timeline_paths(args.timeline, files) if args.timeline else {}
+    rows, failures, unscored = [], [], 0
+    for file in tqdm(files, desc="predict", unit="file", disable=len(files) == 1, file=sys.stderr):
         try:
-            r = predict(file, model, device=args.device, window=args.window, step=args.step, bf16=args.bf16)
-        except (VavlError, av.error.FFmpegError, OSError) as e:
-            msg = str(e) if isinstance(e, VavlError) else f"{file}: {e}"
-            failures.append((file, msg))
-            tqdm.write(f"vavl predict: error: {msg}", file=sys.stderr)
-            continue
-        results.append(r)
-        print(json.dumps(r) if args.json else _summary(r), flush=True)
-        if args.timeline:
-            from .timeline import plot_timeline
+            r = predict(file, model, device=device, window=args.window, step=args.step, bf16=args.bf16)
+            line = json.dumps(r, allow_nan=False) if args.json else _summary(r)
+            if args.timeline and r["scores"] is not None:
+                from .timeline import plot_timeline
 
-            plot_timeline(r, _timeline_path(args.timeline, file, many))
-    if args.csv and results:
-        _write_csv(args.csv, results)
-    if failures:
-        if many:
-            print(f"vavl predict: {len(failures)} of {len(files)} files failed: "
-                  f"{', '.join(f for f, _ in failures)}", file=sys.stderr)
-        return 2
-    return 0
+                plot_timeline(r, pngs[file])
+        except Exception as e:   # one bad file never stops the batch
+            msg = log.record(file, *describe(file, e))
+            failures.append(file)
+            rows.append({"file": file, "error": msg})
+            tqdm.write(f"vavl predict: error: {msg}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": file, "error": msg}), flush=True)
+            continue
+        unscored += r["scores"] is None
+        rows.append(r)
+        print(line, flush=True)
+    if args.csv:
+        _write_csv(args.csv, rows)
+    if len(files) > 1:
+        scored = len(files) - len(failures) - unscored
+        parts = [f"{len(files)} files: {scored} scored, {unscored} with no prediction, {len(failures)} failed"]
+        if failures:
+            parts.append(", ".join(failures[:10]) + (f" and {len(failures) - 10} more" if len(failures) > 10 else ""))
+        if log.count:
+            parts.append(f"tracebacks of {log.count} unexpected errors in {log.path}")
+        if args.csv:
+            parts.append(f"table: {args.csv}")
+        print(f"vavl predict: {'; '.join(parts)}", file=sys.stderr)
+    return exit_code(len(files) - len(failures), len(failures))

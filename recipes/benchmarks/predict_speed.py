@@ -53,7 +53,7 @@ def build_model(args):
     import vavl
 
     model = vavl.create_model("auxformer", audio_encoder=args.audio_encoder, visual_encoder=args.visual_encoder,
-                              num_labels=6)
+                              num_labels=6, pretrained_encoders=False)   # untrained: same cost, no download
     if args.fps:
         model.processor.fps = args.fps
     if args.detect_every or args.detect_side:

@@ -9,7 +9,9 @@ A cache is a folder:
 
 A clip file appears only complete (written to a temp file, then renamed), so a killed run leaves
 no half-written clip: `has(id)` is "the file exists". The index is rebuilt from the files' headers
-(`rebuild_index`), so several processes can fill one cache and one of them writes the index.
+(`rebuild_index`), so several processes can fill one cache and one of them writes the index. A
+file damaged later (a copy cut short) is named in a DataError; `vavl extract` removes such files
+(`remove_unreadable`) and computes them again.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import DataError
@@ -117,18 +119,32 @@ class FeatureCache:
     def rebuild_index(self) -> dict[str, dict[str, Any]]:
         """Read every clip file's header and write index.jsonl atomically."""
         entries = {}
-        if self.clips.is_dir():
-            for path in sorted(self.clips.glob("*.safetensors")):
-                with safe_open(str(path), framework="pt") as f:
-                    header = f.metadata() or {}
-                    shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
-                entries[header["id"]] = {"id": header["id"], "file": f"clips/{path.name}",
-                                         "audio_frames": shapes.get("audio", [0])[0],
-                                         "visual_frames": shapes.get("visual", [0])[0],
-                                         "meta": json.loads(header.get("meta", "{}"))}
+        for path in self._files():
+            try:
+                header, shapes = _header(path)
+            except DataError as e:
+                raise DataError(f"{e}; delete it (or run `vavl extract` again, which removes such files)") from None
+            entries[header["id"]] = {"id": header["id"], "file": f"clips/{path.name}",
+                                     "audio_frames": shapes.get("audio", [0])[0],
+                                     "visual_frames": shapes.get("visual", [0])[0],
+                                     "meta": header["meta"]}
         _atomic_write(self.root / INDEX, "".join(json.dumps(e) + "\n" for e in entries.values()))
         self._index = entries
         return entries
+
+    def remove_unreadable(self) -> list[str]:
+        """Delete clip files whose header cannot be read (call only while no one writes); returns their names."""
+        removed = []
+        for path in self._files():
+            try:
+                _header(path)
+            except DataError:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed
+
+    def _files(self) -> list[Path]:
+        return sorted(self.clips.glob("*.safetensors")) if self.clips.is_dir() else []
 
     def remove_temp_files(self) -> int:
         """Delete temp files a killed writer left behind (call only while no one writes)."""
@@ -141,14 +157,30 @@ class FeatureCache:
         return sum(1 for _ in self.clips.glob("*.safetensors")) if self.clips.is_dir() else 0
 
 
+def _header(path: Path) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """A clip file's header ({"id", "meta"}) and tensor shapes; DataError naming the file if unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+        return {"id": header["id"], "meta": json.loads(header.get("meta", "{}"))}, shapes
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise DataError(f"{path}: unreadable clip file ({reason})") from None
+
+
 def read_clip_file(path: str | os.PathLike) -> dict[str, Any]:
     """One clip file -> {"audio_features", "visual_features", "meta"} (tensors float32 or None).
     safetensors memory-maps the file and copies out only the tensors asked for."""
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-        keys = set(f.keys())
-        out = {f"{m}_features": f.get_tensor(m).float() if m in keys else None for m in ("audio", "visual")}
-    out["meta"] = json.loads(header.get("meta", "{}"))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            keys = set(f.keys())
+            out = {f"{m}_features": f.get_tensor(m).float() if m in keys else None for m in ("audio", "visual")}
+        out["meta"] = json.loads(header.get("meta", "{}"))
+    except (SafetensorError, OSError, ValueError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise DataError(f"{path}: unreadable clip file ({reason}); run `vavl extract` again to recompute it") from None
     return out
 
 

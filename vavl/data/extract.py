@@ -4,14 +4,20 @@
         --visual-encoder efficientnet_b2 --out cache/crema_d [--fps 5] [--batch-size 4]
     accelerate launch --num_processes 2 -m vavl.cli extract ...     # disjoint shards, one cache
 
-The cache also gets the processor's preprocessor_config.json (crop size, fps, normalisation).
+A named encoder means its pretrained weights (hub or local Hugging Face cache; `--random-init`
+asks for an untrained network, seeded so that a resumed run builds the same one). cache.json
+records each encoder's weights (where from, and a sha256 of their values), so a cache is never
+extended with features of other weights. The cache also gets the processor's
+preprocessor_config.json (crop size, fps, normalisation).
 
 Per clip: decode (PyAV) -> faces (MTCNN) -> processor (crops, normalisation) -> encoders ->
 one safetensors file in the cache, written atomically. Clips already in the cache are skipped,
-so a killed run resumes where it stopped without recomputing anything. A clip that cannot be
-decoded is reported (errors.jsonl in the cache) and skipped; the next run retries it. Visual
+so a killed run resumes where it stopped without recomputing anything. A clip that fails, for
+whatever reason, is listed with its reason in errors.jsonl (unexpected errors: with their
+traceback in errors.log) and skipped; the next run retries it; the others go on. Visual
 features keep only the frames where a face was found; no face at all -> no visual features
-(the modality is missing for that clip). Each rank writes its own files; rank 0 then rebuilds
+(the modality is missing for that clip). What was left out or repaired (a truncated file, NaN
+samples) is in the clip's meta "notes". Each rank writes its own files; rank 0 then rebuilds
 index.jsonl from the files.
 """
 from __future__ import annotations
@@ -25,11 +31,12 @@ from typing import Any
 
 import torch
 
+from ..batch import EXIT_CODES, describe, exit_code, positive_float, positive_int
 from ..errors import DataError
 from .cache import FeatureCache
 from .manifest import read_manifest
 
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2   # 2: the encoders' weights are part of the settings
 
 
 def _dist(device: str):
@@ -55,26 +62,34 @@ class ClipLoader(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         rec = self.records[i]
         if not (self.want_audio and rec.get("audio")) and not (self.want_video and rec.get("video")):
-            return {"record": rec, "inputs": {}, "error": None}   # nothing to encode: cached as missing
+            return {"record": rec, "inputs": {}, "notes": [], "error": None}   # nothing to encode: cached as missing
         try:
-            return {"record": rec, "inputs": self.processor(self.decode(rec)), "error": None}
+            clip, notes = self.decode(rec)
+            return {"record": rec, "inputs": self.processor(clip), "notes": notes, "error": None}
         except Exception as e:   # one bad clip must not end the run: report it and go on
-            return {"record": rec, "inputs": None, "error": f"{type(e).__name__}: {e}"}
+            line, trace = describe(rec["id"], e)
+            return {"record": rec, "inputs": None, "error": line, "trace": trace}
 
     def decode(self, rec):
-        """The record's audio and video files (one file or two) -> one DecodedClip."""
-        from ..media.decode import DecodedClip
+        """The record's audio and video files (one file or two) -> one DecodedClip, and notes on
+        what was repaired or left out."""
+        from ..media.decode import DecodedClip, decode_notes
 
         a_path = rec.get("audio") if self.want_audio else None
         v_path = rec.get("video") if self.want_video else None
         decode = self.processor.decode
-        if a_path and a_path == v_path:
-            return decode(a_path, end=self.max_seconds)
-        a = decode(a_path, video=False, end=self.max_seconds) if a_path else None
-        v = decode(v_path, audio=False, end=self.max_seconds) if v_path else None
+        parts = [decode(a_path, end=self.max_seconds)] if a_path and a_path == v_path else [
+            decode(a_path, video=False, end=self.max_seconds) if a_path else None,
+            decode(v_path, audio=False, end=self.max_seconds) if v_path else None]
+        notes = [n for c in parts if c is not None for n in decode_notes(
+            c.decoded, c.duration, c.nonfinite, len(c.audio) if c.audio is not None else 0, c.peak)]
+        if len(parts) == 1:
+            return parts[0], notes
+        a, v = parts
         return DecodedClip(path=v_path or a_path, audio=a.audio if a else None, sample_rate=self.processor.sample_rate,
                            frames=v.frames if v else None, frame_times=v.frame_times if v else None,
-                           fps=v.fps if v else None, duration=max(c.duration for c in (a, v) if c is not None))
+                           fps=v.fps if v else None, duration=max(c.duration for c in parts if c is not None),
+                           decoded=max(c.decoded for c in parts if c is not None)), notes
 
 
 def _unwrap(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -119,10 +134,11 @@ def encode_batch(items: list[dict[str, Any]], audio_encoder, visual_encoder, dev
 def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: str | None = None,
             visual_encoder: str | None = None, fps: float = 5.0, batch_size: int = 4, device: str = "cpu",
             workers: int = 0, max_seconds: float | None = None, max_side: int | None = 640,
-            precision: str = "fp32", progress: bool = True, log=None) -> dict[str, Any]:
+            precision: str = "fp32", progress: bool = True, log=None, random_init: bool = False) -> dict[str, Any]:
     """Fill the cache at `out` for every clip of `manifest` not in it yet. Encoders are names
-    (presets, folders, timm names) or Encoder modules. Returns a summary."""
-    from ..encoders import build_encoder
+    (presets and timm names: their pretrained weights, or untrained ones with `random_init`),
+    folders, or Encoder modules. Returns a summary."""
+    from ..encoders.build import weights_identity
     from ..processing import AudioVisualProcessor
 
     log = log or sys.stderr
@@ -131,20 +147,21 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     rank, world, barrier = _dist(device)
     records = read_manifest(manifest)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    encoders = {}
+    encoders, weights = {}, {}
     for modality, name in (("audio", audio_encoder), ("visual", visual_encoder)):
-        if isinstance(name, torch.nn.Module):   # an encoder built by the caller
-            encoders[modality] = name.to(device, dtype).eval()
-        elif name:
-            enc = build_encoder(name).to(device, dtype).eval()
-            if enc.modality != modality:
-                raise DataError(f"{name} is a {enc.modality} encoder; pass it as --{enc.modality}-encoder")
-            encoders[modality] = enc
+        if not name:
+            continue
+        enc = name if isinstance(name, torch.nn.Module) else _build(name, random_init)
+        if enc.modality != modality:
+            raise DataError(f"{_encoder_name(name)} is a {enc.modality} encoder; pass it as --{enc.modality}-encoder")
+        weights[modality] = weights_identity(enc)   # before the cast: the weights as they came
+        encoders[modality] = enc.to(device, dtype).eval()
     a_enc, v_enc = encoders.get("audio"), encoders.get("visual")
     processor = AudioVisualProcessor.for_encoders(a_enc, v_enc, fps=fps, max_side=max_side, device=device)
     settings = {
         "version": SETTINGS_VERSION, "max_seconds": max_seconds, "precision": precision,
         "audio_encoder": _encoder_name(audio_encoder), "visual_encoder": _encoder_name(visual_encoder),
+        "audio_weights": weights.get("audio"), "visual_weights": weights.get("visual"),
         "audio_dim": a_enc.output_dim if a_enc else None, "visual_dim": v_enc.output_dim if v_enc else None,
         "processor": processor.to_dict(),
     }
@@ -152,8 +169,12 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     if rank == 0:
         cache.init(settings)
         cache.remove_temp_files()
-        for stale in Path(out).glob(".errors.rank*.jsonl"):   # left by a killed run
+        for stale in Path(out).glob(".errors.rank*"):   # left by a killed run
             stale.unlink()
+        removed = cache.remove_unreadable()
+        if removed:
+            print(f"vavl extract: {len(removed)} clip files in {out} were unreadable (truncated or damaged) and were "
+                  f"removed, to be extracted again: {', '.join(removed[:5])}", file=log)
         processor.save_pretrained(out)   # the settings a model trained on this cache should be used with
     barrier()
     cache.init(settings)
@@ -163,49 +184,115 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     loader = torch.utils.data.DataLoader(
         ClipLoader(shard, processor, a_enc is not None, v_enc is not None, max_seconds),
         batch_size=batch_size, num_workers=workers, collate_fn=_unwrap)
-    errors, written, t0 = [], 0, time.perf_counter()
+    errors, traces, written, t0 = [], [], 0, time.perf_counter()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(shard), unit="clip", desc=f"extract [rank {rank}]" if world > 1 else "extract",
                disable=not progress, position=rank, file=log, dynamic_ncols=True)
+
+    def fail(clip_id: str, line: str, trace: str | None) -> None:
+        if trace:
+            traces.append(f"==== {clip_id}\n{trace.rstrip()}\n\n")
+            line = f"{line}; traceback in {Path(out) / 'errors.log'}"
+        errors.append({"id": clip_id, "error": line})
+
     for items in loader:
-        good = [it for it in items if it["error"] is None]
+        good = []
         for it in items:
             if it["error"] is not None:
-                errors.append({"id": it["record"]["id"], "error": it["error"]})
-        if good:
-            feats = encode_batch(good, a_enc, v_enc, device, dtype)
-            for it, (audio, visual) in zip(good, feats):
-                inp = it["inputs"]
-                cache.write(it["record"]["id"], audio, visual, {
+                fail(it["record"]["id"], it["error"], it.get("trace"))
+            else:
+                good.append(it)
+        for it, got in _encode_each(good, a_enc, v_enc, device, dtype):
+            clip_id, inp = it["record"]["id"], it["inputs"]
+            try:
+                if isinstance(got, Exception):
+                    raise got
+                for m, x in zip(("audio", "visual"), got):
+                    if x is not None and not torch.isfinite(x).all():
+                        raise DataError(f"{clip_id}: the {m} encoder gave non-finite features (NaN / inf)")
+                cache.write(clip_id, *got, {
                     "duration": float(inp.get("duration") or 0.0), "frames": int(inp.get("frames") or 0),
-                    "face_frames": int(inp.get("face_frames") or 0), "rank": rank})
+                    "face_frames": int(inp.get("face_frames") or 0), "notes": it["notes"], "rank": rank})
                 written += 1
+            except Exception as e:   # whatever it is, this clip only
+                fail(clip_id, *describe(clip_id, e))
         bar.update(len(items))
     bar.close()
     seconds = time.perf_counter() - t0
     if errors:
         _write_jsonl(Path(out) / f".errors.rank{rank}.jsonl", errors)
+    if traces:
+        (Path(out) / f".errors.rank{rank}.log").write_text("".join(traces), encoding="utf-8")
     barrier()
     summary = {"clips": len(records), "skipped": skipped, "written": written, "failed": len(errors),
                "seconds": seconds, "rank": rank, "world": world}
     if rank == 0:
         cache.remove_temp_files()
         index = cache.rebuild_index()
-        all_errors = []
-        for part in sorted(Path(out).glob(".errors.rank*.jsonl")):
-            all_errors += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
-            part.unlink()
-        all_errors = [e for e in all_errors if e["id"] not in index]
-        _write_jsonl(Path(out) / "errors.jsonl", all_errors)
-        summary.update(cached=len(index), failed=len(all_errors))
-        if all_errors:
-            shown = "; ".join(f"{e['id']}: {e['error']}" for e in all_errors[:3])
-            print(f"vavl extract: {len(all_errors)} clips failed and were skipped (see {out}/errors.jsonl): {shown}",
-                  file=log)
+        summary.update(cached=len(index), **_gather_errors(Path(out), index, log))
+        noted = [e for e in index.values() if e["meta"].get("notes")]
+        if noted:
+            print(f"vavl extract: {len(noted)} clips have notes (meta.notes in {out}/index.jsonl), e.g. "
+                  f"{noted[0]['id']}: {noted[0]['meta']['notes'][0]}", file=log)
         print(f"vavl extract: {len(index)} of {len(records)} clips cached in {out} ({skipped} were already there, "
-              f"{written} written by rank 0 in {seconds:.1f} s)", file=log)
+              f"{written} written by rank 0 in {seconds:.1f} s, {summary['failed']} failed)", file=log)
     return summary
+
+
+def _build(name: str, random_init: bool):
+    """A named encoder with its pretrained weights, or untrained (seeded: a resumed run gets the same network)."""
+    from ..encoders import build_encoder
+
+    if not random_init:
+        return build_encoder(name, pretrained=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_encoder(name, pretrained=False)
+
+
+def _encode_each(good: list[dict[str, Any]], a_enc, v_enc, device: str, dtype) -> list[tuple[dict[str, Any], Any]]:
+    """(item, (audio, visual) features or the exception) per item; a batch that fails is retried
+    clip by clip, so one clip's failure costs no other clip."""
+    if not good:
+        return []
+    try:
+        return list(zip(good, encode_batch(good, a_enc, v_enc, device, dtype)))
+    except Exception as e:
+        if len(good) == 1:
+            return [(good[0], e)]
+    out = []
+    for it in good:
+        try:
+            out.append((it, encode_batch([it], a_enc, v_enc, device, dtype)[0]))
+        except Exception as e:
+            out.append((it, e))
+    return out
+
+
+def _gather_errors(out: Path, index: dict[str, Any], log) -> dict[str, Any]:
+    """Rank 0: the ranks' failures -> errors.jsonl (and errors.log for tracebacks); a clip cached
+    by now is no longer a failure."""
+    rows = []
+    for part in sorted(out.glob(".errors.rank*.jsonl")):
+        rows += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
+        part.unlink()
+    rows = [e for e in rows if e["id"] not in index]
+    _write_jsonl(out / "errors.jsonl", rows)
+    traces = sorted(out.glob(".errors.rank*.log"))
+    log_path = out / "errors.log"
+    if traces:
+        log_path.write_text("".join(t.read_text(encoding="utf-8") for t in traces), encoding="utf-8")
+        for t in traces:
+            t.unlink()
+    elif log_path.exists():
+        log_path.unlink()   # tracebacks of an earlier run: no longer true
+    if rows:
+        shown = "; ".join(e["error"] for e in rows[:3])
+        where = f"; tracebacks of unexpected errors in {log_path}" if traces else ""
+        print(f"vavl extract: {len(rows)} clips failed and were skipped (reasons in {out}/errors.jsonl{where}): {shown}",
+              file=log)
+    return {"failed": len(rows)}
 
 
 def _encoder_name(name) -> str | None:
@@ -225,25 +312,35 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def add_arguments(parser) -> None:
     parser.add_argument("--manifest", required=True, help="manifest from `vavl prepare`")
     parser.add_argument("--out", required=True, help="cache folder (created; re-running resumes)")
-    parser.add_argument("--audio-encoder", help="preset name, saved encoder folder, or transformers folder")
-    parser.add_argument("--visual-encoder", help="preset name, timm model name, or saved encoder folder")
-    parser.add_argument("--fps", type=float, default=5.0, help="video frames per second fed to the face encoder")
-    parser.add_argument("--batch-size", type=int, default=4, help="clips per encoder forward pass")
+    parser.add_argument("--audio-encoder", help="preset name (its pretrained weights), saved encoder folder, or transformers folder")
+    parser.add_argument("--visual-encoder", help="preset or timm model name (its pretrained weights), or saved encoder folder")
+    parser.add_argument("--random-init", action="store_true",
+                        help="named encoders with untrained (random) weights: for benchmarks and tests; cache.json says so")
+    parser.add_argument("--fps", type=positive_float, default=5.0, help="video frames per second fed to the face encoder")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="clips per encoder forward pass")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (under accelerate: each rank's own GPU)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="encoder precision")
     parser.add_argument("--workers", type=int, default=0, help="processes decoding clips and finding faces")
-    parser.add_argument("--max-seconds", type=float, help="use at most this many seconds of each clip")
-    parser.add_argument("--max-side", type=int, default=640, help="scale video so its longer side is at most this")
+    parser.add_argument("--max-seconds", type=positive_float, help="use at most this many seconds of each clip")
+    parser.add_argument("--max-side", type=positive_int, default=640, help="scale video so its longer side is at most this")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.epilog = EXIT_CODES.format(items="clip")
 
 
 def run(args) -> int:
-    device = args.device
+    from transformers.utils import logging as hf_logging
+
+    from ..devices import check_device
+
+    hf_logging.set_verbosity_error()   # one line per problem on stderr
+    hf_logging.disable_progress_bar()
+    device = check_device(args.device)
+    if args.workers < 0:
+        raise DataError(f"--workers {args.workers}: give 0 (decode in this process) or more")
     if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DataError(f"--device {args.device}: no CUDA device here; use --device cpu")
-    extract(args.manifest, args.out, args.audio_encoder, args.visual_encoder, fps=args.fps,
+    summary = extract(args.manifest, args.out, args.audio_encoder, args.visual_encoder, fps=args.fps,
                       batch_size=args.batch_size, device=device, workers=args.workers, max_seconds=args.max_seconds,
-                      max_side=args.max_side, precision=args.precision, progress=not args.no_progress)
-    return 0
+                      max_side=args.max_side, precision=args.precision, progress=not args.no_progress,
+                      random_init=args.random_init)
+    return exit_code(summary.get("cached", summary["written"]), summary["failed"])

@@ -3,13 +3,22 @@
     build_encoder("wav2vec2-large-robust")  build_encoder("efficientnet_b2")  build_encoder("resnet18")
     build_encoder("runs/my_encoder")        # a saved encoder, or a transformers speech / Whisper / AST / VideoMAE folder
     encoder_spec(enc) -> dict; encoder_from_spec(spec)   # architecture only, for full-model configs
+    weights_identity(enc) -> {"weights": "pretrained" | "random-init" | "folder" | "none", "source", "sha256"}
+
+`pretrained=True` fetches the upstream weights (or takes them from the local Hugging Face cache);
+when they can be neither found nor downloaded, a ConfigError names the hub id and what to do.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..errors import ConfigError
 from .base import Encoder, _load_presets, _PRESETS
@@ -25,20 +34,65 @@ def build_encoder(name_or_path: str | os.PathLike, pretrained: bool = False, **o
     """A preset name, a directory saved by transformers/vavl, or any timm model name -> Encoder."""
     name = str(name_or_path)
     if os.path.isdir(name):
-        return load_encoder(name, **options)
+        return _mark(load_encoder(name, **options), "folder", str(Path(name).resolve()))
     _load_presets()
     if name in _PRESETS:
-        encoder = _PRESETS[name].build(pretrained=pretrained, **options)
+        source = _PRESETS[name].source
+        with _fetching(name, source if pretrained else None):
+            encoder = _PRESETS[name].build(pretrained=pretrained, **options)
         encoder._vavl_preset = (name, dict(options))
-        return encoder
+        return _mark(encoder, ("pretrained" if pretrained else "random-init") if source else "none", source)
     import timm
 
     if timm.is_model(name):
         from . import faces
 
-        return faces.from_timm(name, pretrained=pretrained, **options)
+        cfg = timm.models.get_pretrained_cfg(name)
+        source = cfg and (cfg.hf_hub_id or cfg.url) or None
+        if pretrained and not source:
+            raise ConfigError(f"{name}: timm publishes no pretrained weights for this model; pass a folder that holds "
+                              "weights, or ask for an untrained network (--random-init, pretrained_encoders=False)")
+        with _fetching(name, source if pretrained else None):
+            encoder = faces.from_timm(name, pretrained=pretrained, **options)
+        return _mark(encoder, "pretrained" if pretrained else "random-init", source)
     known = ", ".join(sorted(_PRESETS))
     raise ConfigError(f"unknown encoder {name!r}: not a folder, a preset ({known}) or a timm model name")
+
+
+@contextmanager
+def _fetching(name: str, hub_id: str | None):
+    """Turn "weights neither cached nor downloadable" into one line naming the hub id and what to do."""
+    try:
+        yield
+    except OSError as e:
+        if hub_id is None:
+            raise
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise ConfigError(
+            f"{hub_id}: the pretrained weights of {name} are not in the Hugging Face cache ({HF_HUB_CACHE}) and could "
+            f"not be downloaded ({reason}); download them once where there is network (`hf download {hub_id}`), pass "
+            "a local folder that holds them, or ask for an untrained network (--random-init, pretrained_encoders=False)"
+        ) from None
+
+
+def _mark(encoder: Encoder, weights: str, source: str | None) -> Encoder:
+    """Record where the encoder's weights came from (read by weights_identity and full-model configs)."""
+    encoder._vavl_weights = {"weights": weights, "source": source}
+    return encoder
+
+
+def weights_identity(encoder: Encoder) -> dict[str, Any]:
+    """Where the weights came from and a sha256 of their values (names, dtypes, shapes, bytes): equal
+    hashes mean equal weights, whatever the name or folder they were loaded by."""
+    digest = hashlib.sha256()
+    for key, value in sorted(encoder.state_dict().items()):
+        value = value.detach().to("cpu").contiguous()
+        digest.update(f"{key}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy())
+    origin = getattr(encoder, "_vavl_weights", {"weights": "given", "source": None})
+    return {**origin, "sha256": digest.hexdigest()}
 
 
 def load_encoder(directory: str | os.PathLike, **options) -> Encoder:

@@ -5,12 +5,17 @@
 
 Times are seconds from the start of the file. Frames are sampled on the grid k / fps: each grid
 point shows the latest decoded frame at or before it, so variable-frame-rate input comes out at a
-constant rate. Audio of any rate / layout (stereo, 5.1) is mixed down and resampled by FFmpeg.
+constant rate, turned upright when the stream carries rotation metadata (phone videos). Audio of
+any rate / layout (stereo, 5.1) is mixed down and resampled by FFmpeg; NaN / infinite samples are
+set to 0 and samples beyond full scale clipped (counted in `clip.nonfinite`, `clip.peak`).
+`clip.decoded` is how many seconds actually decoded: less than `clip.duration` when a file is
+truncated or corrupt. `decode_notes(...)` words all of this for the user.
 """
 from __future__ import annotations
 
 import math
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +36,11 @@ class DecodedClip:
     frames: np.ndarray | None       # (t, h, w, 3) uint8 RGB sampled at `fps`; None when no video stream
     frame_times: np.ndarray | None  # (t,) float seconds of each frame
     fps: float | None
-    duration: float                 # seconds covered (the whole file, or the decoded window)
+    duration: float                 # seconds covered (the whole file as its header says, or the window)
     start: float = 0.0              # seconds: where the decoded window starts
+    decoded: float | None = None    # seconds that actually decoded (< duration: truncated or corrupt)
+    nonfinite: int = 0              # audio samples that were NaN / inf, set to 0
+    peak: float = 0.0               # largest |sample| before clipping to [-1, 1]
 
 
 @dataclass
@@ -47,6 +55,8 @@ class MediaInfo:
 
 def _open(path) -> av.container.InputContainer:
     path = str(path)
+    if os.path.islink(path) and not os.path.exists(path):
+        raise MediaError(f"{path}: broken symbolic link (to {os.readlink(path)}); fix or remove the link")
     if not os.path.exists(path):
         raise MediaError(f"{path}: no such file; check the path")
     if os.path.isdir(path):
@@ -74,16 +84,43 @@ def probe(path) -> MediaInfo:
     """Streams and duration from the container header (cheap; no decoding)."""
     with _open(path) as c:
         v = c.streams.video[0] if c.streams.video else None
-        duration = _header_duration(c)
+        duration = _header_duration(c, path)
         return MediaInfo(str(path), duration, bool(c.streams.audio), v is not None,
                          v.codec_context.width if v else None, v.codec_context.height if v else None)
 
 
-def _header_duration(c) -> float:
+def _header_duration(c, path) -> float:
     if c.duration is not None:
-        return c.duration / av.time_base
-    durations = [float(s.duration * s.time_base) for s in c.streams if s.duration is not None and s.time_base]
-    return max(durations, default=0.0)
+        seconds = c.duration / av.time_base
+    else:
+        durations = [float(s.duration * s.time_base) for s in c.streams if s.duration is not None and s.time_base]
+        seconds = max(durations, default=0.0)
+    return max(seconds, _wav_declared_seconds(path))
+
+
+def _wav_declared_seconds(path) -> float:
+    """Length a WAV file's RIFF header declares (FFmpeg reports what the file size allows, so a
+    truncated WAV would otherwise look complete); 0.0 when not a WAV or not declared."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(12)[8:] != b"WAVE":
+                return 0.0
+            byte_rate = 0
+            for _ in range(64):   # chunks before "data": fmt, LIST, fact, ...
+                head = f.read(8)
+                if len(head) < 8:
+                    return 0.0
+                kind, size = head[:4], struct.unpack("<I", head[4:])[0]
+                if kind == b"fmt ":
+                    byte_rate = struct.unpack("<I", f.read(16)[8:12])[0]
+                    f.seek(size - 16 + size % 2, 1)
+                elif kind == b"data":
+                    return size / byte_rate if byte_rate and 0 < size < 0x7FFFFFFF else 0.0   # else: a streaming placeholder
+                else:
+                    f.seek(size + size % 2, 1)
+    except (OSError, struct.error):
+        pass
+    return 0.0
 
 
 def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -105,8 +142,11 @@ class _FrameSampler:
         self.step = 1.0 / fps
 
     def _rgb(self, frame) -> np.ndarray:
+        """The frame as (h, w, 3) RGB, scaled, and turned the way the stream says it is shown."""
         w, h = _scaled_size(frame.width, frame.height, self.max_side)
-        return frame.to_ndarray(width=w, height=h, format="rgb24")
+        image = frame.to_ndarray(width=w, height=h, format="rgb24")
+        turns = round((frame.rotation or 0) / 90) % 4   # FFmpeg's angle: counter-clockwise
+        return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
     def _emit_until(self, t_limit: float) -> None:
         """Emit the held frame for every grid time < t_limit (and < end)."""
@@ -203,13 +243,14 @@ def decode(path, fps: float = 25.0, sample_rate: int = 16000, max_side: int | No
         if sampler is not None:
             sampler.finish(last_frame_duration)
 
-        header = _header_duration(c)
+        header = _header_duration(c, path)
     if not decoded_any:
         raise MediaError(f"{path}: no audio or video could be decoded (empty, truncated or corrupt); re-export the file")
 
-    wave = None
+    wave, nonfinite, peak = None, 0, 0.0
     if as_ is not None and chunks:
         wave = _trim_audio(np.concatenate(chunks).astype(np.float32, copy=False), audio_t0 or 0.0, start, end, sample_rate)
+        wave, nonfinite, peak = _repair(wave)
     frames = frame_times = None
     if sampler is not None and sampler.images:
         frames = np.stack(sampler.images)
@@ -218,11 +259,37 @@ def decode(path, fps: float = 25.0, sample_rate: int = 16000, max_side: int | No
         start + (len(wave) / sample_rate if wave is not None else 0.0),
         (sampler.prev[0] + last_frame_duration) if frame_times is not None else 0.0,
     )
-    stop = end if end is not None else content_end
-    if end is not None and header > 0:
-        stop = min(end, max(header, content_end))
+    stop = max(header, content_end)
+    if end is not None:
+        stop = min(end, stop) if header > 0 else end
+    duration = max(stop - start, 0.0)
     return DecodedClip(path=path, audio=wave, sample_rate=sample_rate, frames=frames, frame_times=frame_times,
-                       fps=float(fps) if vs is not None else None, duration=max(stop - start, 0.0), start=start)
+                       fps=float(fps) if vs is not None else None, duration=duration, start=start,
+                       decoded=min(max(content_end - start, 0.0), duration), nonfinite=nonfinite, peak=peak)
+
+
+def _repair(wave: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """NaN / inf samples -> 0 and samples beyond full scale -> clipped, before any encoder sees them."""
+    bad = ~np.isfinite(wave)
+    if bad.any():
+        wave = np.where(bad, np.float32(0), wave)
+    peak = float(np.abs(wave).max(initial=0.0))
+    if peak > 1.0:
+        wave = np.clip(wave, -1.0, 1.0)
+    return wave, int(bad.sum()), peak
+
+
+def decode_notes(decoded: float, duration: float, nonfinite: int = 0, samples: int = 0, peak: float = 0.0) -> list[str]:
+    """What the user should know about a decode (one clip, or several windows added up): a file
+    that decoded short of what its header promises, and repaired audio samples."""
+    notes = []
+    if duration > 0 and decoded < duration - max(0.25, 0.05 * duration):
+        notes.append(f"decoded {decoded:.2f} s of {duration:.2f} s: the file is truncated or corrupt, the rest is left out")
+    if nonfinite:
+        notes.append(f"{nonfinite} of {samples} audio samples were NaN or infinite: set to 0")
+    if peak > 2.0:   # beyond a codec's overshoot: values that are not audio in [-1, 1]
+        notes.append(f"audio samples up to {peak:.3g}, beyond full scale: clipped to [-1, 1]")
+    return notes
 
 
 class _Downmixer:

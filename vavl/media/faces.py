@@ -4,13 +4,18 @@
     track.crops (t, 224, 224, 3), track.mask (t,), track.boxes (t, 4)
 
 MTCNN (facenet-pytorch, weights in the wheel) runs on every `detect_every`-th frame, scaled so
-the longer side is `detect_side` pixels. Detections are linked into tracks by nearness (within one face width, similar size); the track
-with the largest sum of confidence x face size (persistent and large) is the speaker's face. Its
-boxes are interpolated between detections, smoothed, and cut as squares from the full frames.
-Frames the track does not reach are masked; no track at all means the visual modality is missing.
+the longer side is `detect_side` pixels. Detections are linked into tracks by nearness (within one
+face width, similar size). A track is a speaker's face only when it is found in at least
+`min_presence` of the frames checked and its median side is at least
+`min_face_fraction` of the frame's shorter side: a passer-by seen a few times, or a small face in
+the background, is not. Of those, the track with the largest sum of confidence x face size is the
+speaker's face. Its boxes are interpolated between detections, smoothed, and cut as squares from
+the full frames. Frames the track does not reach are masked; no track means the visual modality
+is missing.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -73,20 +78,25 @@ class FaceCropper:
     margin: the square crop is the box's longer side x (1 + margin), centred on the box.
     max_gap: longest run of frames (between two detections) that is interpolated.
     smooth: moving-average width (frames) applied to box centres and sizes.
+    min_presence: share of the frames checked in which a track must be found to count as a face.
+    min_face_fraction: a track's median box side, relative to the frame's shorter side, must reach this.
     """
 
     def __init__(self, size: int = 224, device: str = "cpu", detect_every: int = 2, detect_side: int = 320,
                  min_face_size: int = 20, threshold: float = 0.9, margin: float = 0.1, max_gap: int = 12,
-                 smooth: int = 3, batch_size: int = 16):
+                 smooth: int = 3, batch_size: int = 16, min_presence: float = 0.25, min_face_fraction: float = 0.06):
         self.size, self.device, self.detect_every, self.detect_side = size, device, max(1, detect_every), detect_side
         self.min_face_size, self.threshold, self.margin = min_face_size, threshold, margin
         self.max_gap, self.smooth, self.batch_size = max_gap, smooth, batch_size
+        self.min_presence, self.min_face_fraction = min_presence, min_face_fraction
 
     # ---- detection -------------------------------------------------------------------------
     def detect(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(n, h, w, 3) uint8 -> per frame (boxes (k, 4) in frame pixels, probs (k,))."""
         h, w = frames.shape[1:3]
         scale = min(1.0, self.detect_side / max(h, w))
+        if min(h, w) * scale < self.min_face_size:   # smaller than the smallest face MTCNN looks for
+            return [(np.zeros((0, 4)), np.zeros(0)) for _ in frames]
         mtcnn = _mtcnn(self.device, self.min_face_size)
         out = []
         for i in range(0, len(frames), self.batch_size):
@@ -108,8 +118,9 @@ class FaceCropper:
         return out
 
     # ---- tracking --------------------------------------------------------------------------
-    def track(self, t: int, detected: dict[int, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Detections at some frame indices -> (t, 4) boxes of the chosen track, nan elsewhere."""
+    def track(self, t: int, detected: dict[int, tuple[np.ndarray, np.ndarray]], frame_side: float | None = None) -> np.ndarray:
+        """Detections at some frame indices -> (t, 4) boxes of the chosen track, nan elsewhere.
+        frame_side: the frames' shorter side in pixels (for min_face_fraction; None: no size check)."""
         tracks: list[dict] = []  # {"idx": [...], "boxes": [...], "score": float}
         for i in sorted(detected):
             boxes, probs = detected[i]
@@ -132,6 +143,7 @@ class FaceCropper:
                 side = np.sqrt(max((boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1]), 0.0))
                 tr["score"] += float(probs[j]) * side
         out = np.full((t, 4), np.nan)
+        tracks = [tr for tr in tracks if self._is_face(tr, len(detected), frame_side)]
         if not tracks:
             return out
         best = max(tracks, key=lambda tr: tr["score"])
@@ -146,6 +158,16 @@ class FaceCropper:
         out[max(idx[0] - reach, 0):idx[0]] = boxes[0]
         out[idx[-1] + 1:idx[-1] + 1 + reach] = boxes[-1]
         return out
+
+    def _is_face(self, track: dict, checked: int, frame_side: float | None) -> bool:
+        """Found often enough across the clip, and large enough for a speaker's face."""
+        need = max(1, math.ceil(self.min_presence * checked - 1e-9))
+        if len(track["idx"]) < need:
+            return False
+        if frame_side:
+            sides = [max(b[2] - b[0], b[3] - b[1]) for b in track["boxes"]]
+            return float(np.median(sides)) >= self.min_face_fraction * frame_side
+        return True
 
     # ---- cropping --------------------------------------------------------------------------
     def squares(self, boxes: np.ndarray) -> np.ndarray:
@@ -189,7 +211,7 @@ class FaceCropper:
             return FaceTrack(np.zeros((0, self.size, self.size, 3), np.uint8), np.zeros(0, bool), np.zeros((0, 4)))
         idx = sorted(set(range(0, t, self.detect_every)) | {t - 1})
         detected = dict(zip(idx, self.detect(frames[idx])))
-        boxes = self.track(t, detected)
+        boxes = self.track(t, detected, frame_side=min(frames.shape[1:3]))
         windows = self.squares(boxes)
         mask = ~np.isnan(windows).any(1)
         return FaceTrack(crops=self.crop(frames, windows), mask=mask, boxes=np.where(mask[:, None], boxes, np.nan))

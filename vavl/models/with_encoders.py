@@ -5,6 +5,8 @@
     out = model(input_values=wave, attention_mask=mask, pixel_values=crops, pixel_mask=face_mask)
     model.save_pretrained(dir); AutoModel.from_pretrained(dir)   # after `import vavl`
 
+A named encoder comes with its pretrained weights (`pretrained_encoders=False` asks for an untrained
+one, and the config's encoder spec then says `"weights": "random-init"`).
 The config holds the fusion model's config and a spec of each encoder (architecture, options),
 so the folder rebuilds offline; every weight, encoders included, is in model.safetensors. The
 processor (crop size, normalisation, fps) is saved next to it as preprocessor_config.json.
@@ -69,10 +71,10 @@ class AudioVisualModel(PreTrainedModel):
     # ---- construction ------------------------------------------------------------------------
     @classmethod
     def from_parts(cls, fusion: PreTrainedModel, audio_encoder: str | Encoder | None = None,
-                   visual_encoder: str | Encoder | None = None, pretrained_encoders: bool = False,
+                   visual_encoder: str | Encoder | None = None, pretrained_encoders: bool = True,
                    processor: dict | None = None) -> "AudioVisualModel":
-        """Encoders (preset names, folders, timm names or modules) + a fusion model. The fusion
-        config's audio_dim / visual_dim follow the encoders' output_dim."""
+        """Encoders (preset names with their pretrained weights, folders, timm names or modules) + a
+        fusion model. The fusion config's audio_dim / visual_dim follow the encoders' output_dim."""
         from ..encoders.build import build_encoder, encoder_spec
 
         encoders = {}
@@ -95,10 +97,11 @@ class AudioVisualModel(PreTrainedModel):
         from ..processing import AudioVisualProcessor
 
         proc = AudioVisualProcessor.for_encoders(encoders["audio"], encoders["visual"], **(processor or {}))
+        specs = {m: None if e is None else {**encoder_spec(e), "weights": getattr(e, "_vavl_weights", {}).get("weights")}
+                 for m, e in encoders.items()}
         config = AudioVisualConfig(
             fusion=fusion.config.to_dict(), processor=proc.to_dict(),
-            audio_encoder=encoder_spec(encoders["audio"]) if encoders["audio"] is not None else None,
-            visual_encoder=encoder_spec(encoders["visual"]) if encoders["visual"] is not None else None,
+            audio_encoder=specs["audio"], visual_encoder=specs["visual"],
             id2label=dict(fusion.config.id2label), label2id=dict(fusion.config.label2id))
         model = cls(config, fusion=fusion, audio_encoder=encoders["audio"], visual_encoder=encoders["visual"])
         model._processor = proc

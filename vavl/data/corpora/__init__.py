@@ -42,12 +42,35 @@ def speaker_folds(speakers: dict[str, str | None], n_folds: int) -> dict[str, in
     return folds
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    """A CSV as a list of row dicts (header from the first line, CRLF or LF, BOM tolerated)."""
+def read_csv(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """A CSV as a list of row dicts (header from the first line, CRLF or LF, BOM tolerated).
+    `required`: columns the header must have. DataError naming the file for anything unreadable."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None}   # None: extra cells
+                    for row in reader]
+            header = [(k or "").strip() for k in reader.fieldnames or []]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text table (is it a binary file?); give a CSV file") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: not a readable CSV ({e}); give a comma-separated table with a header line") from None
+    lacking = [c for c in required if c not in header]
+    if lacking:
+        raise DataError(f"{path}: lacks the column(s) {', '.join(map(repr, lacking))} (found {header[:8]}); "
+                        "is it the right file?")
+    return rows
+
+
+def number(value: str, where: str, kind=float):
+    """float(value) / int(value), or a DataError that says where the value came from."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a number"
+        raise DataError(f"{where}: {value!r} is not {what}") from None
 
 
 def vavl_partitions(corpus: str, stem: str) -> dict[str, dict[str, str]]:
@@ -56,7 +79,7 @@ def vavl_partitions(corpus: str, stem: str) -> dict[str, dict[str, str]]:
     split_names = {"train": "train", "development": "dev", "test": "test"}
     out = {}
     for k in range(1, 6):
-        rows = read_csv(PARTITIONS / corpus / f"{stem}_{k}.csv")
+        rows = read_csv(PARTITIONS / corpus / f"{stem}_{k}.csv", required=("FileName", "Split_Set"))
         out[f"vavl-{k}"] = {Path(r["FileName"]).stem: split_names[r["Split_Set"].lower()] for r in rows}
     return out
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from ...labels import CREMA_D_CLASSES
 from ...errors import DataError
-from . import read_csv, speaker_folds, vavl_partitions
+from . import number, read_csv, speaker_folds, vavl_partitions
 
 CLASSES = CREMA_D_CLASSES
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
@@ -38,6 +38,7 @@ LABELS = ("intended", "perceived-av", "perceived-audio", "perceived-video", "sof
 # summaryTable.csv column and tabulatedVotes.csv row-id prefix of each presentation
 PRESENTATION = {"perceived-audio": ("VoiceVote", "1"), "perceived-video": ("FaceVote", "2"),
                 "perceived-av": ("MultiModalVote", "3"), "soft": ("MultiModalVote", "3")}
+SUMMARY_COLUMNS = tuple(sorted({col for col, _ in PRESENTATION.values()}))
 CLIP_ID = re.compile(r"(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})")
 
 
@@ -57,10 +58,10 @@ def vote_distributions(path: Path, prefix: str) -> dict[str, dict[str, float]]:
     """clip id -> {class: share of responses} for one presentation of tabulatedVotes.csv
     (its row ids start with 1 audio, 2 video, 3 audio-visual)."""
     out = {}
-    for row in read_csv(path):
+    for n, row in enumerate(read_csv(path, required=("", "fileName", *VOTES)), 2):
         if not row[""].startswith(prefix):
             continue
-        counts = {VOTES[k]: int(row[k]) for k in VOTES}
+        counts = {VOTES[k]: number(row[k], f"{path}:{n}: column {k}", int) for k in VOTES}
         total = sum(counts.values())
         if total:
             out[row["fileName"]] = {k: v / total for k, v in counts.items()}
@@ -82,11 +83,11 @@ def index(root: str | os.PathLike, label: str = "intended", metadata_dir: str | 
     if summary_path is None:
         raise DataError(f"{root}: summaryTable.csv not found in {' or '.join(map(str, places))}; "
                         "point --metadata-dir at the CREMA-D processedResults folder")
-    summary = {row["FileName"]: row for row in read_csv(summary_path)}
+    summary = {row["FileName"]: row for row in read_csv(summary_path, required=("FileName", *SUMMARY_COLUMNS))}
     names_path = locate("SentenceFilenames.csv")
-    ids = [row["Filename"] for row in read_csv(names_path)] if names_path else list(summary)
+    ids = [row["Filename"] for row in read_csv(names_path, required=("Filename",))] if names_path else list(summary)
     demo_path = locate("VideoDemographics.csv")
-    demographics = {row["ActorID"]: row for row in read_csv(demo_path)} if demo_path else {}
+    demographics = {row["ActorID"]: row for row in read_csv(demo_path, required=("ActorID",))} if demo_path else {}
     distributions = {}
     if label != "intended":
         votes_path = locate("tabulatedVotes.csv")

@@ -5,7 +5,8 @@
     path,arousal,valence,speaker             attributes instead of (or besides) a class label
 
 Columns: `path` or `audio`/`video` (relative paths are read relative to the CSV's folder), `label`
-(class name, empty = unknown), `speaker`, optional `id` (default: the file name without suffix),
+(class name, empty = unknown), `speaker`, optional `id` (default: the media path relative to the
+CSV's folder, without suffix: `s1/001.mp4` -> "s1/001"; ids must be unique),
 `gender`, `split` (train/dev/test -> protocol "split"), `fold` (integer -> protocol "fold").
 Every other numeric column is an attribute (or only those named in `attributes=`). With five or
 more speakers, "speaker-5fold" is added (speaker-disjoint folds).
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
-from . import find_file, read_csv, speaker_folds
+from . import find_file, number, read_csv, speaker_folds
 
 KNOWN = {"id", "path", "audio", "video", "label", "speaker", "gender", "split", "fold"}
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a"}
@@ -41,24 +42,29 @@ def index(root: str | os.PathLike, csv: str | os.PathLike | None = None, attribu
         attributes = [a.strip() for a in attributes.split(",") if a.strip()]
     attr_cols = attributes or [c for c in columns if c not in KNOWN and _numeric(r.get(c) for r in rows)]
     base = path.resolve().parent
-    records = []
+    records, lines = [], {}
     for n, row in enumerate(rows, 2):
         audio, video = _media(row, base)
         if audio is None and video is None:
             raise DataError(f"{path}:{n}: no media path in this row")
         rec: dict[str, Any] = {
-            "id": row.get("id") or Path(audio or video).stem,
+            "id": row.get("id") or _default_id(audio or video, base),
             "speaker": row.get("speaker") or None, "gender": row.get("gender") or None,
             "audio": audio, "video": video, "label": row.get("label") or None,
-            "attributes": {a: float(row[a]) for a in attr_cols if row.get(a) not in (None, "")} or None,
+            "attributes": {a: number(row[a], f"{path}:{n}: column {a}") for a in attr_cols
+                           if row.get(a) not in (None, "")} or None,
             "folds": {},
         }
+        if rec["id"] in lines:
+            raise DataError(f"{path}:{n}: clip id {rec['id']!r} is also the id of line {lines[rec['id']]}; "
+                            "give each row its own `id` (or files their own names)")
+        lines[rec["id"]] = n
         if row.get("split"):
             if row["split"].lower() not in SPLITS:
                 raise DataError(f"{path}:{n}: split {row['split']!r} is not train, dev or test")
             rec["folds"]["split"] = SPLITS[row["split"].lower()]
         if row.get("fold"):
-            rec["folds"]["fold"] = int(row["fold"])
+            rec["folds"]["fold"] = number(row["fold"], f"{path}:{n}: column fold", int)
         records.append(rec)
     speakers = {r["speaker"]: r["gender"] for r in records if r["speaker"]}
     if len(speakers) >= 5:
@@ -67,6 +73,15 @@ def index(root: str | os.PathLike, csv: str | os.PathLike | None = None, attribu
             if r["speaker"]:
                 r["folds"]["speaker-5fold"] = folds[r["speaker"]]
     return records
+
+
+def _default_id(media: str, base: Path) -> str:
+    """The media path relative to the CSV's folder, without suffix (the file's stem if outside it)."""
+    p = Path(media)
+    try:
+        return p.relative_to(base).with_suffix("").as_posix()
+    except ValueError:
+        return p.stem
 
 
 def _media(row: dict[str, str], base: Path) -> tuple[str | None, str | None]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
-from . import find_file, read_csv, vavl_partitions
+from . import find_file, number, read_csv, vavl_partitions
 
 CLASSES = ("angry", "happy", "neutral", "sad")
 ATTRIBUTES = ("arousal", "valence", "dominance")
@@ -69,7 +69,8 @@ def read_evaluation(path: Path) -> dict[str, dict[str, Any]]:
             if len(parts) < 3 or not CLIP_ID.fullmatch(clip_id_of(parts[0])):
                 continue   # blank lines and the individual raters' lines
             values = dict(p.split(":", 1) for p in parts[2:] if ":" in p)
-            attrs = {name: float(values[key]) for name, key in zip(ATTRIBUTES, "AVD") if key in values}
+            attrs = {name: number(values[key], f"{path}: {parts[0]}: {key}") for name, key in zip(ATTRIBUTES, "AVD")
+                     if key in values}
             out[clip_id_of(parts[0])] = {"label": _category(parts[1]), "attributes": attrs}
     if not out:
         raise DataError(f"{path}: no label lines like 'UTD-IMPROV-S01A-F01-S-FM01.avi; N; A:3.0; V:3.5; D:3.0;'")
@@ -87,8 +88,8 @@ def read_label_csv(path: Path) -> dict[str, dict[str, Any]]:
     attr_cols = {a: lower[c] for a, names in COLUMNS.items() for c in names if c in lower}
     cat_col = next((lower[k] for k in ("label", "emotion", "emoclass", "category", "class") if k in lower), None)
     out = {}
-    for row in rows:
-        attrs = {a: float(row[c]) for a, c in attr_cols.items() if row[c] not in ("", "nan", "NA")}
+    for n, row in enumerate(rows, 2):
+        attrs = {a: number(row[c], f"{path}:{n}: column {c}") for a, c in attr_cols.items() if row[c] not in ("", "nan", "NA")}
         out[clip_id_of(row[id_col])] = {"label": _category(row[cat_col]) if cat_col else None, "attributes": attrs}
     return out
 

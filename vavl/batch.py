@@ -1,0 +1,84 @@
+"""What the batch commands (`vavl predict`, `vavl extract`) share: exit codes, output paths checked
+before the work starts, one-line reasons for failed items, and a log file that takes the
+tracebacks of unexpected errors (the console gets one line per item, never a traceback)."""
+from __future__ import annotations
+
+import argparse
+import os
+import traceback
+from pathlib import Path
+
+from .errors import ConfigError, VavlError
+
+OK, NOTHING_USABLE, SOME_FAILED = 0, 2, 3
+EXIT_CODES = ("exit codes: 0 every {items} processed; 2 bad arguments, or not one {items} could be used; "
+              "3 some {items}s failed (each listed with its reason, the others processed)")
+
+
+def exit_code(done: int, failed: int) -> int:
+    """0 nothing failed; 3 some failed; 2 every item failed."""
+    if not failed:
+        return OK
+    return SOME_FAILED if done else NOTHING_USABLE
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a positive, finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def check_output_file(path: str | os.PathLike, option: str) -> Path:
+    """A file the command writes at the end: its folder must exist and be writable now."""
+    p = Path(path)
+    folder = p.parent
+    if p.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{option} {path}: cannot write in {folder}; choose another place")
+    return p
+
+
+def is_expected(e: BaseException) -> bool:
+    """Errors that mean "this input is bad" and explain themselves in one line."""
+    import av
+
+    return isinstance(e, (VavlError, OSError, av.error.FFmpegError))
+
+
+def describe(item: str, e: BaseException) -> tuple[str, str | None]:
+    """Why `item` failed, in one line, and the traceback when the error was unexpected (else None)."""
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    if is_expected(e):
+        return (first if isinstance(e, VavlError) and item in first else f"{item}: {first or type(e).__name__}"), None
+    return f"{item}: unexpected error ({type(e).__name__}: {first})", "".join(traceback.format_exception(e))
+
+
+class ErrorLog:
+    """Tracebacks of unexpected errors, one block per item; the file is created on first use."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path, self.count = Path(path), 0
+
+    def record(self, item: str, line: str, trace: str | None) -> str:
+        """`line`, plus where its traceback went when there is one."""
+        if trace is None:
+            return line
+        with open(self.path, "a" if self.count else "w", encoding="utf-8") as f:
+            f.write(f"==== {item}\n{trace.rstrip()}\n\n")
+        self.count += 1
+        return f"{line}; traceback in {self.path}"
