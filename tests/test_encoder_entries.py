@@ -85,6 +85,7 @@ def test_entry_trains_a_few_steps_on_synthetic_clips_then_predicts(name, tiny, c
     fields = {f.name for f in dataclasses.fields(entry.model_class.config_class)}
     torch.manual_seed(0)
     model = vavl.create_model(name, audio_encoder=tiny[entry.audio_encoder], visual_encoder=tiny[entry.visual_encoder],
+                              pretrained_encoders=False,
                               **{k: v for k, v in SMALL.items() if k in fields})
     if entry.visual_encoder == "efficientnet_b2":
         model.processor.face_size = 64   # small crops keep the test fast
@@ -110,7 +111,8 @@ def test_entry_trains_a_few_steps_on_synthetic_clips_then_predicts(name, tiny, c
 def test_predict_reports_window_rate_visual_rows(tiny, corpus, tmp_path, capsys):
     """VideoMAE's rows are windows: the timeline's visual entries fall where the windows are."""
     model = vavl.create_model("auxformer_w2v2l_videomae.crema_d", audio_encoder=tiny["wav2vec2-large-robust"],
-                              visual_encoder=tiny["videomae-base-kinetics"], hidden_size=16, num_layers=1, num_heads=2)
+                              visual_encoder=tiny["videomae-base-kinetics"], hidden_size=16, num_layers=1, num_heads=2,
+                              pretrained_encoders=False)
     model.processor.fps = 8
     model.save_pretrained(tmp_path / "model")
     capsys.readouterr()

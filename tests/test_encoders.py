@@ -31,16 +31,16 @@ def test_speech_presets_build_full_size_offline(name, layers, width, params):
     preset = get_encoder_preset(name)
     assert preset.source.startswith(("facebook/", "microsoft/")) and preset.output_dim == width
     with torch.device("meta"):  # the real architecture, without allocating its weights
-        enc = build_encoder(name)
+        enc = build_encoder(name, pretrained=False)
     assert enc.model.config.num_hidden_layers == layers and len(enc.model.encoder.layers) == layers
     assert enc.output_dim == width and enc.modality == "audio" and enc.frame_rate == 50.0
     assert abs(sum(p.numel() for p in enc.parameters()) - params) / params < 0.01
 
 
 def test_face_presets_and_any_timm_name():
-    enc = build_encoder("efficientnet_b2")
+    enc = build_encoder("efficientnet_b2", pretrained=False)
     assert enc.output_dim == 1408 and enc.image_size == 260 and enc.modality == "visual"
-    other = build_encoder("test_efficientnet")
+    other = build_encoder("test_efficientnet", pretrained=False)
     assert other.output_dim == timm.create_model("test_efficientnet", num_classes=0).num_features
     assert other.image_size == 160
     assert {"wav2vec2-large-robust", "efficientnet_b2"} <= set(list_encoders())
@@ -50,7 +50,7 @@ def test_face_presets_and_any_timm_name():
 
 def test_timm_output_width_is_what_the_backbone_returns():
     # MobileNetV3 has a pre-logits conv head: num_features (288) is not the pooled width (1024)
-    enc = build_encoder("mobilenetv3_small_050").eval()
+    enc = build_encoder("mobilenetv3_small_050", pretrained=False).eval()
     crops = torch.zeros(1, 2, 3, enc.image_size, enc.image_size)
     feats, mask = enc(crops, torch.ones(1, 2, dtype=torch.bool))
     assert feats.shape == (1, 2, enc.output_dim) and enc.output_dim == 1024
@@ -96,7 +96,7 @@ def test_speech_encoder_save_and_spec_round_trip(tmp_path):
 
 
 def test_face_encoder_skips_masked_frames_and_round_trips(tmp_path):
-    enc = build_encoder("test_efficientnet").eval()
+    enc = build_encoder("test_efficientnet", pretrained=False).eval()
     x = torch.randn(2, 3, 3, 64, 64)
     mask = torch.tensor([[True, False, True], [False, False, False]])
     feats, fmask = enc(x, mask)

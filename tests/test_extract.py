@@ -37,7 +37,7 @@ def encoders(tmp_path_factory):
                             conv_dim=(32, 32), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
                             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
     Wav2Vec2Model(config).save_pretrained(root / "audio")
-    build_encoder("test_convnext", image_size=64).save_pretrained(root / "visual")
+    build_encoder("test_convnext", image_size=64, pretrained=False).save_pretrained(root / "visual")
     return str(root / "audio"), str(root / "visual")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     ("core", ["vavl.errors", "vavl.labels", "vavl._autoload"]),
-    ("building blocks", ["vavl.registry", "vavl.native", "vavl.attention", "vavl.layers", "vavl.losses",
+    ("building blocks", ["vavl.registry", "vavl.batch", "vavl.devices", "vavl.native", "vavl.attention", "vavl.layers", "vavl.losses",
                          "vavl.metrics", "vavl.outputs", "vavl.features", "vavl.plots", "vavl.timeline"]),
     ("media", ["vavl.media"]),
     ("encoders", ["vavl.encoders", "vavl.processing"]),

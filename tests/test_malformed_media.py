@@ -96,7 +96,7 @@ def test_extract_accounts_for_every_clip(media, tmp_path):
     Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                                  conv_dim=(32, 32), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
                                  num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)).save_pretrained(tmp_path / "a")
-    build_encoder("test_convnext", image_size=64).save_pretrained(tmp_path / "v")
+    build_encoder("test_convnext", image_size=64, pretrained=False).save_pretrained(tmp_path / "v")
     records = [{"id": name, "audio": str(path), "video": None if name.endswith(AUDIO_SUFFIXES) else str(path),
                 "folds": {}} for name, path in sorted(media.items())]
     write_manifest(records, tmp_path / "m.jsonl")

@@ -65,7 +65,7 @@ def w2v_dir(tmp_path_factory):
 
 
 def test_layer_ids_of_the_speech_encoder_and_of_a_full_model(w2v_dir):
-    model = vavl.create_model("auxformer", audio_encoder=str(w2v_dir), visual_encoder="efficientnet_b0",
+    model = vavl.create_model("auxformer", audio_encoder=str(w2v_dir), visual_encoder="efficientnet_b0", pretrained_encoders=False,
                               hidden_size=16, num_layers=1, num_heads=2)
     speech = model.audio_encoder.layer_ids()
     assert set(speech) == {n for n, _ in model.audio_encoder.named_parameters()}

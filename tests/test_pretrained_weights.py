@@ -96,11 +96,11 @@ def test_untrained_only_when_asked_and_the_config_says_so():
 
 def test_weights_identity_follows_the_weights():
     torch.manual_seed(0)
-    a = build_encoder("test_efficientnet")
+    a = build_encoder("test_efficientnet", pretrained=False)
     torch.manual_seed(0)
-    b = build_encoder("test_efficientnet")
+    b = build_encoder("test_efficientnet", pretrained=False)
     torch.manual_seed(1)
-    c = build_encoder("test_efficientnet")
+    c = build_encoder("test_efficientnet", pretrained=False)
     assert weights_identity(a) == weights_identity(b) != weights_identity(c)
     assert weights_identity(a)["weights"] == "random-init" and weights_identity(a)["source"].startswith("timm/")
     with torch.no_grad():

@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     if args.full or args.only:
         # the cached loop never builds wav2vec2, so its process does not either
         needs_encoder = args.full or args.only.startswith("official")
-        encoder = build_encoder("wav2vec2-large-robust").to(device).eval().requires_grad_(False) if needs_encoder else None
+        encoder = build_encoder("wav2vec2-large-robust", pretrained=False).to(device).eval().requires_grad_(False) if needs_encoder else None
         model = make_model(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         x = batch(args.batch_size, device, 0)

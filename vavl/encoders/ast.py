@@ -1,8 +1,8 @@
 """AST (Audio Spectrogram Transformer, transformers' ASTModel): one AudioSet-trained embedding per
 window of audio, the role VGGish plays in the correspondence and song/speech recipes.
 
-    build_encoder("ast-audioset")                        # full-size architecture, random weights, offline
-    build_encoder("ast-audioset", pretrained=True)       # MIT/ast-finetuned-audioset-10-10-0.4593
+    build_encoder("ast-audioset")                        # MIT/ast-finetuned-audioset-10-10-0.4593
+    build_encoder("ast-audioset", pretrained=False)      # full-size architecture, random weights, offline
     build_encoder("ast-audioset", window=2.0, hop=0.5)   # window and hop in seconds (default 1 s, 1 s)
 
 (b, n) 16 kHz waveforms, (b, n) mask -> (b, w, 768) one row per window, (b, w) mask; w = 1 +

@@ -131,3 +131,15 @@ def get_encoder_preset(name: str) -> EncoderPreset:
         return _PRESETS[name]
     except KeyError:
         raise ConfigError(f"unknown encoder preset {name!r}; known: {', '.join(list_encoders())}") from None
+
+
+def unreachable_weights(source: str, what: str, error: BaseException) -> ConfigError:
+    """The one-line error for pretrained weights that are neither in the Hugging Face cache nor
+    downloadable (offline, or no such repository): it names the hub id and what to do."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+    return ConfigError(
+        f"{source}: cannot load the pretrained weights of {what}: not in the Hugging Face cache ({HF_HUB_CACHE}) and not "
+        f"downloadable ({reason}); download them once where there is network (`hf download {source}`), pass a local "
+        "folder that holds them, or ask for an untrained network (--random-init, pretrained_encoders=False)")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from .base import Encoder, _load_presets, _PRESETS
+from .base import Encoder, _load_presets, _PRESETS, unreachable_weights
 
 CONFIG_NAME = "encoder_config.json"
 # encoder kinds backed by one transformers model family: kind -> (module, model_type in config.json)
@@ -30,8 +30,10 @@ TRANSFORMERS_KINDS = {"whisper": ("vavl.encoders.whisper", "whisper"),
                       "videomae": ("vavl.encoders.videomae", "videomae")}
 
 
-def build_encoder(name_or_path: str | os.PathLike, pretrained: bool = False, **options) -> Encoder:
-    """A preset name, a directory saved by transformers/vavl, or any timm model name -> Encoder."""
+def build_encoder(name_or_path: str | os.PathLike, pretrained: bool = True, **options) -> Encoder:
+    """A preset name, a directory saved by transformers/vavl, or any timm model name -> Encoder.
+    A name means its pretrained weights (hub or local Hugging Face cache); pretrained=False builds an
+    untrained network of the same architecture. A folder always brings its own weights."""
     name = str(name_or_path)
     if os.path.isdir(name):
         return _mark(load_encoder(name, **options), "folder", str(Path(name).resolve()))
@@ -53,7 +55,7 @@ def build_encoder(name_or_path: str | os.PathLike, pretrained: bool = False, **o
             raise ConfigError(f"{name}: timm publishes no pretrained weights for this model; pass a folder that holds "
                               "weights, or ask for an untrained network (--random-init, pretrained_encoders=False)")
         with _fetching(name, source if pretrained else None):
-            encoder = faces.from_timm(name, pretrained=pretrained, **options)
+            encoder = faces.from_timm(name, pretrained=pretrained, **({"source": source} if source else {}), **options)
         return _mark(encoder, "pretrained" if pretrained else "random-init", source)
     known = ", ".join(sorted(_PRESETS))
     raise ConfigError(f"unknown encoder {name!r}: not a folder, a preset ({known}) or a timm model name")
@@ -67,14 +69,7 @@ def _fetching(name: str, hub_id: str | None):
     except OSError as e:
         if hub_id is None:
             raise
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise ConfigError(
-            f"{hub_id}: the pretrained weights of {name} are not in the Hugging Face cache ({HF_HUB_CACHE}) and could "
-            f"not be downloaded ({reason}); download them once where there is network (`hf download {hub_id}`), pass "
-            "a local folder that holds them, or ask for an untrained network (--random-init, pretrained_encoders=False)"
-        ) from None
+        raise unreachable_weights(hub_id, name, e) from None
 
 
 def _mark(encoder: Encoder, weights: str, source: str | None) -> Encoder:

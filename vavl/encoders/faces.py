@@ -1,7 +1,7 @@
 """Face encoders: any timm backbone applied to each face crop.
 
-    build_encoder("efficientnet_b2")                 # 1408-d, random weights, offline
-    build_encoder("efficientnet_b2", pretrained=True)  # timm weights from the hub
+    build_encoder("efficientnet_b2")                 # 1408-d, timm weights from the hub (or cache)
+    build_encoder("efficientnet_b2", pretrained=False)  # random weights, offline
     build_encoder("convnext_tiny")                   # any other timm model name
     vavl.convert.load_hsemotion("enet_b2_8.pt")      # HSEmotion face-emotion weights
 
@@ -19,7 +19,7 @@ from einops import rearrange
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Encoder, EncoderPreset, register_encoder
+from .base import Encoder, EncoderPreset, register_encoder, unreachable_weights
 
 CONFIG_NAME = "encoder_config.json"
 WEIGHTS_NAME = "encoder.safetensors"
@@ -111,8 +111,7 @@ def from_timm(model_name: str, pretrained: bool = False, image_size: int | None 
     try:
         backbone = create_backbone(model_name, pretrained)
     except OSError as e:  # weights not reachable (no hub, not cached)
-        raise ConfigError(f"{source or model_name}: cannot fetch the timm weights of {model_name} "
-                          f"({str(e).splitlines()[0]})") from None
+        raise unreachable_weights(source or model_name, f"timm's {model_name}", e) from None
     cfg = backbone.pretrained_cfg
     return FaceEncoder(model_name, backbone, image_size or cfg.get("input_size", (3, 224, 224))[-1],
                        mean or cfg.get("mean", Encoder.mean), std or cfg.get("std", Encoder.std),

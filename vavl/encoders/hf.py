@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Encoder
+from .base import Encoder, unreachable_weights
 
 CONFIG_NAME = "encoder_config.json"
 
@@ -88,7 +88,9 @@ def load_weights(model_class, source: str, part: str | None = None) -> nn.Module
     hf_logging.set_verbosity_error()
     try:
         model, info = model_class.from_pretrained(str(source), dtype=torch.float32, output_loading_info=True)
-    except (OSError, ValueError, KeyError) as e:
+    except OSError as e:  # not cached and not downloadable
+        raise unreachable_weights(str(source), model_class.__name__, e) from None
+    except (ValueError, KeyError) as e:
         raise ConfigError(f"{source}: cannot load {model_class.__name__} weights ({str(e).splitlines()[0]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)

@@ -1,7 +1,7 @@
 """Speech encoders: self-supervised models from transformers (wav2vec2, HuBERT, WavLM).
 
-    build_encoder("wav2vec2-large-robust")                 # first 12 layers, random weights, offline
-    build_encoder("wav2vec2-large-robust", pretrained=True)  # from_pretrained("facebook/wav2vec2-large-robust")
+    build_encoder("wav2vec2-large-robust")                 # first 12 layers, from_pretrained("facebook/...")
+    build_encoder("wav2vec2-large-robust", pretrained=False) # the architecture, random weights, offline
     build_encoder("wavlm-base-plus", layer=6)               # one hidden layer
     build_encoder("hubert-large", weighted=True)            # learned softmax-weighted sum of all layers
     build_encoder("path/to/save_pretrained_dir")            # any transformers audio model folder

@@ -1,8 +1,8 @@
 """VideoMAE (transformers' VideoMAEModel): clip-level video features over windows of face crops,
 the role SlowFast plays in the seed projects.
 
-    build_encoder("videomae-base-kinetics")                # full-size architecture, random weights, offline
-    build_encoder("videomae-base-kinetics", pretrained=True)  # MCG-NJU/videomae-base-finetuned-kinetics
+    build_encoder("videomae-base-kinetics")                # MCG-NJU/videomae-base-finetuned-kinetics
+    build_encoder("videomae-base-kinetics", pretrained=False) # full-size architecture, random weights, offline
     build_encoder("videomae-base", hop=4)                  # windows of 16 face frames every 4 frames
 
 (b, t, 3, S, S) face crops normalised with mean/std, (b, t) face mask -> (b, w, 768) one row per

@@ -1,7 +1,7 @@
 """Whisper encoders: the encoder half of transformers' WhisperModel, on each clip's own length.
 
-    build_encoder("whisper-small")                     # full-size architecture, random weights, offline
-    build_encoder("whisper-small", pretrained=True)    # openai/whisper-small: encoder + WhisperFeatureExtractor
+    build_encoder("whisper-small")                     # openai/whisper-small: encoder + WhisperFeatureExtractor
+    build_encoder("whisper-small", pretrained=False)   # full-size architecture, random weights, offline
     build_encoder("whisper-base", layer=4)             # one hidden layer (0 = conv front end + positions)
     build_encoder("whisper-large-v3", weighted=True)   # learned softmax-weighted sum of all layers
 
