@@ -14,6 +14,7 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
 from .. import losses
+from ..attention import check_implementation
 from ..errors import ConfigError
 from ..outputs import EmotionRecognitionOutput
 
@@ -33,6 +34,8 @@ class EmotionConfig(PretrainedConfig):
     aux_loss_weight: weight of each auxiliary unimodal head's loss.
     reconstruction_loss_weight: weight of the reconstruction losses (models that have them).
     class_weights: optional per-class weights for the classification losses.
+    attn_implementation (transformers' keyword, kept in `_attn_implementation` and not saved):
+        "auto" (default), "sdpa", "eager" or "cpu_kernel"; see vavl/attention.py.
     """
 
     model_type = "vavl_emotion"
@@ -63,6 +66,7 @@ class EmotionConfig(PretrainedConfig):
         return [str(self.id2label[i]) for i in range(self.num_labels)]
 
     def validate(self) -> None:
+        check_implementation(self._attn_implementation or "auto")
         if self.task not in TASKS:
             raise ConfigError(f"task={self.task!r} is not one of {TASKS}")
         for name in ("audio_dim", "visual_dim", "num_labels"):
@@ -102,6 +106,10 @@ class EmotionModel(PreTrainedModel):
     config_class = EmotionConfig
     base_model_prefix = "vavl"
     main_input_name = "audio_features"
+
+    def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
+        """transformers' hook for `attn_implementation=`: vavl's own choices (vavl/attention.py)."""
+        return check_implementation(requested_attention or "auto")
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask) -> dict[str, torch.Tensor]:
         """Batch-first inputs, missing modality = all-false mask. Return at least one of
