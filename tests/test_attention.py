@@ -99,10 +99,13 @@ def test_sdpa_dropout_follows_torch_seed():
 
 # ---- which implementation a call runs -----------------------------------------------------------
 
-def test_auto_takes_the_kernel_for_float32_on_the_cpu_and_sdpa_elsewhere():
+def test_auto_takes_the_kernel_for_narrow_float32_heads_on_the_cpu_and_sdpa_elsewhere():
     q32, q64, wide = torch.randn(1, 3, 8), torch.randn(1, 3, 8, dtype=torch.float64), torch.randn(1, 3, 130)
     assert choose("auto", q32, 2) == "cpu_kernel"
     assert choose("auto", q64, 2) == "sdpa" and choose("auto", wide, 2) == "sdpa"  # heads 65 wide
+    at_limit, past = torch.randn(1, 3, 2 * attn.AUTO_MAX_WIDTH), torch.randn(1, 3, 2 * attn.AUTO_MAX_WIDTH + 2)
+    assert choose("auto", at_limit, 2) == "cpu_kernel" and choose("auto", past, 2) == "sdpa"
+    assert choose("cpu_kernel", past, 2) == "cpu_kernel"  # asked for: any width the kernel has
     assert choose("sdpa", q32, 2) == "sdpa" and choose("eager", q32, 2) == "eager"
     with pytest.raises(ConfigError, match="float32 on the CPU"):
         choose("cpu_kernel", q64, 2)

@@ -202,6 +202,7 @@ def op_args(b=2, h=2, e=5, tq=7, tk=9):
     (5, lambda a: 3, "heads"),                                                # 10 channels, 3 heads
     (6, lambda a: 1.0, "dropout_p"),
     (7, lambda a: None, "seed"),                                              # dropout without a seed
+    (7, lambda a: torch.tensor([1, 2]), "seed"),
 ])
 def test_the_op_checks_what_the_c_code_trusts(index, bad, message):
     args = op_args()

@@ -9,8 +9,9 @@ set `config._attn_implementation`, which every attention layer reads at each cal
 - "eager": `eager_attention`, a few plain lines: for debugging, and the reference in tests.
 - "cpu_kernel": vavl's fused C kernel (vavl/native), float32 on the CPU; a call it cannot take
   raises ConfigError saying why.
-- "auto" (the default): the kernel wherever it can take the call (float32 on the CPU, built at
-  install, heads up to 64 wide), SDPA everywhere else.
+- "auto" (the default): the kernel for float32 on the CPU where it was built, for heads up to
+  AUTO_MAX_WIDTH wide (AuxFormer's and MulT's 5); SDPA everywhere else, wider heads included
+  (faster there on CPU too: VAVL's and the baselines' 64).
 
 Axis letters: b batch, h heads, tq / tk query / key frames, e head width, C = h * e channels.
 """
@@ -27,6 +28,7 @@ from .errors import ConfigError
 from .native import attention as native
 
 IMPLEMENTATIONS = ("auto", "sdpa", "eager", "cpu_kernel")
+AUTO_MAX_WIDTH = 16  # widest heads "auto" gives the kernel: it wins at 5 and 16, SDPA at 64 (attention_speed.py)
 
 
 def check_implementation(name) -> str:
@@ -163,11 +165,15 @@ def choose(implementation: str, q: torch.Tensor, heads: int) -> str:
     if check_implementation(implementation) in ("sdpa", "eager"):
         return implementation
     why = _kernel_refusal(q, heads)
+    if implementation == "cpu_kernel":
+        if why is not None:
+            raise ConfigError(f"attn_implementation='cpu_kernel': {why}; use 'auto' (the kernel where it can run, "
+                              "SDPA elsewhere) or 'sdpa'")
+        return "cpu_kernel"
+    if q.shape[-1] // heads > AUTO_MAX_WIDTH:
+        return "sdpa"
     if why is None:
         return "cpu_kernel"
-    if implementation == "cpu_kernel":
-        raise ConfigError(f"attn_implementation='cpu_kernel': {why}; use 'auto' (the kernel where it can run, SDPA "
-                          "elsewhere) or 'sdpa'")
     if "not available" in why and not _tracing():
         _warn_once(why)
     return "sdpa"
@@ -183,11 +189,12 @@ def attention(q, k, v, heads: int, mask: AttentionMask | None = None, bias: torc
     eval. A query that sees no key gets zeros."""
     how = choose(implementation, q, heads)
     if how == "cpu_kernel":
-        if bias is None and mask is not None:
-            bias_t, keys = mask.kernel_layout()
+        if mask is None:
+            bias_t, keys = None, torch.full((q.shape[1],), k.shape[1], dtype=torch.int32)
         else:
-            keys = mask.kernel_layout()[1] if mask is not None else torch.full((q.shape[1],), k.shape[1], dtype=torch.int32)
-            bias_t = None if bias is None else native.kernel_bias(_with_bias(mask, bias, torch.float32))
+            bias_t, keys = mask.kernel_layout()
+        if bias is not None:
+            bias_t = native.kernel_bias(_with_bias(mask, bias, torch.float32))
         seed = torch.randint(0, 2**32, (1,)) if dropout else None  # torch's generator: manual_seed reproduces it
         return native.cpu_attention(q, k, v, bias_t, keys, heads, dropout, seed)[0]
     qh, kh, vh = (x.unflatten(-1, (heads, -1)).transpose(1, 2) for x in (q, k, v))  # (b, h, t, e)

@@ -190,10 +190,10 @@ def _check(found: Kernel, q, k, v, bias_t, keys, heads: int, p: float, seed) -> 
     if keys.dtype != torch.int32 or keys.device.type != "cpu" or not keys.is_contiguous() or keys.shape[-1:] != (tq,) \
             or keys.dim() not in (1, 2) or (keys.dim() == 2 and keys.shape[0] not in (1, b)):
         _fail(f"keys must be contiguous int32 (tq,) or (b, tq) with tq={tq}, b={b}; got {keys.dtype} {tuple(keys.shape)}")
-    if keys.numel() and (int(keys.min()) < 0 or int(keys.max()) > tk):
+    if keys.numel() and not 0 <= (bounds := keys.aminmax()).min <= bounds.max <= tk:
         _fail(f"key counts must lie in [0, {tk}]")
-    if not 0.0 <= p < 1.0 or (p > 0 and seed is None):
-        _fail(f"dropout_p={p} must be in [0, 1), with a seed when above 0")
+    if not 0.0 <= p < 1.0 or (p > 0 and (seed is None or seed.numel() != 1)):
+        _fail(f"dropout_p={p} must be in [0, 1), with a one-element seed tensor when above 0")
     return b, tq, tk, c, c // heads
 
 
