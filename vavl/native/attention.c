@@ -10,13 +10,14 @@
  *   2 avx512   16 lanes, AVX-512F                                        (x86 only)
  * A level the CPU lacks is refused (status 2), never run.
  *
- * Layouts (float32, element strides): q, k, v, out, o, grad and the gradients are (b, t, C) with
- * channels contiguous; head h is channels h * e .. h * e + e - 1 after the slot's first channel,
- * which the pointer points at. bias: NULL, or transposed and padded, (tk, tq_pad) per (clip,
- * head) with tq_pad = tq rounded up to PAD and zeros in the padding; bias_b / bias_h are its clip
- * and head strides (0 when clips or heads share it). nk: (tq,) or (b, tq), how many leading keys
- * each row sees (the rest are masked, and past the most any row of a block sees, skipped), so a
- * mask that only cuts each row short (causal, padding at the end) needs no bias. lse: (b * heads, tq).
+ * Layouts (float32, element strides): q, k, v, out, o, grad and the gradients of q, k, v are
+ * (b, t, C) with any clip and time strides and contiguous channels; head h is channels h * e ..
+ * h * e + e - 1. bias: NULL, or transposed and padded, (tk, tq_pad) per (clip, head) with tq_pad =
+ * tq rounded up to PAD and zeros in the padding; bias_b / bias_h are its clip and head strides (0
+ * when clips or heads share it); gbias, when not NULL, gets its gradient, (b, heads, tk, tq_pad),
+ * zeroed by the caller. nk: (tq,) or (b, tq), how many leading keys each row sees (the rest are
+ * masked, and past the most any row of a block sees, skipped), so a mask that only cuts each row
+ * short (causal, padding at the end) needs no bias. lse: (b * heads, tq).
  *
  * The Python side checks every shape and stride before a pointer gets here, and compares
  * vavl_attention_abi() and vavl_attention_job_size() with its own copy of Job at load.

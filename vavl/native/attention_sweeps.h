@@ -8,7 +8,8 @@
  * per key) stays in L1, so the (b, h, tq, tk) weights never go to memory, and no step needs a sum
  * across lanes. The backward recomputes the weights from each row's saved log-sum-exp (as flash
  * attention does) and redraws the dropout decisions from the counter-based hash of attention.c;
- * gradients of keys and values are summed per lane and folded once per tile.
+ * gradients of keys and values are summed per lane and folded once per tile; the bias's gradient,
+ * when asked for, is each score's, stored as the sweep makes it.
  */
 #define NAME_(a, b) a##_##b
 #define NAME(a, b) NAME_(a, b)

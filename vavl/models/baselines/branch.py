@@ -57,9 +57,9 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(dim, config) for _ in range(config.num_layers))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        keys = AttentionMask(mask, mask)  # padded frames hidden as keys; a sample with none gets zeros
+        attend = AttentionMask(mask, mask)  # padded frames hidden as keys; a sample with none gets zeros
         for layer in self.layers:
-            x = layer(x, keys)
+            x = layer(x, attend)
         return x
 
 

@@ -164,8 +164,8 @@ class ConformerEncoder(nn.Module):
         if framewise:
             x, mask = rearrange(x, "b t d -> (b t) 1 d"), rearrange(mask, "b t -> (b t) 1")
         x = self.dropout(self.input_proj(x))
-        keys = AttentionMask(mask, mask)  # made once, shared by the blocks
+        attend = AttentionMask(mask, mask)  # made once, shared by the blocks
         for layer in self.layers:
-            x = layer(x, mask, keys)
+            x = layer(x, mask, attend)
         x = x * mask.unsqueeze(-1).to(x.dtype)
         return rearrange(x, "(b t) 1 d -> b t d", b=b, t=t) if framewise else x
