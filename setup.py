@@ -15,7 +15,7 @@ KERNEL = Extension(
     "vavl.native._attention",
     sources=["vavl/native/attention.c"],
     depends=["vavl/native/attention_sweeps.h"],
-    extra_compile_args=["-O3", "-std=gnu11", *OPENMP],
+    extra_compile_args=["-O3", "-g0", "-std=gnu11", *OPENMP],
     extra_link_args=OPENMP,
 )
 
