@@ -1,49 +1,48 @@
-"""The fused C attention kernel (vavl/native/attention.c) behind `cpu_attention` for float32:
-values and gradients match float64 plain autograd with the same dropout decisions, over masks,
-partial blocks of query rows, packed projections and head widths; its dropout is reproducible
-and has the right rate; it is built once per source and CPU; and without a compiler everything
-falls back to the PyTorch path."""
-
-import warnings
+"""The fused C attention kernel (vavl/native): values and gradients against float64 plain
+autograd with the same dropout decisions, over masks (rows with no key included), head widths,
+packed projections, extra biases and every ISA level this CPU runs; dropout reproducible from
+torch's seed; the op's checks, its registration (opcheck) and the load-time handshake; and the
+install-time build, which carries on without the kernel when there is no compiler."""
+import ctypes
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 import torch
-from attention_utils import attention_reference
+from attention_utils import make_mask, masked_reference
 
-import vavl.native
-from vavl import layers
-from vavl.layers import (
-    AttentionBias,
-    FusedBias,
-    MultiHeadAttention,
-    attention_mask,
-    cpu_attention,
-    keep_threshold,
-)
-from vavl.native import attention as native_attention
+from vavl import native
+from vavl.attention import AttentionMask, attention
+from vavl.native import attention as kernel
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
 def kernel_built():
-    """CI has a C compiler: the kernel must build there, or these tests say so."""
-    assert native_attention.library() is not None, "the attention kernel did not build (see the warning above)"
+    """CI has a C compiler, so the install built the kernel: these tests say so if it did not."""
+    available, why = native.availability()
+    assert available, f"the attention kernel is not usable: {why}"
 
 
-def keep_factors(p, b, h, tq, tk):
-    """The dropout factors the kernel uses next (it draws its seed from torch's generator)."""
-    if not p:
-        return None
-    seed = int(torch.randint(0, 2**32, (1,)))
-    return native_attention.keep_factors(seed, b * h, tq, tk, *keep_threshold(p)).view(b, h, tq, tk).double()
+def supported_levels():
+    best = kernel.load()[0].lib.vavl_attention_best_level()
+    return kernel.LEVELS[:best + 1]
 
 
-def bias_for(kind, b, tq, tk):
-    if kind == "none":
-        return None
-    qm, km = torch.ones(b, tq, dtype=torch.bool), torch.ones(b, tk, dtype=torch.bool)
-    if kind == "padded":  # padding in both, and one clip with no keys at all (a missing modality)
-        qm[0, tq - 2:], km[1, tk - 3:], km[-1] = False, False, False
-    return AttentionBias.from_mask(attention_mask(qm, km, causal=kind != "cross")).bias
+@pytest.fixture(params=kernel.LEVELS)
+def level(request, monkeypatch):
+    """Each ISA level of the kernel this CPU can run, forced with VAVL_NATIVE_ISA."""
+    if request.param not in supported_levels():
+        pytest.skip(f"this CPU cannot run the {request.param} sweeps")
+    monkeypatch.setenv("VAVL_NATIVE_ISA", request.param)
+    kernel.load.cache_clear()
+    assert kernel.load()[0].level == kernel.LEVELS.index(request.param)
+    yield request.param
+    monkeypatch.delenv("VAVL_NATIVE_ISA")
+    kernel.load.cache_clear()
 
 
 def leaves(*shapes, seed=0):
@@ -51,184 +50,234 @@ def leaves(*shapes, seed=0):
     return [torch.randn(*s, generator=g, requires_grad=True) for s in shapes]
 
 
-def check_against_reference(sources, slots, bias, heads, dim, p, seed=5):
-    b, tq, tk = sources[0].shape[0], sources[slots[0][0]].shape[1], sources[slots[1][0]].shape[1]
+def next_keep(p, b, h, tq, tk):
+    """The dropout factors the kernel uses next: it draws its seed from torch's generator."""
+    if not p:
+        return None
+    seed = int(torch.randint(0, 2**32, (1,)))
+    return kernel.keep_factors(seed, b * h, tq, tk, p).view(b, h, tq, tk).double()
+
+
+def check(q, k, v, heads, mask=None, p=0.0, bias=None, seed=5):
+    """Kernel vs float64 reference: output and the gradients of q, k, v (and bias)."""
+    b, tq, tk = q.shape[0], q.shape[1], k.shape[1]
     torch.manual_seed(seed)
-    out = cpu_attention(sources, slots, bias, heads, dim, p)
+    out = attention(q, k, v, heads, mask, bias, p, implementation="cpu_kernel")
     torch.manual_seed(seed)
-    keep = keep_factors(p, b, heads, tq, tk)
+    keep = next_keep(p, b, heads, tq, tk)
     if keep is not None:  # the draw really dropped something, so the dropout path is covered
         assert (keep == 0).any() and (keep > 0).any()
-    doubles = [x.detach().double().requires_grad_() for x in sources]
-    q, k, v = (doubles[i][..., s:s + dim] for i, s in slots)
-    ref = attention_reference(q, k, v, None if bias is None else bias.double(), heads, keep)
+    inputs = [x for x in (q, k, v, bias) if x is not None and x.requires_grad]
+    doubles = [x.detach().double().requires_grad_(x.requires_grad) for x in (q, k, v)]
+    bias_d = None if bias is None else bias.detach().double().requires_grad_(bias.requires_grad)
+    ref = masked_reference(*doubles, mask, heads, keep, bias_d)
     assert out.dtype == torch.float32 and torch.allclose(out.double(), ref, atol=2e-5), (out.double() - ref).abs().max()
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
-    ours = torch.autograd.grad(out, sources, grad)
-    theirs = torch.autograd.grad(ref, doubles, grad.double())
+    ours = torch.autograd.grad(out, inputs, grad)
+    theirs = torch.autograd.grad(ref, [x for x in (*doubles, bias_d) if x is not None and x.requires_grad], grad.double())
     for a, b_ in zip(ours, theirs, strict=True):
         assert torch.allclose(a.double(), b_, atol=1e-4), (a.double() - b_).abs().max()
     return out
 
 
-@pytest.mark.parametrize("bias_kind", ["none", "causal", "padded", "cross"])
+@pytest.mark.parametrize("mask_kind", ["none", "causal", "padded", "cross"])
 @pytest.mark.parametrize("p", [0.0, 0.25])
 @pytest.mark.parametrize("tq,tk", [(7, 19), (37, 37), (40, 6)])  # fewer rows than a block, several, short keys
-def test_separate_q_k_v_match_float64_autograd(bias_kind, p, tq, tk):
+def test_values_and_gradients_match_float64_autograd(mask_kind, p, tq, tk):
     b, h, e = 3, 2, 5
     q, k, v = leaves((b, tq, h * e), (b, tk, h * e), (b, tk, h * e))
-    check_against_reference((q, k, v), ((0, 0), (1, 0), (2, 0)), bias_for(bias_kind, b, tq, tk), h, h * e, p)
+    check(q, k, v, h, make_mask(mask_kind, b, tq, tk), p)
+
+
+def test_every_isa_level_matches(level):
+    b, h, e, tq, tk = 3, 2, 5, 21, 17
+    q, k, v = leaves((b, tq, h * e), (b, tk, h * e), (b, tk, h * e), seed=1)
+    check(q, k, v, h, make_mask("padded", b, tq, tk), 0.2)
+    check(q, k, v, h, make_mask("causal", b, tq, tk), 0.0, bias=leaves((1, h, tq, tk), seed=2)[0])
+
+
+def test_dropout_decisions_are_the_same_at_every_level(monkeypatch):
+    q, k, v = leaves((2, 30, 10), (2, 30, 10), (2, 30, 10))
+    outs = []
+    for name in supported_levels():
+        monkeypatch.setenv("VAVL_NATIVE_ISA", name)
+        kernel.load.cache_clear()
+        torch.manual_seed(3)
+        outs.append(attention(q, k, v, 2, None, dropout=0.3, implementation="cpu_kernel"))
+    kernel.load.cache_clear()
+    monkeypatch.delenv("VAVL_NATIVE_ISA")
+    for out in outs[1:]:  # only rounding differs (lanes fold in another order)
+        assert torch.allclose(out, outs[0], atol=1e-5)
 
 
 @pytest.mark.parametrize("e", [4, 7, 64])  # a specialised width, the generic copy, the widest
 def test_head_widths(e):
     b, h, tq, tk = 2, 2, 21, 17
     q, k, v = leaves((b, tq, h * e), (b, tk, h * e), (b, tk, h * e), seed=e)
-    check_against_reference((q, k, v), ((0, 0), (1, 0), (2, 0)), bias_for("padded", b, tq, tk), h, h * e, 0.1)
+    check(q, k, v, h, make_mask("padded", b, tq, tk), 0.1)
 
 
-def test_packed_self_attention_and_shared_keys_values():
-    """q|k|v slots of one projection, and q plus a packed k|v: gradients land in the right slots
-    (and zeros where a source has channels no slot reads)."""
+@pytest.mark.parametrize("shape", [(3, 2, 9, 11), (1, 2, 9, 11), (3, 1, 9, 11), (9, 11)])
+def test_an_extra_bias_and_its_gradient(shape):
+    """A per-head additive bias (the Conformer's relative positions) with a gradient, broadcast
+    over clips or heads or shared by all."""
+    b, h, e, tq, tk = 3, 2, 5, 9, 11
+    q, k, v = leaves((b, tq, h * e), (b, tk, h * e), (b, tk, h * e), seed=4)
+    (bias,) = leaves(shape, seed=5)
+    check(q, k, v, h, make_mask("cross", b, tq, tk), 0.2, bias=bias)
+
+
+def test_packed_projections_are_read_in_place():
+    """q|k|v slices of one projection, and q plus slices of a packed k|v: the kernel reads the
+    views without copies and the gradients land in the right channels."""
     b, h, e, t, tk = 2, 3, 5, 23, 11
     d = h * e
     (qkv,) = leaves((b, t, 3 * d))
-    check_against_reference((qkv,), ((0, 0), (0, d), (0, 2 * d)), bias_for("causal", b, t, t), h, d, 0.2)
-    q, kv = leaves((b, t, d + 4), (b, tk, 2 * d), seed=1)  # 4 channels of q's source are not read
-    check_against_reference((q, kv), ((0, 4), (1, 0), (1, d)), bias_for("cross", b, t, tk), h, d, 0.2)
-
-
-def test_multihead_attention_uses_the_mask_made_once():
-    """MultiHeadAttention passes the `FusedBias` made by `AttentionBias.from_mask` (no per-layer
-    transposition), and gives what a fresh conversion of the float bias gives."""
-    torch.manual_seed(0)
-    mha = MultiHeadAttention(20, 4, dropout=0.1).train()
-    x, y = torch.randn(3, 9, 20), torch.randn(3, 30, 20)
-    km = torch.ones(3, 30, dtype=torch.bool)
-    km[1, 20:] = False
-    mask = AttentionBias.from_mask(attention_mask(torch.ones(3, 9, dtype=torch.bool), km, causal=False))
-    assert mask.fused is not None and mask.fused.keys.tolist()[1] == [20] * 9
-    torch.manual_seed(3)
-    once = mha(x, y, mask=mask)
-    torch.manual_seed(3)
-    fresh = mha(x, y, mask=AttentionBias(mask.bias, mask.empty))
-    assert torch.equal(once, fresh)
+    check(*qkv.split(d, -1), h, make_mask("causal", b, t, t), 0.2)
+    q, kv = leaves((b, t, d + 4), (b, tk, 2 * d), seed=1)
+    check(q[..., 4:], *kv.split(d, -1), h, make_mask("cross", b, t, tk), 0.2)
 
 
 def test_rows_with_no_key_give_zeros_and_finite_gradients():
     b, h, e, tq, tk = 2, 2, 5, 5, 8
-    bias = torch.zeros(b, 1, tq, tk)
-    bias[0, :, 3] = float("-inf")  # row 3 of clip 0 sees nothing (AttentionBias would have opened it)
     q, k, v = leaves((b, tq, h * e), (b, tk, h * e), (b, tk, h * e))
-    out = cpu_attention((q, k, v), ((0, 0), (1, 0), (2, 0)), bias, h, h * e, 0.1)
-    assert torch.equal(out[0, 3], torch.zeros(h * e)) and torch.isfinite(out).all()
+    mask = AttentionMask(torch.ones(b, tq, dtype=torch.bool), torch.tensor([[False] * tk, [True] * tk]))
+    out = attention(q, k, v, h, mask, dropout=0.1, implementation="cpu_kernel")
+    assert torch.equal(out[0], torch.zeros(tq, h * e)) and torch.isfinite(out).all()
     out.sum().backward()
-    assert all(torch.isfinite(t.grad).all() for t in (q, k, v)) and torch.equal(q.grad[0, 3], torch.zeros(h * e))
+    assert all(torch.isfinite(t.grad).all() for t in (q, k, v)) and torch.equal(q.grad[0], torch.zeros(tq, h * e))
 
 
-def test_a_bias_shared_by_the_batch_and_shapes_that_do_not_fit():
-    b, h, e, tq, tk = 3, 2, 5, 9, 20
-    q, k, v = leaves((b, tq, h * e), (b, tk, h * e), (b, tk, h * e))
-    km = torch.ones(1, tk, dtype=torch.bool)
-    km[0, 15:] = False
-    bias = AttentionBias.from_mask(attention_mask(torch.ones(1, tq, dtype=torch.bool), km, True)).bias
-    assert bias.shape == (1, 1, tq, tk)  # one mask for every clip
-    check_against_reference((q, k, v), ((0, 0), (1, 0), (2, 0)), bias, h, h * e, 0.2)
-    with pytest.raises(ValueError, match="does not fit"):  # keys of another length than the values
-        cpu_attention((q, k, v[:, :5]), ((0, 0), (1, 0), (2, 0)), None, h, h * e)
-    with pytest.raises(ValueError, match="does not fit"):  # a bias for other clips
-        cpu_attention((q, k, v), ((0, 0), (1, 0), (2, 0)), bias_for("padded", 2, tq, tk), h, h * e)
-
-
-def test_no_grad_path_and_reproducible_dropout():
+def test_dropout_follows_torch_seed_and_the_no_grad_path_agrees():
     q, k, v = leaves((4, 30, 10), (4, 30, 10), (4, 30, 10))
-    bias = bias_for("causal", 4, 30, 30)
+    mask = make_mask("causal", 4, 30, 30)
     torch.manual_seed(11)
     with torch.no_grad():
-        fast = cpu_attention((q, k, v), ((0, 0), (1, 0), (2, 0)), bias, 2, 10, 0.3)
+        fast = attention(q, k, v, 2, mask, dropout=0.3, implementation="cpu_kernel")
     torch.manual_seed(11)
-    graph = cpu_attention((q, k, v), ((0, 0), (1, 0), (2, 0)), bias, 2, 10, 0.3)
+    graph = attention(q, k, v, 2, mask, dropout=0.3, implementation="cpu_kernel")
     assert torch.equal(fast, graph)
-    other = cpu_attention((q, k, v), ((0, 0), (1, 0), (2, 0)), bias, 2, 10, 0.3)  # the next seed
+    other = attention(q, k, v, 2, mask, dropout=0.3, implementation="cpu_kernel")  # the next seed
     assert not torch.equal(other, graph)
 
 
 def test_dropout_rate_is_p_everywhere():
     """The counter-based draws keep 1 - p of the weights, in every part of the (tile, row, key) grid."""
-    threshold, scale = keep_threshold(0.1)
-    keep = native_attention.keep_factors(12345, 64, 125, 125, threshold, scale)
-    assert keep.unique().tolist() == [0.0, pytest.approx(scale)]
+    keep = kernel.keep_factors(12345, 64, 125, 125, 0.1)
+    assert keep.unique().tolist() == [0.0, pytest.approx(1 / 0.9, rel=1e-4)]
     kept = (keep > 0).double()
     assert abs(kept.mean().item() - 0.9) < 0.002
     for part in (kept[:32], kept[32:], kept[:, :60], kept[:, 60:], kept[..., :60], kept[..., 60:], kept[..., ::2]):
         assert abs(part.mean().item() - 0.9) < 0.005
-    again = native_attention.keep_factors(12345, 64, 125, 125, threshold, scale)
-    other = native_attention.keep_factors(12346, 64, 125, 125, threshold, scale)
+    again, other = kernel.keep_factors(12345, 64, 125, 125, 0.1), kernel.keep_factors(12346, 64, 125, 125, 0.1)
     assert torch.equal(keep, again) and (keep != other).float().mean() > 0.1
 
 
-def test_other_dtypes_and_wide_heads_take_the_pytorch_path(monkeypatch):
-    called = []
-    monkeypatch.setattr(layers._FusedAttention, "apply", lambda *a: called.append(a))
-    q = torch.randn(2, 6, 2 * 65, requires_grad=True)  # heads 65 wide: more than the kernel takes
-    out = cpu_attention((q, q, q), ((0, 0), (1, 0), (2, 0)), None, 2, 130)
-    qd = torch.randn(2, 6, 10, dtype=torch.float64, requires_grad=True)
-    out_d = cpu_attention((qd, qd, qd), ((0, 0), (1, 0), (2, 0)), None, 2, 10)
-    assert not called and out.shape == (2, 6, 130) and out_d.dtype == torch.float64
-    cpu_attention((q[..., :10], q[..., :10], q[..., :10]), ((0, 0), (1, 0), (2, 0)), None, 2, 10)
-    assert called  # and float32 with narrow heads does take the kernel
+def test_a_mask_with_holes_takes_the_bias_and_prefix_masks_do_not():
+    assert make_mask("padded", 3, 7, 9).kernel_layout()[0] is not None  # a hole in clip 0's keys
+    bias_t, keys = make_mask("cross", 3, 7, 9).kernel_layout()
+    assert bias_t is None and keys.tolist() == [[9] * 7, [6] * 7, [0] * 7]
+    bias_t, keys = make_mask("causal", 3, 7, 9).kernel_layout()
+    assert bias_t is None and keys.tolist() == [3, 4, 5, 6, 7, 8, 9]
 
 
-def test_without_a_compiler_the_pytorch_path_runs(monkeypatch, tmp_path):
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setenv("VAVL_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(RuntimeError, match="set CC"):
-        vavl.native.build("attention")
-    vavl.native.load.cache_clear()
+# ---- the op: checks before pointers, registration --------------------------------------------
+
+def op_args(b=2, h=2, e=5, tq=7, tk=9):
+    q, k, v = (torch.randn(b, t, h * e) for t in (tq, tk, tk))
+    bias_t = kernel.kernel_bias(torch.zeros(b, 1, tq, tk))
+    return [q, k, v, bias_t, torch.full((b, tq), tk, dtype=torch.int32), h, 0.1, torch.tensor([7])]
+
+
+@pytest.mark.parametrize("index,bad,message", [
+    (0, lambda a: a[0].double(), "float32"),                                  # dtype
+    (1, lambda a: a[1][:1], "shape"),                                         # another batch
+    (2, lambda a: a[2][:, :4], "shape"),                                      # keys and values of other lengths
+    (0, lambda a: a[0].transpose(1, 2).contiguous().transpose(1, 2), "contiguous channels"),  # channel stride
+    (3, lambda a: a[3][..., :7], "layout"),                                   # bias not padded
+    (3, lambda a: torch.zeros(2, 1, 9, 32)[..., :16], "layout"),              # padded rows, wrong row stride
+    (3, lambda a: a[3].expand(2, 3, 9, 16), "layout"),                        # more heads than the op has
+    (4, lambda a: a[4].long(), "int32"),                                      # key counts' dtype
+    (4, lambda a: a[4] + 1, r"\[0, 9\]"),                                     # a key past the end
+    (5, lambda a: 3, "heads"),                                                # 10 channels, 3 heads
+    (6, lambda a: 1.0, "dropout_p"),
+    (7, lambda a: None, "seed"),                                              # dropout without a seed
+    (7, lambda a: torch.tensor([1, 2]), "seed"),
+])
+def test_the_op_checks_what_the_c_code_trusts(index, bad, message):
+    args = op_args()
+    args[index] = bad(args)
+    with pytest.raises(ValueError, match=message):
+        kernel.cpu_attention(*args)
+
+
+def test_opcheck():
+    args = op_args()
+    for x in args[:3]:
+        x.requires_grad_()
+    torch.library.opcheck(kernel.cpu_attention, args)
+    with torch.no_grad():
+        out, lse = kernel.cpu_attention(*args)
+    q, k, v = (x.detach() for x in args[:3])
+    torch.library.opcheck(kernel.cpu_attention_backward, [torch.randn(out.shape), q, k, v, out, lse, *args[3:], True])
+
+
+def test_handshake_refuses_a_library_of_another_layout(monkeypatch):
+    lib = ctypes.CDLL(str(kernel.library_path()))
+    assert kernel.bind(lib, "ok.so")[0] is not None
+
+    class Wider(kernel.Job):
+        _fields_ = [("extra", ctypes.c_int64)]
+
+    monkeypatch.setattr(kernel, "Job", Wider)
+    found, why = kernel.bind(lib, "old.so")
+    assert found is None and "byte Job" in why and "reinstall" in why
+    monkeypatch.undo()
+    monkeypatch.setattr(kernel, "ABI_VERSION", kernel.ABI_VERSION + 1)
+    assert kernel.bind(lib, "old.so")[0] is None
+
+
+def test_availability_says_why_not(monkeypatch):
     try:
-        with pytest.warns(UserWarning, match="slower PyTorch path"):
-            assert native_attention.library() is None
-        mask = AttentionBias.from_mask(attention_mask(torch.ones(2, 5, dtype=torch.bool), torch.ones(2, 5, dtype=torch.bool), True))
-        assert mask.fused is None
-        q, k, v = leaves((2, 5, 6), (2, 5, 6), (2, 5, 6))
-        out = cpu_attention((q, k, v), ((0, 0), (1, 0), (2, 0)), mask.bias, 2, 6)
-        ref = attention_reference(*(x.double() for x in (q, k, v, mask.bias)), 2)
-        assert torch.allclose(out.double(), ref, atol=1e-6)
+        monkeypatch.setenv("VAVL_NATIVE", "0")
+        kernel.load.cache_clear()
+        assert native.availability() == (False, "turned off by VAVL_NATIVE=0")
+        monkeypatch.delenv("VAVL_NATIVE")
+        monkeypatch.setattr(kernel, "library_path", lambda: None)
+        kernel.load.cache_clear()
+        available, why = native.availability()
+        assert not available and "not built at install" in why
+        monkeypatch.undo()
+        monkeypatch.setenv("VAVL_NATIVE_ISA", "sse9")
+        kernel.load.cache_clear()
+        assert "not one of" in native.availability()[1]
     finally:
-        vavl.native.load.cache_clear()
+        monkeypatch.undo()
+        kernel.load.cache_clear()
+    assert native.availability()[0]
 
 
-def test_a_cache_that_cannot_be_written_builds_in_the_temp_directory(monkeypatch, tmp_path):
-    (tmp_path / "a-file").write_text("not a directory")
-    monkeypatch.setenv("VAVL_CACHE", str(tmp_path / "a-file" / "cache"))
-    vavl.native.load.cache_clear()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # no fallback to the PyTorch path
-            lib = native_attention.library()
-        assert lib is not None and lib.lanes in (8, 16)
-    finally:
-        vavl.native.load.cache_clear()
+def test_the_library_is_loaded_from_the_package_only():
+    path = kernel.library_path()
+    assert path.parent == Path(kernel.__file__).parent and path.name.startswith("_attention")
 
 
-def test_build_is_cached_per_source_and_cpu(monkeypatch, tmp_path):
-    first = vavl.native.build("attention", tmp_path)
-    stamp = first.stat().st_mtime_ns
-    assert vavl.native.build("attention", tmp_path) == first and first.stat().st_mtime_ns == stamp
-    monkeypatch.setattr(vavl.native, "_cpu_flags", lambda: "flags : another cpu")
-    second = vavl.native.build("attention", tmp_path)
-    assert second != first and second.exists()
-    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+# ---- the install-time build -------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_built_kernel(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+                    str(ROOT)], check=True, capture_output=True, timeout=600)
+    (wheel,) = tmp_path.glob("vavl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.startswith("vavl/native/_attention") and n.endswith(".so") for n in names), names
+    assert not any(n.endswith((".c", ".h")) for n in names)  # the source stays out of the wheel
 
 
-def test_fused_bias_from_a_float_bias():
-    bias = bias_for("padded", 3, 7, 19)
-    fused = FusedBias.from_bias(bias)
-    lanes = native_attention.library().lanes
-    assert fused.bias_t.shape == (3, 1, 19, -(-7 // lanes) * lanes)
-    assert torch.equal(fused.bias_t[..., :7], bias.transpose(-1, -2)) and not fused.bias_t[..., 7:].any()
-    allowed = bias.squeeze(1) > float("-inf")
-    for clip in range(3):
-        for row in range(7):
-            seen = allowed[clip, row].nonzero()
-            assert fused.keys[clip, row] == (seen.max() + 1 if len(seen) else 0)
+def test_without_a_compiler_the_build_goes_on_without_the_kernel(tmp_path):
+    done = subprocess.run([sys.executable, "setup.py", "build_ext", "--build-lib", str(tmp_path / "lib"),
+                           "--build-temp", str(tmp_path / "tmp")], cwd=ROOT, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "CC": str(tmp_path / "no-such-cc")}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "could not be built" in done.stderr and "SDPA" in done.stderr
+    assert not list((tmp_path / "lib").rglob("_attention*"))

@@ -1,17 +1,21 @@
 """Benchmark: one AuxFormer training step (forward + backward + AdamW) at the official default
-shape, inference latency for one clip, and peak memory; optionally the official implementation.
+shape, inference latency for one clip, and peak memory, for each attention implementation asked
+for and, optionally, the official implementation in the same run.
 
-    python recipes/benchmarks/auxformer_step.py                      # ours, CPU, fp32, 2 threads
+    python recipes/benchmarks/auxformer_step.py                      # ours with the C kernel and with SDPA
+    python recipes/benchmarks/auxformer_step.py --attn sdpa          # one path
     python recipes/benchmarks/auxformer_step.py --official-src DIR   # DIR holds the official
         # ilucasgoncalves/AuxFormer files net/avmodel_AF.py and modules/ (not shipped with vavl)
-    python recipes/benchmarks/auxformer_step.py --device cuda --dtype bf16
+    python recipes/benchmarks/auxformer_step.py --device cuda --dtype bf16   # SDPA
 
-Each implementation runs in its own subprocess so that peak memory (RSS, or CUDA peak allocated)
-is its own. Same inputs shape, same loss (CE on fused + both auxiliary heads), same optimiser.
+Each run (every --attn path, then the official code) is its own subprocess, so that peak memory
+(RSS, or CUDA peak allocated) is its own. Same input shapes, same loss (CE on fused + both
+auxiliary heads), same optimiser. The JSON records the load average: other jobs skew timings.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -33,11 +37,16 @@ SHAPE = {"batch": 32, "audio_frames": 125, "visual_frames": 75, "audio_dim": 102
 
 
 def build(impl: str, official_src: str | None):
-    """-> (model, fn(audio, visual, labels) -> loss, fn(audio, visual) -> logits)."""
-    if impl == "ours":
+    """impl "ours:<attn_implementation>" or "official" -> (model, fn(audio, visual, labels) -> loss,
+    fn(audio, visual) -> logits)."""
+    if impl.startswith("ours:"):
         import vavl
+        from vavl.native import availability
 
-        model = vavl.create_model("auxformer.official")
+        attn = impl.split(":")[1]
+        if attn == "cpu_kernel" and not availability()[0]:
+            sys.exit(f"--attn cpu_kernel: the kernel cannot run here: {availability()[1]}")
+        model = vavl.create_model("auxformer.official", attn_implementation=attn)
 
         def loss_fn(a, v, y):
             return model(audio_features=a, visual_features=v, labels=y).loss
@@ -45,8 +54,13 @@ def build(impl: str, official_src: str | None):
         def infer(a, v):
             return model(audio_features=a, visual_features=v).logits
         return model, loss_fn, infer
+    # the official class, from the user's copy: net/avmodel_AF.py alone (net/__init__.py pulls in the
+    # training code and its dependencies), with modules/ importable
     sys.path.insert(0, official_src)
-    from net.avmodel_AF import AVmodel  # the official class, from the user's copy
+    spec = importlib.util.spec_from_file_location("avmodel_AF", Path(official_src) / "net" / "avmodel_AF.py")
+    official = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(official)
+    AVmodel = official.AVmodel
 
     args = SimpleNamespace(num_heads=SHAPE["num_heads"], layers=SHAPE["num_layers"], attn_mask=True,
                            output_dim=SHAPE["num_labels"], attn_dropout=0.1, relu_dropout=0.1, res_dropout=0.1,
@@ -91,14 +105,15 @@ def measure(impl: str, args) -> dict:
         opt.step()
 
     model.train()
-    times = []
+    times, cpu = [], []  # wall and process CPU seconds (CPU time suffers less from other jobs)
     for i in range(args.warmup + args.steps):
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         sync()
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     model.eval()
     lat = []
     with torch.no_grad(), autocast:
@@ -110,6 +125,7 @@ def measure(impl: str, args) -> dict:
             if i >= args.warmup:
                 lat.append(time.perf_counter() - t0)
     return {"train_step_s": {"median": statistics.median(times), "min": min(times), "max": max(times), "n": len(times)},
+            "train_step_cpu_s": {"median": statistics.median(cpu), "min": min(cpu)},
             "latency_one_clip_ms": {"median": 1000 * statistics.median(lat), "n": len(lat)},
             "peak_memory_mb": peak_memory_mb(args.device),
             "peak_memory_kind": "cuda max_memory_allocated" if args.device == "cuda" else "process max RSS (getrusage)"}
@@ -135,22 +151,27 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--attn", nargs="+", choices=["cpu_kernel", "sdpa", "eager"],
+                   help="attn_implementation(s) of ours to time (default: cpu_kernel and sdpa on CPU, sdpa on CUDA)")
     p.add_argument("--official-src", help="folder with the official AuxFormer source (net/, modules/)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
-    p.add_argument("--only", choices=["ours", "official"], help=argparse.SUPPRESS)
+    p.add_argument("--only", help=argparse.SUPPRESS)  # child process: "ours:<attn>" or "official"
     args = p.parse_args()
     if args.only:  # child process: one implementation
         Path(args.out).write_text(json.dumps(measure(args.only, args)))
         return 0
     load_before = os.getloadavg()[0]  # other jobs on the machine skew every timing: recorded
-    results = {"ours": run_in_subprocess("ours", args)}
+    attn = args.attn or (["cpu_kernel", "sdpa"] if args.device == "cpu" else ["sdpa"])
+    results = {f"ours_{a}": run_in_subprocess(f"ours:{a}", args) for a in attn}
     if args.official_src:
-        results["official"] = run_in_subprocess("official", args)
-        results["speedup_train_step"] = results["official"]["train_step_s"]["median"] / results["ours"]["train_step_s"]["median"]
-        results["speedup_latency"] = results["official"]["latency_one_clip_ms"]["median"] / results["ours"]["latency_one_clip_ms"]["median"]
+        official = results["official"] = run_in_subprocess("official", args)
+        for a in attn:
+            ours = results[f"ours_{a}"]
+            results[f"speedup_train_step_{a}"] = official["train_step_s"]["median"] / ours["train_step_s"]["median"]
+            results[f"speedup_latency_{a}"] = official["latency_one_clip_ms"]["median"] / ours["latency_one_clip_ms"]["median"]
     report = {
         "benchmark": "AuxFormer training step (forward + backward + AdamW) and one-clip inference",
-        "shape": SHAPE, "device": args.device, "dtype": args.dtype, "threads": args.threads,
+        "shape": SHAPE, "device": args.device, "dtype": args.dtype, "threads": args.threads, "attn_implementations": attn,
         "steps": args.steps, "warmup": args.warmup,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__, "processor": platform.processor() or platform.machine(),

@@ -14,6 +14,7 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
 from .. import losses
+from ..attention import check_implementation
 from ..errors import ConfigError
 from ..outputs import EmotionRecognitionOutput
 
@@ -47,6 +48,8 @@ class EmotionConfig(PretrainedConfig):
         with per-dimension statistics it holds as buffers (`set_feature_statistics`; the recipe fills
         them from the training clips, as the official AuxFormer / VAVL loaders do for video).
     ccc_reduction: regression loss over the attributes: "mean" of 1 - CCC, or their "sum" (official VAVL).
+    attn_implementation (transformers' keyword, kept in `_attn_implementation` and not saved):
+        "auto" (default), "sdpa", "eager" or "cpu_kernel"; see vavl/attention.py.
     """
 
     model_type = "vavl_emotion"
@@ -82,6 +85,7 @@ class EmotionConfig(PretrainedConfig):
         return [str(self.id2label[i]) for i in range(self.num_labels)]
 
     def validate(self) -> None:
+        check_implementation(self._attn_implementation or "auto")
         if self.task not in TASKS:
             raise ConfigError(f"task={self.task!r} is not one of {TASKS}")
         if self.prediction not in PREDICTION_RULES:
@@ -154,6 +158,10 @@ class EmotionModel(PreTrainedModel):
     config_class = EmotionConfig
     base_model_prefix = "vavl"
     main_input_name = "audio_features"
+
+    def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
+        """transformers' hook for `attn_implementation=`: vavl's own choices (vavl/attention.py)."""
+        return check_implementation(requested_attention or "auto")
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask) -> dict[str, torch.Tensor]:
         """Batch-first inputs, missing modality = all-false mask. Return at least one of

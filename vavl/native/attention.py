@@ -1,11 +1,32 @@
-"""ctypes bindings of attention.c: fused float32 attention over (clip, head) tiles on the CPU."""
+"""The fused CPU attention kernel (attention.c) as the torch op `vavl::cpu_attention`.
+
+The library is built at install time by the package build (setup.py) into this folder and loaded
+from there only, never compiled or looked up anywhere else at run time. At load its ABI version
+and the size of its `Job` are compared with `Job` below, and the ISA level its sweeps run at is
+the best this CPU supports (`VAVL_NATIVE_ISA=baseline|avx2|avx512` asks for a lower one;
+`VAVL_NATIVE=0` turns the kernel off). Every tensor is checked (`if ... raise`) before a pointer
+to it reaches C.
+
+The op is a `torch.library.custom_op` with a fake (shapes only) and a backward op, so
+`torch.compile` and `torch.export` see one node. Its dropout is a counter-based hash of (seed,
+clip, head, row, key); the seed is a tensor drawn from torch's generator by the caller, so
+`torch.manual_seed` reproduces a run, and the backward redraws the same decisions from it.
+"""
 from __future__ import annotations
 
 import ctypes
+import functools
+import importlib.machinery
+import os
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
+from torch import Tensor
 
-from vavl.native import load
+ABI_VERSION = 2  # ABI_VERSION in attention.c
+LEVELS = ("baseline", "avx2", "avx512")  # the ISA levels of attention.c, in order
+PAD = 16  # bias rows are padded to a multiple of this (PAD in attention.c)
 
 _F, _I64 = ctypes.POINTER(ctypes.c_float), ctypes.c_int64
 
@@ -15,7 +36,7 @@ class Job(ctypes.Structure):
     _fields_ = [("heads", _I64), ("e", _I64), ("tq", _I64), ("tk", _I64),
                 ("q", _F), ("k", _F), ("v", _F),
                 ("q_b", _I64), ("q_t", _I64), ("k_b", _I64), ("k_t", _I64), ("v_b", _I64), ("v_t", _I64),
-                ("bias", _F), ("bias_b", _I64),
+                ("bias", _F), ("bias_b", _I64), ("bias_h", _I64),
                 ("nk", ctypes.POINTER(ctypes.c_int32)), ("nk_b", _I64),
                 ("q_scale", ctypes.c_float), ("seed", ctypes.c_uint32), ("threshold", ctypes.c_int32),
                 ("drop_scale", ctypes.c_float),
@@ -23,80 +44,263 @@ class Job(ctypes.Structure):
                 ("o", _F), ("grad", _F), ("o_b", _I64), ("o_t", _I64), ("grad_b", _I64), ("grad_t", _I64),
                 ("gq", _F), ("gk", _F), ("gv", _F),
                 ("gq_b", _I64), ("gq_t", _I64), ("gk_b", _I64), ("gk_t", _I64), ("gv_b", _I64), ("gv_t", _I64),
-                ("first", _I64), ("last", _I64)]
+                ("gbias", _F), ("gbias_b", _I64), ("gbias_h", _I64)]
 
 
-def library() -> ctypes.CDLL | None:
-    lib = load("attention")
-    if lib is not None and not hasattr(lib, "_vavl_typed"):
-        for fn in (lib.vavl_attention_forward, lib.vavl_attention_backward):
-            fn.argtypes, fn.restype = [ctypes.POINTER(Job), _I64, ctypes.c_int], ctypes.c_int
-        lib.vavl_attention_keep.argtypes = [ctypes.c_uint32, _I64, _I64, _I64, ctypes.c_int32, ctypes.c_float, _F]
-        lib.vavl_attention_keep.restype = None
-        lib.lanes = lib.vavl_attention_lanes()  # query rows side by side (LANES in attention.c)
-        lib.max_width = lib.vavl_attention_max_width()
-        lib._vavl_typed = True
-    return lib
+class Kernel(NamedTuple):
+    lib: ctypes.CDLL
+    level: int  # index into LEVELS
+    max_width: int  # widest head
 
 
-def float_ptr(x: torch.Tensor, start: int = 0):
-    return ctypes.cast(x.data_ptr() + start * x.element_size(), _F)
+def library_path() -> Path | None:
+    """The library the package build put next to this file, or None."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = Path(__file__).with_name(f"_attention{suffix}")
+        if path.is_file():
+            return path
+    return None
 
 
-def set_slot(job: Job, name: str, x: torch.Tensor, start: int = 0) -> None:
-    """Point `name` (q, k, v, out, o, grad, gq, gk, gv) at channels start: of x (b, t, C), whose
-    channels must be contiguous, and set its batch and time strides."""
-    assert x.dtype == torch.float32 and x.stride(-1) == 1, (x.dtype, x.stride())
-    setattr(job, name, float_ptr(x, start))
+def bind(lib: ctypes.CDLL, name: str) -> tuple[Kernel | None, str]:
+    """Check the handshake and pick the ISA level -> (kernel, how it runs) or (None, why not)."""
+    lib.vavl_attention_job_size.restype = ctypes.c_int64
+    abi, size = lib.vavl_attention_abi(), lib.vavl_attention_job_size()
+    if abi != ABI_VERSION or size != ctypes.sizeof(Job):
+        return None, (f"{name} was built for ABI {abi} with a {size}-byte Job, this vavl expects ABI {ABI_VERSION} with "
+                      f"{ctypes.sizeof(Job)} bytes: rebuild it by reinstalling vavl (pip install -e . or pip install .)")
+    for fn in (lib.vavl_attention_forward, lib.vavl_attention_backward):
+        fn.argtypes, fn.restype = [ctypes.POINTER(Job), _I64, ctypes.c_int, ctypes.c_int], ctypes.c_int
+    lib.vavl_attention_keep.argtypes = [ctypes.c_uint32, _I64, _I64, _I64, ctypes.c_int32, ctypes.c_float, _F]
+    lib.vavl_attention_keep.restype = None
+    best = lib.vavl_attention_best_level()
+    asked = os.environ.get("VAVL_NATIVE_ISA")
+    if asked and asked not in LEVELS:
+        return None, f"VAVL_NATIVE_ISA={asked!r} is not one of {', '.join(LEVELS)}"
+    level = LEVELS.index(asked) if asked else best
+    if level > best:
+        return None, f"VAVL_NATIVE_ISA={asked}: this CPU runs {LEVELS[best]} at most"
+    threads = "OpenMP" if lib.vavl_attention_openmp() else "one thread (built without OpenMP)"
+    return Kernel(lib, level, lib.vavl_attention_max_width()), f"{name}, {LEVELS[level]} sweeps, {threads}"
+
+
+@functools.cache
+def load() -> tuple[Kernel | None, str]:
+    """(the kernel, how it runs) or (None, why it cannot run here). Loaded once, after torch, so
+    that the library binds to PyTorch's own OpenMP runtime."""
+    if os.environ.get("VAVL_NATIVE", "1") == "0":
+        return None, "turned off by VAVL_NATIVE=0"
+    path = library_path()
+    if path is None:
+        return None, ("not built at install (the package build needs a C compiler; reinstall vavl with gcc or clang "
+                      "on PATH to get it)")
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as err:
+        return None, f"{path.name} does not load ({err}); reinstall vavl"
+    return bind(lib, path.name)
+
+
+@torch.compiler.assume_constant_result
+def max_width() -> int:
+    """The widest head the kernel takes, 0 where it cannot run (a constant for torch.compile)."""
+    found = load()[0]
+    return 0 if found is None else found.max_width
+
+
+@torch.compiler.assume_constant_result
+def reason() -> str:
+    """How the kernel runs here, or why it cannot (a constant for torch.compile)."""
+    return load()[1]
+
+
+def padded(tq: int) -> int:
+    return -(-tq // PAD) * PAD
+
+
+def kernel_bias(bias: Tensor) -> Tensor:
+    """Additive float bias (tq, tk) or (b or 1, h or 1, tq, tk) -> the kernel's layout: float32
+    (b or 1, h or 1, tk, tq_pad), zeros in the padding."""
+    bias = bias.reshape((1, 1) * (bias.dim() == 2) + tuple(bias.shape))
+    tq = bias.shape[-2]
+    return torch.nn.functional.pad(bias.transpose(-1, -2).float(), (0, padded(tq) - tq)).contiguous()
+
+
+def key_counts(allowed: Tensor) -> Tensor:
+    """bool (tq, tk) or (b, 1, tq, tk), True where a query may see a key -> int32 (tq,) or (b, tq):
+    1 + the last key each query may see (0 if none); the kernel never looks further."""
+    allowed = allowed.squeeze(1) if allowed.dim() == 4 else allowed
+    position = torch.arange(1, allowed.shape[-1] + 1, dtype=torch.int32, device=allowed.device)
+    return torch.where(allowed, position, 0).amax(-1).to(torch.int32).contiguous()
+
+
+def keep_threshold(p: float) -> tuple[int, float]:
+    """The kernel's dropout: keep where a 16-bit draw, read as int16, is >= threshold; scale kept
+    weights by 1 / (1 - p). p is rounded to a multiple of 2^-16 (0.1 -> 0.100006)."""
+    dropped = min(round(p * 65536), 65535)
+    return dropped - 32768, 65536 / (65536 - dropped)
+
+
+def keep_factors(seed: int, tiles: int, tq: int, tk: int, p: float) -> Tensor:
+    """(tiles, tq, tk) float32: the 1 / (1 - p) or 0 the kernel multiplies each weight by (tests)."""
+    out = torch.empty(tiles, tq, tk)
+    _require().lib.vavl_attention_keep(seed, tiles, tq, tk, *keep_threshold(p), _ptr(out))
+    return out
+
+
+# ---- checks, then pointers ---------------------------------------------------------------------
+
+def _require() -> Kernel:
+    found, why = load()
+    if found is None:
+        raise RuntimeError(f"vavl::cpu_attention: the CPU attention kernel cannot run here: {why}")
+    return found
+
+
+def _fail(message: str):
+    raise ValueError(f"vavl::cpu_attention: {message}")
+
+
+def _check_rows(name: str, x: Tensor, shape: tuple[int, ...]) -> None:
+    """float32 on the CPU, of this shape, channels contiguous (any batch and time strides)."""
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        _fail(f"{name} must be float32 on the CPU, not {x.dtype} on {x.device}")
+    if tuple(x.shape) != shape:
+        _fail(f"{name} has shape {tuple(x.shape)}, expected {shape}")
+    if x.dim() and x.shape[-1] > 1 and x.stride(-1) != 1:
+        _fail(f"{name} must have contiguous channels (stride {x.stride()})")
+
+
+def _check(found: Kernel, q, k, v, bias_t, keys, heads: int, p: float, seed) -> tuple[int, int, int, int, int]:
+    """Everything the C code trusts -> (b, tq, tk, channels, head width)."""
+    if q.dim() != 3 or k.dim() != 3:
+        _fail(f"q and k must be (batch, time, channels), not {tuple(q.shape)} and {tuple(k.shape)}")
+    b, tq, c = q.shape
+    tk = k.shape[1]
+    for name, x, t in (("q", q, tq), ("k", k, tk), ("v", v, tk)):
+        _check_rows(name, x, (b, t, c))
+    if heads < 1 or c % heads or c // heads > found.max_width:
+        _fail(f"{c} channels do not split into {heads} heads of at most {found.max_width}")
+    if bias_t is not None and not (
+            bias_t.dtype == torch.float32 and bias_t.device.type == "cpu" and bias_t.dim() == 4
+            and bias_t.shape[0] in (1, b) and bias_t.shape[1] in (1, heads) and bias_t.shape[2:] == (tk, padded(tq))
+            and bias_t.stride(-1) == 1 and bias_t.stride(-2) == padded(tq)):
+        _fail(f"bias_t ({bias_t.dtype}, shape {tuple(bias_t.shape)}, stride {bias_t.stride()}) is not the kernel's "
+              f"layout for {b} clips x {heads} heads x {tq} queries x {tk} keys: make it with kernel_bias")
+    if keys.dtype != torch.int32 or keys.device.type != "cpu" or not keys.is_contiguous() or keys.shape[-1:] != (tq,) \
+            or keys.dim() not in (1, 2) or (keys.dim() == 2 and keys.shape[0] not in (1, b)):
+        _fail(f"keys must be contiguous int32 (tq,) or (b, tq) with tq={tq}, b={b}; got {keys.dtype} {tuple(keys.shape)}")
+    if keys.numel() and not 0 <= (bounds := keys.aminmax()).min <= bounds.max <= tk:
+        _fail(f"key counts must lie in [0, {tk}]")
+    if not 0.0 <= p < 1.0 or (p > 0 and (seed is None or seed.numel() != 1)):
+        _fail(f"dropout_p={p} must be in [0, 1), with a one-element seed tensor when above 0")
+    return b, tq, tk, c, c // heads
+
+
+def _ptr(x: Tensor):
+    return ctypes.cast(x.data_ptr(), _F)
+
+
+def _job(found: Kernel, q, k, v, bias_t, keys, heads: int, p: float, seed) -> tuple[Job, int]:
+    b, tq, tk, c, e = _check(found, q, k, v, bias_t, keys, heads, p, seed)
+    threshold, scale = keep_threshold(p) if p > 0 else (0, 0.0)
+    job = Job(heads=heads, e=e, tq=tq, tk=tk, q_scale=e ** -0.5, seed=int(seed) if p > 0 else 0,
+              threshold=threshold, drop_scale=scale)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        _point(job, name, x)
+    if bias_t is not None:
+        job.bias = _ptr(bias_t)
+        job.bias_b = bias_t.stride(0) if bias_t.shape[0] > 1 else 0
+        job.bias_h = bias_t.stride(1) if bias_t.shape[1] > 1 else 0
+    job.nk = ctypes.cast(keys.data_ptr(), ctypes.POINTER(ctypes.c_int32))
+    job.nk_b = tq if keys.dim() == 2 and keys.shape[0] > 1 else 0
+    return job, b
+
+
+def _point(job: Job, name: str, x: Tensor) -> None:
+    setattr(job, name, _ptr(x))
     setattr(job, f"{name}_b", x.stride(0))
     setattr(job, f"{name}_t", x.stride(1))
 
 
-def padded(tq: int) -> int:
-    """tq rounded up to the kernel's lanes: the bias is padded to it."""
-    lanes = library().lanes
-    return -(-tq // lanes) * lanes
+def _run(found: Kernel, fn, job: Job, batch: int) -> None:
+    status = fn(ctypes.byref(job), batch, torch.get_num_threads(), found.level)
+    if status == 1:
+        raise MemoryError("vavl::cpu_attention: could not allocate the kernel's work buffers")
+    if status:
+        raise RuntimeError(f"vavl::cpu_attention: this CPU cannot run the {LEVELS[found.level]} sweeps")
 
 
-def pad_bias(bias: torch.Tensor) -> torch.Tensor:
-    """float bias (tq, tk) or (b, 1, tq, tk) -> float32 (..., tk, tq_pad), zeros in the padding."""
-    tq = bias.shape[-2]
-    bias_t = bias.new_zeros(*bias.shape[:-2], bias.shape[-1], padded(tq), dtype=torch.float32)
-    bias_t[..., :tq].copy_(bias.transpose(-1, -2))
-    return bias_t
+# ---- the op ------------------------------------------------------------------------------------
+
+@torch.library.custom_op("vavl::cpu_attention", mutates_args=())
+def cpu_attention(q: Tensor, k: Tensor, v: Tensor, bias_t: Tensor | None, keys: Tensor, heads: int,
+                  dropout_p: float, seed: Tensor | None) -> tuple[Tensor, Tensor]:
+    """softmax(q k^T / sqrt(e) + bias) with dropout, @ v, over `heads` heads of q, k, v (b, t,
+    heads * e) -> (out (b, tq, heads * e), log-sum-exp of each row (b, heads, tq)). bias_t and keys
+    as `kernel_bias` and `key_counts` make them; a query with no key gets zeros."""
+    found = _require()
+    job, b = _job(found, q, k, v, bias_t, keys, heads, dropout_p, seed)
+    out, lse = q.new_empty(q.shape), q.new_empty(b, heads, q.shape[1])
+    _point(job, "out", out)
+    job.lse = _ptr(lse)
+    _run(found, found.lib.vavl_attention_forward, job, b)
+    return out, lse
 
 
-def make_job(batch: int, heads: int, e: int, tq: int, tk: int, bias_t: torch.Tensor | None, keys: torch.Tensor,
-             q_scale: float, seed: int, threshold: int, drop_scale: float) -> Job:
-    """bias_t: None or the bias transposed and padded, float32 (tk, tq_pad) or (1 or batch, 1, tk,
-    tq_pad) with contiguous rows (`pad_bias`); keys: int32 (tq,) or (1 or batch, tq). Shapes are
-    checked: the kernel trusts them."""
-    job = Job(heads=heads, e=e, tq=tq, tk=tk, q_scale=q_scale, seed=seed, threshold=threshold, drop_scale=drop_scale)
-    if bias_t is not None:
-        ok = (bias_t.dtype == torch.float32 and bias_t.shape[-2:] == (tk, padded(tq)) and bias_t.stride(-1) == 1
-              and bias_t.stride(-2) == padded(tq) and (bias_t.dim() == 2 or (bias_t.dim() == 4 and bias_t.shape[0] in (1, batch))))
-        if not ok:
-            raise ValueError(f"attention kernel: bias of shape {tuple(bias_t.shape)} does not fit {batch} clips, "
-                             f"{tq} queries, {tk} keys (make it with FusedBias.from_bias)")
-        job.bias, job.bias_b = float_ptr(bias_t), (bias_t.stride(0) if bias_t.dim() == 4 and bias_t.shape[0] > 1 else 0)
-    if not (keys.dtype == torch.int32 and keys.is_contiguous() and keys.shape[-1] == tq
-            and (keys.dim() == 1 or (keys.dim() == 2 and keys.shape[0] in (1, batch)))
-            and int(keys.max()) <= tk):
-        raise ValueError(f"attention kernel: key counts of shape {tuple(keys.shape)} do not fit {batch} clips, "
-                         f"{tq} queries, {tk} keys")
-    job.nk = ctypes.cast(keys.data_ptr(), ctypes.POINTER(ctypes.c_int32))
-    job.nk_b = tq if keys.dim() == 2 and keys.shape[0] > 1 else 0
-    return job
+@cpu_attention.register_fake
+def _(q, k, v, bias_t, keys, heads, dropout_p, seed):
+    return q.new_empty(q.shape), q.new_empty(q.shape[0], heads, q.shape[1])
 
 
-def run(lib: ctypes.CDLL, job: Job, batch: int, backward: bool) -> None:
-    fn = lib.vavl_attention_backward if backward else lib.vavl_attention_forward
-    if fn(ctypes.byref(job), batch, torch.get_num_threads()):
-        raise MemoryError("vavl attention kernel: could not allocate its work buffers")
+def _bias_grad_shape(q: Tensor, k: Tensor, heads: int, bias_grad: bool) -> tuple[int, ...]:
+    """Of the bias gradient the backward computes: every clip and head, or nothing."""
+    return (q.shape[0], heads, k.shape[1], padded(q.shape[1])) if bias_grad else (0,)
 
 
-def keep_factors(seed: int, tiles: int, tq: int, tk: int, threshold: int, drop_scale: float) -> torch.Tensor:
-    """(tiles, tq, tk) float32: the 1 / (1 - p) or 0 that the kernels multiply each weight by."""
-    out = torch.empty(tiles, tq, tk)
-    library().vavl_attention_keep(seed, tiles, tq, tk, threshold, drop_scale, float_ptr(out))
-    return out
+@torch.library.custom_op("vavl::cpu_attention_backward", mutates_args=())
+def cpu_attention_backward(grad: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+                           bias_t: Tensor | None, keys: Tensor, heads: int, dropout_p: float, seed: Tensor | None,
+                           bias_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of q, k, v and (with bias_grad, (b, heads, tk, tq_pad); else empty) of bias_t,
+    from the gradient of `cpu_attention`'s out (its out and lse given)."""
+    found = _require()
+    job, b = _job(found, q, k, v, bias_t, keys, heads, dropout_p, seed)
+    _check_rows("out", out, tuple(q.shape))
+    _check_rows("grad", grad, tuple(q.shape))
+    if lse.dtype != torch.float32 or tuple(lse.shape) != (b, heads, q.shape[1]) or not lse.is_contiguous():
+        _fail(f"lse must be contiguous float32 {(b, heads, q.shape[1])}, not {lse.dtype} {tuple(lse.shape)}")
+    if bias_grad and bias_t is None:
+        _fail("bias_grad needs a bias")
+    grads = [torch.empty(x.shape) for x in (q, k, v)]
+    for name, x in zip(("o", "grad", "gq", "gk", "gv"), (out, grad, *grads)):
+        _point(job, name, x)
+    job.lse = _ptr(lse)
+    g_bias = torch.zeros(_bias_grad_shape(q, k, heads, bias_grad))
+    if bias_grad:
+        job.gbias, job.gbias_b, job.gbias_h = _ptr(g_bias), g_bias.stride(0), g_bias.stride(1)
+    _run(found, found.lib.vavl_attention_backward, job, b)
+    return (*grads, g_bias)
+
+
+@cpu_attention_backward.register_fake
+def _(grad, q, k, v, out, lse, bias_t, keys, heads, dropout_p, seed, bias_grad):
+    grads = (torch.empty_like(x, memory_format=torch.contiguous_format) for x in (q, k, v))
+    return (*grads, q.new_empty(_bias_grad_shape(q, k, heads, bias_grad)))
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, bias_t, keys, heads, dropout_p, seed = inputs
+    ctx.save_for_backward(q, k, v, bias_t, keys, seed, *output)
+    ctx.heads, ctx.dropout_p = heads, dropout_p
+
+
+def _backward(ctx, grad, _grad_lse):
+    q, k, v, bias_t, keys, seed, out, lse = ctx.saved_tensors
+    bias_grad = ctx.needs_input_grad[3]
+    gq, gk, gv, g_bias = cpu_attention_backward(grad.contiguous(), q, k, v, out, lse, bias_t, keys, ctx.heads,
+                                                ctx.dropout_p, seed, bias_grad)
+    return gq, gk, gv, g_bias.sum_to_size(bias_t.shape) if bias_grad else None, None, None, None, None
+
+
+cpu_attention.register_autograd(_backward, setup_context=_setup_context)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...layers import AttentionBias, CrossModalEncoder, ResidualHead, attention_mask, mask_positions, masked_last, xavier_init
+from ...attention import AttentionMask
+from ...layers import CrossModalEncoder, ResidualHead, mask_positions, masked_last, xavier_init
 from ..base import EmotionModel
 from .configuration_auxformer import AuxFormerConfig
 
@@ -23,7 +24,8 @@ def input_projection(in_dim: int, dim: int) -> nn.Module:
 def encoder(config, scalar: bool = False, cross: bool = False) -> CrossModalEncoder:
     return CrossModalEncoder(config.hidden_size, config.num_heads, config.num_layers,
                              attn_dropout=0.0 if cross else config.attn_dropout, relu_dropout=config.relu_dropout,
-                             res_dropout=config.res_dropout, embed_dropout=config.embed_dropout, scalar=scalar)
+                             res_dropout=config.res_dropout, embed_dropout=config.embed_dropout, scalar=scalar,
+                             config=config)
 
 
 def positions(x: torch.Tensor, mask: torch.Tensor, official: bool) -> torch.Tensor:
@@ -62,7 +64,8 @@ class CrossModalStreams(nn.Module):
 
 
 def projected_inputs(model, audio, audio_mask, visual, visual_mask):
-    """Project to hidden_size; positions; the four attention masks (computed once per forward)."""
+    """Project to hidden_size; positions; the four attention masks (made once per forward, each form
+    the layers ask for computed once)."""
     cfg = model.config
     a, v = model.audio_proj(audio), model.visual_proj(visual)
     pa = positions(a, audio_mask, cfg.official_positions)
@@ -70,7 +73,7 @@ def projected_inputs(model, audio, audio_mask, visual, visual_mask):
     c = cfg.causal_mask
     pairs = {"aa": (audio_mask, audio_mask), "vv": (visual_mask, visual_mask),
              "av": (audio_mask, visual_mask), "va": (visual_mask, audio_mask)}  # (queries, keys)
-    masks = {k: AttentionBias.from_mask(attention_mask(q, kv, c)) for k, (q, kv) in pairs.items()}
+    masks = {k: AttentionMask(q, kv, c) for k, (q, kv) in pairs.items()}
     return a, v, pa, pv, masks
 
 

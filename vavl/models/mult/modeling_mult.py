@@ -12,7 +12,8 @@ import torch
 
 from ..auxformer.modeling_auxformer import CrossModalStreams, input_projection, projected_inputs
 from ..base import EmotionModel
-from ...layers import AttentionBias, ResidualHead, xavier_init
+from ...attention import AttentionMask
+from ...layers import ResidualHead, xavier_init
 from .configuration_mult import MulTConfig
 
 
@@ -38,9 +39,8 @@ class MulTForEmotionRecognition(EmotionModel):
         rep_v = self.fusion.visual(v, visual_mask, a, pv, pa, masks)
         fused_logits, fused = self.fusion_head(torch.cat([rep_a, rep_v], -1))
         # each stream with the other modality masked out: its cross-attention sees no key
-        b, ta, tv = a.shape[0], a.shape[1], v.shape[1]
-        alone = {**masks, "av": AttentionBias.from_mask(audio_mask.new_zeros(b, 1, ta, tv)),
-                 "va": AttentionBias.from_mask(audio_mask.new_zeros(b, 1, tv, ta))}
+        alone = {**masks, "av": AttentionMask(audio_mask, torch.zeros_like(visual_mask)),
+                 "va": AttentionMask(visual_mask, torch.zeros_like(audio_mask))}
         rep_a_alone = self.fusion.audio(a, audio_mask, v, pa, pv, alone)
         rep_v_alone = self.fusion.visual(v, visual_mask, a, pv, pa, alone)
         audio_logits, audio_emb = self.fusion_head(torch.cat([rep_a_alone, torch.zeros_like(rep_v_alone)], -1))

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ...attention import AttentionMask, attention, implementation_of
+
 
 def relative_table(length: int, dim: int, device=None) -> torch.Tensor:
     """(2*length - 1, dim) interleaved sin/cos embedding of distances length-1 ... -(length-1)."""
@@ -69,11 +71,13 @@ class FeedForward(nn.Module):
 
 class RelativeSelfAttention(nn.Module):
     """Self-attention with Transformer-XL relative positions: score(i, j) =
-    (q_i + u)·k_j + (q_i + v)·P(i - j), P a projected sinusoid of the distance."""
+    ((q_i + u)·k_j + (q_i + v)·P(i - j)) / √e, P a projected sinusoid of the distance. The position
+    term is an additive per-head bias of `vavl.attention.attention`, which runs the implementation
+    of `config` (the model's attn_implementation)."""
 
-    def __init__(self, dim: int, heads: int, dropout: float):
+    def __init__(self, dim: int, heads: int, dropout: float, config=None):
         super().__init__()
-        self.heads = heads
+        self.heads, self.config = heads, config
         self.norm = nn.LayerNorm(dim)
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(dim, dim)
@@ -84,21 +88,19 @@ class RelativeSelfAttention(nn.Module):
         self.v_bias = nn.Parameter(torch.zeros(heads, dim // heads))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+        """x (b, t, d); mask: padded keys hidden (a sample with no real frame gets zeros)."""
         b, t, d = x.shape
         x = self.norm(x)
-        q, k, v = (rearrange(f(x), "b t (h e) -> b h t e", h=self.heads) for f in (self.query, self.key, self.value))
+        q, k, v = self.query(x), self.key(x), self.value(x)                           # (b, t, d)
         p = rearrange(self.pos(relative_table(t, d, x.device).to(x.dtype)), "r (h e) -> h r e", h=self.heads)
-        content = torch.einsum("bhie,bhje->bhij", q + self.u_bias[:, None], k)
-        by_distance = torch.einsum("bhie,hre->bhir", q + self.v_bias[:, None], p)   # (b, h, t, 2t-1)
+        q_v = rearrange(q, "b t (h e) -> b h t e", h=self.heads) + self.v_bias[:, None]
+        by_distance = torch.einsum("bhie,hre->bhir", q_v, p)                          # (b, h, t, 2t-1)
         i = torch.arange(t, device=x.device)
         index = (t - 1) - (i[:, None] - i[None, :])                                 # distance i-j -> row of p
-        position = by_distance.gather(-1, index.expand(b, self.heads, t, t))
-        scores = (content + position) / math.sqrt(d // self.heads)
-        # a sample with no real frame attends uniformly (finite, ignored later) instead of NaN
-        scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
-        attn = self.dropout(scores.softmax(-1))
-        out = rearrange(torch.einsum("bhij,bhje->bhie", attn, v), "b h t e -> b t (h e)")
+        position = by_distance.gather(-1, index.expand(b, self.heads, t, t)) / math.sqrt(d // self.heads)
+        out = attention(q + self.u_bias.flatten(), k, v, self.heads, mask, position,
+                        dropout=self.dropout.p if self.training else 0.0, implementation=implementation_of(self.config))
         return self.dropout(self.out(out))
 
 
@@ -127,17 +129,17 @@ class ConvModule(nn.Module):
 class ConformerBlock(nn.Module):
     """x + ½FF(x) -> + MHSA -> + Conv -> + ½FF -> LayerNorm."""
 
-    def __init__(self, dim: int, heads: int, kernel_size: int, ff_expansion: int, dropout: float):
+    def __init__(self, dim: int, heads: int, kernel_size: int, ff_expansion: int, dropout: float, config=None):
         super().__init__()
         self.ff1 = FeedForward(dim, ff_expansion, dropout)
-        self.attention = RelativeSelfAttention(dim, heads, dropout)
+        self.attention = RelativeSelfAttention(dim, heads, dropout, config)
         self.conv = ConvModule(dim, kernel_size, 2, dropout)
         self.ff2 = FeedForward(dim, ff_expansion, dropout)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, attention_mask: AttentionMask) -> torch.Tensor:
         x = x + 0.5 * self.ff1(x)
-        x = x + self.attention(x, mask)
+        x = x + self.attention(x, attention_mask)
         x = x + self.conv(x, mask)
         x = x + 0.5 * self.ff2(x)
         return self.norm(x)
@@ -147,20 +149,23 @@ class ConformerEncoder(nn.Module):
     """Linear input projection + dropout, then `layers` Conformer blocks. (b, t, in) -> (b, t, d).
 
     framewise=True runs every real frame as its own length-1 sequence (no temporal context),
-    which is what the official VAVL code computes at batch size 1."""
+    which is what the official VAVL code computes at batch size 1. `config`: the model's, for its
+    attn_implementation."""
 
-    def __init__(self, in_dim: int, dim: int, layers: int, heads: int, kernel_size: int, ff_expansion: int, dropout: float):
+    def __init__(self, in_dim: int, dim: int, layers: int, heads: int, kernel_size: int, ff_expansion: int, dropout: float,
+                 config=None):
         super().__init__()
         self.input_proj = nn.Linear(in_dim, dim)
         self.dropout = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(ConformerBlock(dim, heads, kernel_size, ff_expansion, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(ConformerBlock(dim, heads, kernel_size, ff_expansion, dropout, config) for _ in range(layers))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, framewise: bool = False) -> torch.Tensor:
         b, t, _ = x.shape
         if framewise:
             x, mask = rearrange(x, "b t d -> (b t) 1 d"), rearrange(mask, "b t -> (b t) 1")
         x = self.dropout(self.input_proj(x))
+        attend = AttentionMask(mask, mask)  # made once, shared by the blocks
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, mask, attend)
         x = x * mask.unsqueeze(-1).to(x.dtype)
         return rearrange(x, "(b t) 1 d -> b t d", b=b, t=t) if framewise else x

@@ -39,7 +39,7 @@ class VAVLForEmotionRecognition(EmotionModel):
         c, d = config, config.hidden_size
 
         def conformer(in_dim, layers):
-            return ConformerEncoder(in_dim, d, layers, c.num_attention_heads, c.conv_kernel_size, c.ff_expansion, c.dropout)
+            return ConformerEncoder(in_dim, d, layers, c.num_attention_heads, c.conv_kernel_size, c.ff_expansion, c.dropout, c)
 
         def head(in_dim, out_dim):
             return MLPHead(in_dim, d, c.head_hidden_size, out_dim, c.head_dropout)
