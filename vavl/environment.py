@@ -74,7 +74,7 @@ def _caches() -> dict[str, str]:
         pass
     out["torch_hub"] = os.environ.get("TORCH_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "WANDB_MODE", "VAVL_NATIVE", "VAVL_CACHE"):
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "WANDB_MODE", "VAVL_NATIVE", "VAVL_NATIVE_ISA"):
         if os.environ.get(var) is not None:
             out[f"${var}"] = os.environ[var]
     return out
