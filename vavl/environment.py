@@ -80,23 +80,33 @@ def _caches() -> dict[str, str]:
     return out
 
 
+def versions() -> dict[str, Any]:
+    """What needs no import of torch: Python, the platform, the packages' versions, PyAV's FFmpeg."""
+    return {"python": sys.version.split()[0], "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+            "packages": {name: version(name) for name in PACKAGES}, "ffmpeg": _ffmpeg()}
+
+
+def runtime() -> dict[str, Any]:
+    """What torch is asked for (about a second to import): its build and devices, the kernel, caches."""
+    return {"torch": _torch_facts(), "cpu_attention_kernel": _kernel(), "caches": _caches()}
+
+
 def collect() -> dict[str, Any]:
     """Everything `vavl env` prints, as plain data."""
-    return {
-        "python": sys.version.split()[0],
-        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "packages": {name: version(name) for name in PACKAGES},
-        "ffmpeg": _ffmpeg(),
-        "torch": _torch_facts(),
-        "cpu_attention_kernel": _kernel(),
-        "caches": _caches(),
-    }
+    return {**versions(), **runtime()}
 
 
-def format_report(info: dict[str, Any]) -> str:
+WIDTH = 24  # the name column of the table
+
+
+def version_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [("python", info["python"]), ("platform", info["platform"])]
     rows += [(name, v or "not installed") for name, v in info["packages"].items()]
-    rows.append(("PyAV's FFmpeg", info["ffmpeg"] or "unknown"))
+    return rows + [("PyAV's FFmpeg", info["ffmpeg"] or "unknown")]
+
+
+def runtime_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
     t = info["torch"]
     if "import_error" in t:
         rows.append(("torch import", t["import_error"]))
@@ -107,9 +117,15 @@ def format_report(info: dict[str, Any]) -> str:
     k = info["cpu_attention_kernel"]
     rows.append(("CPU attention kernel", "available" + (f" ({k['reason']})" if k["reason"] else "")
                  if k["available"] else f"not available: {k['reason']}"))
-    rows += [(f"cache: {name}", path) for name, path in info["caches"].items()]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"- {name.ljust(width)}  {value}" for name, value in rows)
+    return rows + [(f"cache: {name}", path) for name, path in info["caches"].items()]
+
+
+def format_rows(rows: list[tuple[str, str]]) -> str:
+    return "\n".join(f"- {name.ljust(WIDTH)}  {value}" for name, value in rows)
+
+
+def format_report(info: dict[str, Any]) -> str:
+    return format_rows(version_rows(info) + runtime_rows(info))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,6 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = collect()
-    print(json.dumps(info, indent=2) if args.json else format_report(info))
+    if args.json:
+        print(json.dumps(collect(), indent=2))
+        return 0
+    print(format_rows(version_rows(versions())), flush=True)   # at once; torch's facts follow
+    print(format_rows(runtime_rows(runtime())))
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 def availability() -> tuple[bool, str]:
     """(whether the attention kernel can run here, how it runs or why it cannot)."""
-    from .attention import load
+    from .library import load
 
     kernel, reason = load()
     return kernel is not None, reason
