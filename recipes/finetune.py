@@ -43,7 +43,7 @@ from vavl.evaluation import evaluate, headline
 from vavl.loading import emotion_config, load_model
 from vavl.models.with_encoders import AudioVisualModel
 from vavl.recipes.finetune_config import ALIASES, load_config
-from vavl.zoo import render_card, results_table
+from vavl.zoo import prediction_rule, render_card, results_table
 
 
 # ---- setup ----------------------------------------------------------------------------------
@@ -434,6 +434,7 @@ def model_card(run: dict, model, metric: str, config_path: str | None, results: 
     d, t = cfg.data, cfg.train
     facts = [("architecture", f"`{type(model).__name__}` ({c.model_type}), {sum(p.numel() for p in model.parameters()):,} parameters"),
              ("task", c.task), ("attributes" if c.task == "regression" else "classes", ", ".join(names)),
+             ("prediction", prediction_rule(getattr(c, "prediction", "fused"))),
              ("inputs", f"cached frozen-encoder features `{d.cache}` ({c.audio_dim}-d audio, {c.visual_dim}-d visual)" if d.cache
               else "raw clips, encoders fine-tuned"),
              ("data", f"`{d.manifest}`, protocol `{d.protocol}`" + ("" if d.fold is None else f", fold {d.fold}")

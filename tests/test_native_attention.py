@@ -16,6 +16,7 @@ from attention_utils import make_mask, masked_reference
 from vavl import native
 from vavl.attention import AttentionMask, attention
 from vavl.native import attention as kernel
+from vavl.native import library
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,37 +224,37 @@ def test_opcheck():
 
 
 def test_handshake_refuses_a_library_of_another_layout(monkeypatch):
-    lib = ctypes.CDLL(str(kernel.library_path()))
-    assert kernel.bind(lib, "ok.so")[0] is not None
+    lib = ctypes.CDLL(str(library.library_path()))
+    assert library.bind(lib, "ok.so")[0] is not None
 
-    class Wider(kernel.Job):
+    class Wider(library.Job):
         _fields_ = [("extra", ctypes.c_int64)]
 
-    monkeypatch.setattr(kernel, "Job", Wider)
-    found, why = kernel.bind(lib, "old.so")
+    monkeypatch.setattr(library, "Job", Wider)
+    found, why = library.bind(lib, "old.so")
     assert found is None and "byte Job" in why and "reinstall" in why
     monkeypatch.undo()
-    monkeypatch.setattr(kernel, "ABI_VERSION", kernel.ABI_VERSION + 1)
-    assert kernel.bind(lib, "old.so")[0] is None
+    monkeypatch.setattr(library, "ABI_VERSION", library.ABI_VERSION + 1)
+    assert library.bind(lib, "old.so")[0] is None
 
 
 def test_availability_says_why_not(monkeypatch):
     try:
         monkeypatch.setenv("VAVL_NATIVE", "0")
-        kernel.load.cache_clear()
+        library.load.cache_clear()
         assert native.availability() == (False, "turned off by VAVL_NATIVE=0")
         monkeypatch.delenv("VAVL_NATIVE")
-        monkeypatch.setattr(kernel, "library_path", lambda: None)
-        kernel.load.cache_clear()
+        monkeypatch.setattr(library, "library_path", lambda: None)
+        library.load.cache_clear()
         available, why = native.availability()
         assert not available and "not built at install" in why
         monkeypatch.undo()
         monkeypatch.setenv("VAVL_NATIVE_ISA", "sse9")
-        kernel.load.cache_clear()
+        library.load.cache_clear()
         assert "not one of" in native.availability()[1]
     finally:
         monkeypatch.undo()
-        kernel.load.cache_clear()
+        library.load.cache_clear()
     assert native.availability()[0]
 
 

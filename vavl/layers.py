@@ -142,3 +142,21 @@ def xavier_init(module: torch.nn.Module) -> None:
     elif isinstance(module, torch.nn.LayerNorm):
         torch.nn.init.ones_(module.weight)
         torch.nn.init.zeros_(module.bias)
+
+
+@torch.no_grad()
+def official_init(model: torch.nn.Module) -> None:
+    """The official AuxFormer / MulT initialisation, on a model built with PyTorch's default
+    initialisation (which the official code keeps everywhere else): the attention's packed input
+    projection Xavier-uniform with zero bias and its output projection's bias zero
+    (torch.nn.MultiheadAttention's own reset), and every layer's fc1 / fc2 Xavier-uniform with
+    zero biases (modules/transformer.py's Linear)."""
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            torch.nn.init.xavier_uniform_(module.qkv.weight)
+            torch.nn.init.zeros_(module.qkv.bias)
+            torch.nn.init.zeros_(module.out_proj.bias)
+        elif isinstance(module, CrossModalLayer):
+            for fc in (module.fc1, module.fc2):
+                torch.nn.init.xavier_uniform_(fc.weight)
+                torch.nn.init.zeros_(fc.bias)

@@ -69,6 +69,13 @@ def results_table(metrics: dict) -> str:
             f"| condition | fused | audio head | visual head |\n|---|---|---|---|\n{table}\n")
 
 
+def prediction_rule(rule: str) -> str:
+    """A model card's words for config.prediction."""
+    return {"heads_mean": "`heads_mean`: the mean of the fused, audio and visual heads (the official AuxFormer rule); "
+                          "one modality: its own head",
+            "fused": "`fused`: the fusion head for clips with both modalities; one modality: its own head"}[rule]
+
+
 def render_card(title: str, intro: str, facts: list[tuple[str, str]], sections: list[tuple[str, str]],
                 header: str = "") -> str:
     """A model card: `header` (a marker or YAML front matter), "# title", the intro, a two-column
@@ -101,6 +108,7 @@ def card_text(name: str, results_dir: Path | None = None) -> str:
              else e.recipe or "—")
     facts = [("architecture", f"`{e.architecture}` (`{cls.__module__}.{cls.__name__}`)"), ("task", task_of(e)),
              ("targets", _targets(e)), ("label definition", e.labels or "—"),
+             ("prediction", prediction_rule(getattr(_config(e), "prediction", "fused"))),
              ("audio encoder", f"`{e.audio_encoder}`" if e.audio_encoder else "none"),
              ("visual encoder", f"`{e.visual_encoder}`" if e.visual_encoder else "none"),
              ("corpus", e.corpus or "—"), ("protocol", e.protocol or "—"), ("recipe", f"`{e.recipe}`" if e.recipe else "—"),

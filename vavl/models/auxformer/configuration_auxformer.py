@@ -20,6 +20,8 @@ class CrossModalConfig(EmotionConfig):
     official_positions: count sinusoidal positions where feature 0 is non-zero (the fairseq rule of
         the official code) instead of from the mask. Set by `vavl.convert.load_official_auxformer`;
         with it, a real frame whose first feature is exactly 0 gets no position.
+    init_scheme: "xavier" (vavl: every linear layer Xavier-uniform, zero biases) or "official"
+        (the official code's PyTorch defaults with its few Xavier layers; see layers.official_init).
     """
 
     hidden_size: int = 50
@@ -32,12 +34,15 @@ class CrossModalConfig(EmotionConfig):
     out_dropout: float = 0.2
     causal_mask: bool = True
     official_positions: bool = False
+    init_scheme: str = "xavier"
 
     def validate(self) -> None:
         super().validate()
         check_divides(self, "hidden_size", "num_heads")
         check_positive_int(self, "num_layers")
         check_probability(self, "attn_dropout", "relu_dropout", "res_dropout", "embed_dropout", "out_dropout")
+        if self.init_scheme not in ("xavier", "official"):
+            raise ConfigError(f"init_scheme={self.init_scheme!r} must be 'xavier' or 'official'")
 
 
 class AuxFormerConfig(CrossModalConfig):

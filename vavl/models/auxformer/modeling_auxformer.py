@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ...attention import AttentionMask
-from ...layers import CrossModalEncoder, ResidualHead, mask_positions, masked_last, xavier_init
+from ...layers import CrossModalEncoder, ResidualHead, mask_positions, masked_last, official_init, xavier_init
 from ..base import EmotionModel
 from .configuration_auxformer import AuxFormerConfig
 
@@ -95,7 +95,13 @@ class AuxFormerForEmotionRecognition(EmotionModel):
         self.post_init()
 
     def _init_weights(self, module):
-        xavier_init(module)
+        if self.config.init_scheme != "official":   # official: PyTorch's defaults, then official_init
+            xavier_init(module)
+
+    def post_init(self):
+        super().post_init()
+        if self.config.init_scheme == "official":
+            official_init(self)
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask):
         a, v, pa, pv, masks = projected_inputs(self, audio, audio_mask, visual, visual_mask)

@@ -15,7 +15,7 @@ for _config, _model in ((AudioOnlyConfig, AudioOnlyForEmotionRecognition), (Visu
 
 CREMA_D = {"config": {"audio_dim": 1024, "visual_dim": 1408,
                       "id2label": id2label(CREMA_D_CLASSES)},
-           "corpus": "CREMA-D", "labels": "raters' perceived emotion, VAVL consensus files, 6 classes", "protocol": "VAVL partitions 1-5"}
+           "corpus": "CREMA-D", "labels": "the actor's intended emotion, 6 classes", "protocol": "VAVL partitions 1-5"}
 W2V2L, EFFB2 = "wav2vec2-large-robust", "efficientnet_b2"
 
 for name, model_class, recipe, description, encoders in (

@@ -13,7 +13,7 @@ for _cfg, _cls in ((BiLSTMConfig, BiLSTMForEmotionRecognition), (FaceCNNConfig, 
                    (ClassicEarlyFusionConfig, ClassicEarlyFusionForEmotionRecognition), (ClassicLateFusionConfig, ClassicLateFusionForEmotionRecognition)):
     register_auto(_cfg, _cls)
 
-_CREMA = dict(corpus="CREMA-D", labels="perceived emotion (audio-visual majority vote), 6 classes",
+_CREMA = dict(corpus="CREMA-D", labels="the recipe's data.label_field (labels.intended or labels.perceived-av), 6 classes",
               protocol="VAVL partitions 1-5", recipe=RECIPE)
 register_model(ModelEntry(
     name="bilstm_mfcc.crema_d", model_class=BiLSTMForEmotionRecognition,

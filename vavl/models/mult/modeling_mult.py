@@ -13,7 +13,7 @@ import torch
 from ..auxformer.modeling_auxformer import CrossModalStreams, input_projection, projected_inputs
 from ..base import EmotionModel
 from ...attention import AttentionMask
-from ...layers import ResidualHead, xavier_init
+from ...layers import ResidualHead, official_init, xavier_init
 from .configuration_mult import MulTConfig
 
 
@@ -31,7 +31,13 @@ class MulTForEmotionRecognition(EmotionModel):
         self.post_init()
 
     def _init_weights(self, module):
-        xavier_init(module)
+        if self.config.init_scheme != "official":   # official: PyTorch's defaults, then official_init
+            xavier_init(module)
+
+    def post_init(self):
+        super().post_init()
+        if self.config.init_scheme == "official":
+            official_init(self)
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask):
         a, v, pa, pv, masks = projected_inputs(self, audio, audio_mask, visual, visual_mask)

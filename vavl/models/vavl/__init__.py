@@ -22,8 +22,8 @@ register_model(ModelEntry(
     description="VAVL at the official shape (1024-d wav2vec2 frames, 1408-d face features, Conformers 3 / 3 / 2 "
                 "layers of width 512, 8 heads) and the official CREMA-D class order; import official checkpoints with "
                 "`vavl convert vavl --corpus crema-d`",
-    corpus="CREMA-D", labels="6 classes (official VAVL setup: raters' perceived emotion, consensus files)",
-    protocol="VAVL partitions 1-5", recipe="recipes/configs/crema_d/vavl.yaml", paper=PAPER, **ENCODERS,
+    corpus="CREMA-D", labels="the raters' perceived audio-visual emotion (labels.perceived-av), 6 classes in the official order",
+    protocol="VAVL partitions 1-5", recipe="recipes/configs/crema_d/vavl_official.yaml", paper=PAPER, **ENCODERS,
 ))
 register_model(ModelEntry(
     name="vavl_w2v2l_effb2.crema_d",
@@ -31,7 +31,7 @@ register_model(ModelEntry(
     config={"audio_dim": 1024, "visual_dim": 1408, "id2label": CREMA_D_LABELS, "reconstruction_loss_weight": 2.0},
     description="VAVL: Conformer branches + shared Conformer + unimodal and fusion heads + reconstruction heads",
     corpus="CREMA-D", protocol="VAVL partitions 1-5",
-    labels="raters' perceived emotion, VAVL consensus files (vote distributions; the official code trains on them), 6 classes",
+    labels="the actor's intended emotion, 6 classes (recipes/configs/crema_d/vavl_official.yaml: the perceived label)",
     recipe="recipes/configs/crema_d/vavl.yaml", paper=PAPER, **ENCODERS,
 ))
 register_model(ModelEntry(
