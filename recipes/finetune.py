@@ -121,17 +121,30 @@ def make_optimizers(model, cfg: DictConfig, end_to_end: bool) -> dict[str, torch
 
 
 class TrainerState:
-    """Where training stands; saved with every checkpoint (register_for_checkpointing)."""
+    """Where training stands; written as JSON into every checkpoint folder (never pickled, so a
+    checkpoint folder from elsewhere cannot run code when it is resumed)."""
+
+    FILE = "trainer_state.json"
 
     def __init__(self):
         self.epoch, self.batches_done, self.step = 0, 0, 0
         self.best, self.best_epoch, self.bad_epochs, self.history = None, -1, 0, []
 
-    def state_dict(self):
-        return dict(vars(self))
+    def save(self, folder: Path) -> None:
+        tmp = folder / f".{self.FILE}.tmp"
+        tmp.write_text(json.dumps(vars(self)), encoding="utf-8")
+        os.replace(tmp, folder / self.FILE)
 
-    def load_state_dict(self, state):
-        vars(self).update(state)
+    def load(self, folder: Path) -> None:
+        try:
+            saved = json.loads((folder / self.FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{folder}: no readable {self.FILE} ({type(e).__name__}); resume from a checkpoint "
+                              "this recipe wrote") from None
+        unknown = set(saved) - set(vars(self))
+        if unknown:
+            raise ConfigError(f"{folder / self.FILE}: unknown fields {sorted(unknown)}; resume from a checkpoint this recipe wrote")
+        vars(self).update(saved)
 
 
 def setup(cfg: DictConfig) -> dict:
@@ -157,6 +170,9 @@ def setup(cfg: DictConfig) -> dict:
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
     weights = class_weights(t.class_weights, names, splits["train"]) if task != "regression" else None
+    if not end_to_end and (cfg.model.audio_encoder or cfg.model.visual_encoder):
+        raise ConfigError("model.audio_encoder / model.visual_encoder are for end-to-end training (data.cache: null); "
+                          f"with the feature cache {cfg.data.cache} the model reads cached features: leave them unset")
     model = build_model(cfg, task, names, (None, None) if end_to_end else cached_feature_dims(cfg.data.cache, splits["train"]), weights)
     if end_to_end:
         if not isinstance(model, AudioVisualModel):
@@ -185,7 +201,6 @@ def setup(cfg: DictConfig) -> dict:
     keys = list(optimizers)
     model, train_dl, *rest = accelerator.prepare(model, train_dl, *optimizers.values(), *schedulers.values())
     state = TrainerState()
-    accelerator.register_for_checkpointing(state)
     fusion = accelerator.unwrap_model(model)
     fusion = fusion.fusion if isinstance(fusion, AudioVisualModel) else fusion
     origins = {m: fusion.input_origin(m) for m in ("audio", "visual")}  # what "multiplied by 0" means for its inputs
@@ -261,7 +276,13 @@ def train(run: dict, config_path: str | None = None) -> dict:
         path = latest_checkpoint(out_dir) if cfg.resume == "latest" else Path(cfg.resume)
         if path is None or not path.is_dir():
             raise ConfigError(f"resume={cfg.resume!r}: no checkpoint found in {out_dir / 'checkpoints'}")
-        acc.load_state(str(path))
+        try:
+            acc.load_state(str(path))
+        except Exception as e:   # shapes of another config, a damaged or foreign file: one line, no traceback
+            raise ConfigError(f"{path}: this checkpoint does not fit the run as configured now "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); resume with the config that "
+                              "wrote it, or train into a new output_dir") from None
+        state.load(path)
         acc.print(f"resumed from {path}: epoch {state.epoch}, batch {state.batches_done}, step {state.step}")
     if acc.log_with:
         try:
@@ -377,8 +398,10 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def save_checkpoint(accelerator, out_dir: Path, state: TrainerState, keep: int) -> None:
-    accelerator.save_state(str(out_dir / "checkpoints" / f"step_{state.step}"))
+    folder = out_dir / "checkpoints" / f"step_{state.step}"
+    accelerator.save_state(str(folder))
     if accelerator.is_main_process:
+        state.save(folder)
         for old in checkpoints(out_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

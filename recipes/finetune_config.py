@@ -29,7 +29,7 @@ class ModelConfig:
     config: dict[str, Any] = field(default_factory=dict)  # model config fields, checked against its class
     audio_encoder: Optional[str] = None        # end to end only: encoder preset / saved folder
     visual_encoder: Optional[str] = None
-    pretrained_encoders: bool = False
+    pretrained_encoders: bool = True           # end to end: a named encoder means its pretrained weights (false: untrained)
     init: Optional[str] = None                 # start from weights: a save_pretrained folder, an official AuxFormer
                                                # final_head.pt, or an official VAVL run folder (the nine *_head.pt)
 

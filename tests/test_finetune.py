@@ -34,9 +34,9 @@ finetune = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(finetune)
 
 
-def make_corpus(root: Path, n: int = 48, splits=("train", "dev", "test"), labels=None, missing=None) -> Path:
+def make_corpus(root: Path, n: int = 48, splits=("train", "dev", "test"), labels=None, missing=None, width: int = 8) -> Path:
     """Cached features with a class signal in both modalities; 2/3 train, 1/6 dev, 1/6 test.
-    missing(i) -> "audio" / "visual" / None: the modality clip i lacks."""
+    missing(i) -> "audio" / "visual" / None: the modality clip i lacks. width: of the audio features."""
     g = torch.Generator().manual_seed(0)
     cache = FeatureCache(root / "cache")
     cache.init({"audio": "test", "visual": "test"})
@@ -44,7 +44,7 @@ def make_corpus(root: Path, n: int = 48, splits=("train", "dev", "test"), labels
     for i in range(n):
         c = i % len(CLASSES)
         split = splits[0] if i < n * 2 // 3 else splits[1] if i < n * 5 // 6 else splits[2]
-        a = torch.randn(5 + i % 3, 8, generator=g)
+        a = torch.randn(5 + i % 3, width, generator=g)
         a[:, c] += 2.0
         v = torch.randn(4, 6, generator=g)
         v[:, c] += 2.0
