@@ -41,6 +41,9 @@ from vavl.data.datasets import (RawClipDataset, cached_dataset, cached_feature_d
 from vavl.errors import ConfigError, DataError, VavlError
 from vavl.evaluation import evaluate, headline
 from vavl.loading import emotion_config, load_model
+from vavl.data.cache import FeatureCache
+from vavl.models import card
+from vavl.models.card import cached_features
 from vavl.models.with_encoders import AudioVisualModel
 from vavl.recipes.finetune_config import ALIASES, load_config
 from vavl.zoo import prediction_rule, render_card, results_table
@@ -204,7 +207,10 @@ def setup(cfg: DictConfig) -> dict:
     fusion = accelerator.unwrap_model(model)
     fusion = fusion.fusion if isinstance(fusion, AudioVisualModel) else fusion
     origins = {m: fusion.input_origin(m) for m in ("audio", "visual")}  # what "multiplied by 0" means for its inputs
+    corpora = {r.get("corpus") for r in records}
+    corpus = d.corpus or (corpora.pop() if len(corpora) == 1 else None)   # one corpus named in the manifest
     return dict(cfg=cfg, accelerator=accelerator, model=model, train_dl=train_dl, datasets=datasets, names=names, origins=origins,
+                corpus=corpus,
                 optimizers=dict(zip(keys, rest[:len(keys)])), schedulers=dict(zip(keys, rest[len(keys):])),
                 state=state, out_dir=out_dir, total_steps=total)
 
@@ -470,9 +476,23 @@ def model_card(run: dict, model, metric: str, config_path: str | None, results: 
     tables = "".join(f"\n### {split} ({r['n_samples']} clips)\n\n{results_table(r)}" for split, r in (results or {}).items())
     use = ('```python\nimport vavl\nfrom transformers import AutoModel\nmodel = AutoModel.from_pretrained("<this folder>")\n'
            "out = model(audio_features=a, audio_mask=am, visual_features=v, visual_mask=vm)\n```\n")
-    return render_card(f"{cfg.model.name} fine-tuned with vavl", "Trained and scored by `recipes/finetune.py`.", facts,
-                       [("Results", f"| metric | value |\n|---|---|\n{found}\n{tables}"), ("Use", use)],
-                       header=f"---\nlibrary_name: vavl\ntags: [audio-visual, emotion-recognition, {c.model_type}]\n---")
+    body = render_card(f"{cfg.model.name} fine-tuned with vavl", "Trained and scored by `recipes/finetune.py`.", facts,
+                       [("Results", f"| metric | value |\n|---|---|\n{found}\n{tables}"), ("Use", use)])
+    features = cached_features(FeatureCache(d.cache).settings) if d.cache else {}
+    return card.render(model, body, name=Path(cfg.output_dir).name, corpus=run["corpus"], label=d.label_field,
+                       protocol=d.protocol + ("" if d.fold is None else f" fold {d.fold}"), results=results, **features)
+
+
+UPLOADED = ["*.json", "*.safetensors", "README.md", "finetune_config.yaml", "*.png"]   # the model, not the run
+
+
+def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
+    """Upload the best model folder (weights, config, processor, card) to the Hugging Face Hub."""
+    from huggingface_hub import create_repo, upload_folder
+
+    create_repo(repo_id, private=private, exist_ok=True)
+    return upload_folder(repo_id=repo_id, folder_path=str(folder), allow_patterns=UPLOADED,
+                         ignore_patterns=["checkpoints/*", "wandb/*"], commit_message="vavl: fine-tuned with recipes/finetune.py")
 
 
 def main(cfg: DictConfig, config_path: str | None = None) -> dict:
@@ -483,6 +503,8 @@ def main(cfg: DictConfig, config_path: str | None = None) -> dict:
         summary = train(run, config_path)
         results = test(run, summary, config_path)
         acc.wait_for_everyone()  # no process tears the group down while another still writes results
+        if cfg.hub.push and acc.is_main_process:
+            push_to_hub(out_dir, cfg.hub.repo_id, cfg.hub.private)
     finally:
         # drop the DDP model (its reducer holds the gloo/NCCL group) while every process is still here:
         # freed later, at interpreter exit, gloo's destructor could wait forever on a peer already gone

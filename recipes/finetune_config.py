@@ -44,6 +44,7 @@ class DataConfig:
     labels: Optional[list[str]] = None         # class names in order; null = the model entry's id2label
     task: Optional[str] = None                 # null = the model entry's task
     num_workers: int = 0
+    corpus: Optional[str] = None               # for the model card (license, model-index); null = the manifest's
 
 
 @dataclass
@@ -107,6 +108,13 @@ class EvaluateConfig:
 
 
 @dataclass
+class HubConfig:
+    repo_id: Optional[str] = None              # e.g. your-name/auxformer-crema-d
+    push: bool = False                         # upload the best model folder (weights, config, card) at the end
+    private: bool = True
+
+
+@dataclass
 class RecipeConfig:
     seed: int = 0
     output_dir: str = "runs/finetune"
@@ -116,6 +124,7 @@ class RecipeConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
 
 
 ALIASES = {"audio+video": "av"}                # config condition names -> vavl.data.conditions names
@@ -176,6 +185,8 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("train.schedule=vavl updates three parameter groups per batch; use gradient_accumulation_steps=1")
     if t.schedule == "vavl" and not cfg.data.cache:
         raise ConfigError("train.schedule=vavl needs cached features (data.cache); use schedule=joint end to end")
+    if cfg.hub.push and not cfg.hub.repo_id:
+        raise ConfigError("hub.push=true needs hub.repo_id (e.g. hub.repo_id=your-name/auxformer-crema-d)")
     if not cfg.data.manifest:
         raise ConfigError("data.manifest is not set; give the manifest written by `vavl prepare` (data.manifest=PATH)")
     cb = t.class_weights

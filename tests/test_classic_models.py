@@ -151,3 +151,32 @@ def test_trains_with_the_finetune_recipe(name, tmp_path, one_thread):
     assert json.loads((out / "results.json").read_text())["results"]["test/audio+video"]["n"] == 4
     model = AutoModel.from_pretrained(out)
     assert type(model).__name__ == type(vavl.create_model(name)).__name__ and model.config.audio_dim == 40
+
+
+def test_masked_bilstm_equals_a_packed_bidirectional_lstm():
+    """The export-friendly BiLSTM (left-aligned frames, backward direction reversed within each
+    length) computes what torch's packed bidirectional LSTM computes."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from vavl.models.classic.configuration_classic import BiLSTMConfig
+    from vavl.models.classic.modeling_classic import AudioBiLSTM, left_align
+
+    torch.manual_seed(0)
+    enc = AudioBiLSTM(BiLSTMConfig(audio_dim=6, hidden_size=5, num_layers=2, dropout=0.0)).eval()
+    ref = torch.nn.LSTM(5, 5, 2, batch_first=True, bidirectional=True)
+    for layer, (fwd, bwd) in enumerate(zip(enc.forward_lstms, enc.backward_lstms)):
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(ref, f"{name}_l{layer}").data.copy_(getattr(fwd, f"{name}_l0"))
+            getattr(ref, f"{name}_l{layer}_reverse").data.copy_(getattr(bwd, f"{name}_l0"))
+    x, mask = torch.randn(3, 7, 6), torch.ones(3, 7, dtype=torch.bool)
+    mask[0, 4:] = False
+    mask[1, ::2] = False   # holes, not only padding at the end
+    with torch.no_grad():
+        ours = enc(x, mask)
+        aligned, lengths = left_align(x, mask)
+        packed = pack_padded_sequence(enc.proj(enc.norm(aligned)), lengths, batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=7)
+        valid = torch.arange(7) < lengths.unsqueeze(1)
+        expected = (out * valid.unsqueeze(-1)).sum(1) / lengths.unsqueeze(1)
+    assert torch.allclose(ours, expected, atol=1e-6)
+    assert torch.equal(aligned[1, :3], x[1, mask[1]])   # real frames first, in order

@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
-    ("core", ["vavl.errors", "vavl.labels", "vavl._autoload"]),
+    ("core", ["vavl.errors", "vavl.labels"]),
     ("building blocks", ["vavl.registry", "vavl.batch", "vavl.devices", "vavl.native", "vavl.attention", "vavl.layers", "vavl.losses",
                          "vavl.metrics", "vavl.outputs", "vavl.features", "vavl.plots", "vavl.timeline"]),
     ("media", ["vavl.media"]),

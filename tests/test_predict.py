@@ -211,14 +211,14 @@ def test_an_unexpected_error_costs_one_file_and_leaves_its_traceback_in_the_log(
                                                                               monkeypatch):
     import vavl.pipeline as pipeline
 
-    real = pipeline._predict
+    real = pipeline.predict_clip
 
     def flaky(path, *args):
         if path.endswith("speech.wav"):
             raise IndexError("a bug somewhere inside")
         return real(path, *args)
 
-    monkeypatch.setattr(pipeline, "_predict", flaky)
+    monkeypatch.setattr(pipeline, "predict_clip", flaky)
     log = tmp_path / "tracebacks.log"
     files = [str(clips[n]) for n in ("speech.wav", "face.flv", "speech.mp3")]
     assert main(["predict", *files, "--model", model_dir, "--log", str(log), "--csv", str(tmp_path / "t.csv")]) == 3

@@ -31,7 +31,7 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'vavl' has no attribute {name!r}")
     import importlib
 
-    importlib.import_module("vavl.models")
+    _autoload.register()   # every model family (and the pipeline task) registered
     value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
     return value

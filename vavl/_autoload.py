@@ -1,12 +1,14 @@
-"""Registering vavl's model families with the transformers Auto classes without importing
-transformers (and torch) at `import vavl`, so that the `vavl` command starts at once.
+"""Registering vavl with transformers (its model families with the Auto classes, its pipeline
+task) without importing transformers (and torch) at `import vavl`, so that the `vavl` command
+starts at once.
 
-If transformers is already imported, `import vavl` imports the families (`vavl.models`, whose
-modules call `AutoConfig.register` / `AutoModel.register`) there and then. Otherwise it installs
-`_Watcher`, which sees each module of transformers being imported; when one finishes and no
-other import is still under way (so nothing the families need is half-built), it removes itself
-and imports `vavl.models`. Either way `import vavl; AutoModel.from_pretrained(dir)` finds vavl's
-classes. vavl's own modules that need the families import `vavl.models` themselves.
+If transformers is already imported, `import vavl` registers there and then (`register`: import
+`vavl.models`, whose modules call `AutoConfig.register` / `AutoModel.register`, and register the
+"audio-visual-emotion-recognition" pipeline). Otherwise it installs `_Watcher`, which sees each
+module of transformers being imported; when one finishes and no other import is still under way
+(so nothing registering needs is half-built), it removes itself and registers. Either way
+`import vavl; AutoModel.from_pretrained(dir)` and `pipeline("audio-visual-emotion-recognition")`
+find vavl's classes. vavl's own modules that need the families import `vavl.models` themselves.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import sys
 
 WATCHED = "transformers"
 FAMILIES = "vavl.models"
+PIPELINE = "vavl.hf_pipeline"
 
 
 def _initializing(except_module) -> bool:
@@ -44,8 +47,7 @@ class _Watcher(importlib.abc.MetaPathFinder):
             def exec_module(module):
                 run_module(module)
                 if not _initializing(module):
-                    remove_watcher()
-                    importlib.import_module(FAMILIES)
+                    register()
 
             spec.loader.exec_module = exec_module
         return spec
@@ -55,9 +57,16 @@ def remove_watcher() -> None:
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Watcher)]
 
 
+def register() -> None:
+    """The model families with the Auto classes and the pipeline task with transformers (once)."""
+    remove_watcher()
+    importlib.import_module(FAMILIES)
+    importlib.import_module(PIPELINE).register()
+
+
 def register_models_with_transformers() -> None:
     """Called by `import vavl`."""
     if WATCHED in sys.modules:
-        importlib.import_module(FAMILIES)
+        register()
     elif not any(isinstance(f, _Watcher) for f in sys.meta_path):
         sys.meta_path.insert(0, _Watcher())

@@ -204,7 +204,10 @@ def attention(q, k, v, heads: int, mask: AttentionMask | None = None, bias: torc
         out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=_with_bias(mask, bias, q.dtype), dropout_p=dropout)
     else:
         out = eager_attention(qh, kh, vh, _with_bias(mask, bias, q.dtype), dropout)
-    out = out.transpose(1, 2).flatten(2)
+    out = out.transpose(1, 2)
+    if torch.compiler.is_exporting():   # SDPA's CPU kernel and its decomposition lay the output out differently:
+        out = out.clone(memory_format=torch.contiguous_format)   # a real copy keeps the view below valid in both
+    out = out.flatten(2)   # (b, tq, C)
     empty = None if mask is None else mask.empty
     return out if empty is None else out.masked_fill(empty, 0.0)
 

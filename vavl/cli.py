@@ -17,6 +17,7 @@ COMMANDS = {
     "analyze": ("vavl.analysis", "embedding plots, saliency over time, error summaries"),
     "convert": ("vavl.convert", "import official AuxFormer / VAVL / HSEmotion / audeering checkpoints"),
     "zoo": ("vavl.zoo", "list the model zoo and its model cards"),
+    "export": ("vavl.export", "a trained model as ONNX (checked with onnxruntime)"),
     "env": ("vavl.environment", "versions, devices and caches, for bug reports (--json for machines)"),
 }
 

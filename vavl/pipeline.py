@@ -33,6 +33,7 @@ from .batch import EXIT_CODES, ErrorLog, check_output_file, describe, exit_code,
 from .data.collate import pad_frames
 from .errors import ConfigError, MediaError, VavlError
 from .loading import load_model
+from .media.arrays import ArrayClip
 from .media.decode import MEDIA_SUFFIXES, decode_notes, is_media_file, probe
 
 
@@ -109,18 +110,37 @@ def _entry(model, scores: torch.Tensor, modalities: list[str]) -> dict[str, Any]
 
 @torch.inference_mode()
 def predict(path, model, device: str = "cpu", window: float = 30.0, step: float = 1.0, bf16: bool = False) -> dict[str, Any]:
-    """Emotion scores for one media file. Returns a dict with file, label (None for regression),
-    scores (class -> probability, or attribute -> value), modalities (used), head, frames,
-    face_frames, duration, timeline (per `step` seconds), notes and per-stage timings.
-    bf16: bfloat16 autocast (GPU: encoders and fusion; CPU: the speech encoder only, where it is faster).
-    Raises MediaError for unreadable files."""
+    """Emotion scores for one media file (or an `ArrayClip` of waveform / frames). Returns a dict
+    with file, label (None for regression), scores (class -> probability, or attribute -> value),
+    modalities (used), head, frames, face_frames, duration, timeline (per `step` seconds), notes
+    and per-stage timings. bf16: bfloat16 autocast (GPU: encoders and fusion; CPU: the speech
+    encoder only, where it is faster). Raises MediaError for unreadable files."""
     if not (window > 0 and step > 0):
         raise ConfigError(f"window={window}, step={step}: both must be > 0 seconds")
     model = load_model(model, device, media=True)
-    return _predict(path, model, device, window, step, bf16)
+    return predict_clip(path, model, device, window, step, bf16)
 
 
-def _predict(path, model, device: str, window: float, step: float, bf16: bool) -> dict[str, Any]:
+class _Source:
+    """What the window loop reads: a file through the processor's decoder, or arrays resampled
+    the same way (vavl.media.arrays)."""
+
+    def __init__(self, clip, processor):
+        self.clip, self.processor = clip, processor
+        self.arrays = isinstance(clip, ArrayClip)
+        self.name = clip.name if self.arrays else str(clip)
+        self.info = clip.info if self.arrays else probe(self.name)
+
+    def window(self, start: float, end: float | None, audio: bool, video: bool):
+        p = self.processor
+        if self.arrays:
+            return self.clip.window(start, end, p.fps, p.sample_rate, p.max_side, audio=audio, video=video)
+        return p.decode(self.name, start=start, end=end, audio=audio, video=video)
+
+
+def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: float = 1.0, bf16: bool = False) -> dict[str, Any]:
+    """`predict` for a loaded AudioVisualModel in eval mode on `device` (no checks of the arguments):
+    what `vavl predict` and the transformers pipeline both run."""
     kind = torch.device(device).type
 
     def amp(stage: str):
@@ -128,9 +148,8 @@ def _predict(path, model, device: str, window: float, step: float, bf16: bool) -
         depthwise convolutions and the small fusion model were slower in bf16 on AVX512-BF16 cores)."""
         return torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16 and (kind != "cpu" or stage == "audio_encoder"))
 
-    processor = model.processor
-    path = str(path)
-    info = probe(path)
+    source = _Source(clip, model.processor)
+    path, info = source.name, source.info
     clock = _StageClock()
     want_audio = model.audio_encoder is not None and info.has_audio
     want_video = model.visual_encoder is not None and info.has_video
@@ -147,13 +166,13 @@ def _predict(path, model, device: str, window: float, step: float, bf16: bool) -
         end = starts[i + 1] if i + 1 < len(starts) else None
         with clock("decode"):
             try:
-                clip = processor.decode(path, start=float(start), end=end, audio=want_audio, video=want_video)
+                clip = source.window(float(start), end, audio=want_audio, video=want_video)
             except MediaError:
                 if i == 0:
                     raise
                 break   # the rest of the file does not decode: the "decoded x of y s" note says so
         with clock("faces"):
-            inputs = processor(clip, audio=want_audio, video=want_video)
+            inputs = model.processor(clip, audio=want_audio, video=want_video)
         frames += inputs["frames"]
         face_frames += inputs["face_frames"]
         duration += clip.duration

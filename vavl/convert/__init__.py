@@ -49,6 +49,28 @@ def initialize_from(model, source, labels: list[str] | None = None) -> None:
     _init(model, source, labels)
 
 
+OFFICIAL_FEATURES = ["facebook/wav2vec2-large-robust"]   # both official codes' audio features (first 12 layers)
+
+
+def _card(args) -> dict | None:
+    """What the converted folder's model card says beyond the model itself (vavl.models.card)."""
+    if args.source in ("auxformer", "vavl"):
+        from .official import CORPUS_NAMES
+
+        repo = {"auxformer": "ilucasgoncalves/AuxFormer", "vavl": "ilucasgoncalves/VAVL"}[args.source]
+        corpus = CORPUS_NAMES.get(args.corpus)
+        return {"corpus": corpus, "label": "official consensus labels" if corpus else None, "base_model": OFFICIAL_FEATURES,
+                "body": f"# Official {args.source} checkpoint, converted for vavl\n\nConverted from `{args.checkpoint}` "
+                        f"({repo}) with `vavl convert {args.source}`"
+                        + (f" as trained on {corpus}" if corpus else "") + "; outputs in the official order "
+                        "(see config.json). It takes encoder features, as the official code does.\n"}
+    if args.source == "audeering":
+        from .audeering import card
+
+        return card(args.checkpoint)
+    return None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
     p = sub.add_parser("auxformer", help="official AuxFormer final_head.pt")
@@ -90,9 +112,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = load_audeering(args.checkpoint)
     model.save_pretrained(args.out)
-    if args.source == "audeering":  # its license travels with the weights
-        from .audeering import write_card
+    card = _card(args)
+    if card is not None:
+        from ..models.card import write_card
 
-        write_card(args.out, args.checkpoint)
+        write_card(args.out, model, **card)
     print(f"wrote {args.out}")
     return 0

@@ -92,14 +92,10 @@ def load_audeering(directory):
     return AudioVisualModel.from_parts(fusion, audio_encoder=encoder).eval()
 
 
-def write_card(directory, source) -> Path:
-    """README.md of a converted folder: what it is, where it came from, its license."""
-    path = Path(directory) / "README.md"
-    path.write_text(f"""---
-license: {LICENSE}
-tags: [vavl, speech-emotion-recognition, arousal, dominance, valence]
----
-# audeering dimensional speech emotion model, converted for vavl
+def card(source) -> dict:
+    """The model card of a converted folder (vavl.models.card.write_card): what it is, where it came
+    from, and its license, which is the weights' own (audeering's CC BY-NC-SA 4.0)."""
+    body = f"""# audeering dimensional speech emotion model, converted for vavl
 
 Converted from `{source}` ({HUB_ID}) with `vavl convert audeering` (zoo entry `{ENTRY}`):
 wav2vec2-large-robust pruned to 12 layers, fine-tuned on MSP-Podcast v1.7; outputs arousal,
@@ -110,5 +106,6 @@ non-commercial use, attribution, and derivatives under the same license.
 
 Paper: J. Wagner et al., "Dawn of the transformer era in speech emotion recognition: closing the valence gap",
 IEEE TPAMI 2023 (arXiv:2203.07378).
-""")
-    return path
+"""
+    return {"body": body, "license": LICENSE, "datasets": ["MSP-Podcast"], "base_model": [HUB_ID],
+            "tags": ["speech-emotion-recognition", "arousal", "dominance", "valence"]}

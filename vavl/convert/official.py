@@ -13,6 +13,7 @@ from ..errors import DataError
 from ..labels import OFFICIAL_ATTRIBUTES, OFFICIAL_CLASSES, id2label
 
 CORPORA = tuple(OFFICIAL_CLASSES)
+CORPUS_NAMES = {"crema-d": "CREMA-D", "msp-improv": "MSP-IMPROV"}
 TASKS = ("classification", "regression")
 
 

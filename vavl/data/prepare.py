@@ -23,6 +23,9 @@ from .manifest import write_manifest
 SHOW = 5   # ids named in a report
 
 
+CORPUS_NAMES = {"crema-d": "CREMA-D", "ravdess": "RAVDESS", "msp-improv": "MSP-IMPROV"}
+
+
 def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_ambiguous: bool = False,
             missing: str = "keep", log=None, **options: Any) -> dict[str, Any]:
     """Index `root` as `corpus` and write the manifest to `out`. Options go to the corpus
@@ -35,6 +38,9 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_a
     if not root.exists():
         raise DataError(f"{root}: corpus folder not found")
     records = get_indexer(corpus)(root, **{k: v for k, v in options.items() if v is not None})
+    for rec in records:   # which corpus a clip is from travels with it (model cards name it, with its license)
+        if corpus in CORPUS_NAMES:
+            rec.setdefault("corpus", CORPUS_NAMES[corpus])
     listed = len(records)
     lacking = {"audio": [], "video": []}
     kept, dropped, no_media = [], [], []

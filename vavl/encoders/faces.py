@@ -57,6 +57,9 @@ class FaceEncoder(Encoder):
         b, t = x.shape[:2]
         mask = torch.ones(b, t, dtype=torch.bool, device=x.device) if mask is None else mask.bool()
         flat = rearrange(x, "b t c h w -> (b t) c h w")
+        if torch.compiler.is_exporting():   # one traceable pass over every crop; those without a face zeroed
+            feats = self.backbone(flat.contiguous(memory_format=torch.channels_last))
+            return rearrange(feats * mask.reshape(-1, 1).to(feats.dtype), "(b t) d -> b t d", b=b), mask
         keep = mask.reshape(-1).nonzero().squeeze(1)
         feats = x.new_zeros(b * t, self.output_dim)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):

@@ -143,6 +143,13 @@ class EmotionModel(PreTrainedModel):
             self.register_buffer(f"{modality}_feature_mean", torch.zeros(dim))
             self.register_buffer(f"{modality}_feature_std", torch.ones(dim))
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Config, weights and a Hub-ready README.md (vavl.models.card)."""
+        from .card import write_card
+
+        super().save_pretrained(save_directory, *args, **kwargs)
+        write_card(save_directory, self, modalities={m for m in ("audio", "visual")})
+
     def set_feature_statistics(self, modality: str, mean: torch.Tensor, std: torch.Tensor) -> None:
         """The per-dimension mean and standard deviation the model z-scores `modality` with."""
         if modality not in (self.config.feature_normalization or ()):

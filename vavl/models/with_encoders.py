@@ -140,9 +140,13 @@ class AudioVisualModel(PreTrainedModel):
         return out
 
     def save_pretrained(self, save_directory, *args, **kwargs):
+        """Config, weights, the processor and a Hub-ready README.md (vavl.models.card)."""
+        from .card import write_card
+
         self.config.processor = self.processor.to_dict()
         super().save_pretrained(save_directory, *args, **kwargs)
         self.processor.save_pretrained(save_directory)
+        write_card(save_directory, self)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ...layers import masked_mean
 from ..base import EmotionModel
@@ -20,9 +19,18 @@ from .configuration_classic import (BiLSTMConfig, ClassicConfig, ClassicEarlyFus
 
 # ---- building blocks -----------------------------------------------------------------------------
 def left_align(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move each sample's real frames to the front, in order: (b, t, d), (b, t) -> (b, t, d), lengths (b,)."""
-    order = torch.sort((~mask).int(), dim=1, stable=True).indices
-    return x.gather(1, order.unsqueeze(-1).expand_as(x)), mask.sum(1)
+    """Move each sample's real frames to the front, in order: (b, t, d), (b, t) -> (b, t, d), lengths (b,).
+    A scatter to each frame's rank among the real (or, after them, the padded) frames."""
+    lengths = mask.sum(1)
+    rank = torch.where(mask, mask.long().cumsum(1) - 1, lengths.unsqueeze(1) + (~mask).long().cumsum(1) - 1)
+    return torch.zeros_like(x).scatter(1, rank.unsqueeze(-1).expand(-1, -1, x.shape[-1]), x), lengths
+
+
+def reverse_within(lengths: torch.Tensor, t: int) -> torch.Tensor:
+    """(b, t) index that reverses each row's first `length` frames and leaves the padding in place
+    (it is its own inverse)."""
+    i = torch.arange(t, device=lengths.device).unsqueeze(0)
+    return torch.where(i < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - i, i)
 
 
 def masked_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -37,28 +45,39 @@ def mlp_head(in_dim: int, config: ClassicConfig) -> nn.Sequential:
 
 
 class AudioBiLSTM(nn.Module):
-    """(b, t, audio_dim), (b, t) -> (b, 2 * hidden): packed BiLSTM over the real frames, mean over time."""
+    """(b, t, audio_dim), (b, t) -> (b, 2 * hidden): a bidirectional LSTM over the real frames, mean
+    over time. The frames are left-aligned and each layer's backward direction runs over them
+    reversed within their length, so padding never reaches a real frame (what packed sequences
+    do, in plain tensor ops that trace and export)."""
 
     def __init__(self, config: ClassicConfig):
         super().__init__()
         self.norm = nn.LayerNorm(config.audio_dim)
         self.proj = nn.Linear(config.audio_dim, config.hidden_size)
-        self.lstm = nn.LSTM(config.hidden_size, config.hidden_size, config.num_layers, batch_first=True,
-                            bidirectional=True, dropout=config.dropout if config.num_layers > 1 else 0.0)
-        self.output_dim = 2 * config.hidden_size
+        h, n = config.hidden_size, config.num_layers
+        self.forward_lstms = nn.ModuleList(nn.LSTM(h if i == 0 else 2 * h, h, batch_first=True) for i in range(n))
+        self.backward_lstms = nn.ModuleList(nn.LSTM(h if i == 0 else 2 * h, h, batch_first=True) for i in range(n))
+        self.dropout = nn.Dropout(config.dropout if n > 1 else 0.0)
+        self.output_dim = 2 * h
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x, lengths = left_align(x, mask)
         h = self.proj(self.norm(x))
-        packed = pack_padded_sequence(h, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
+        back = reverse_within(lengths, x.shape[1]).unsqueeze(-1)                       # (b, t, 1)
+        for i, (fwd, bwd) in enumerate(zip(self.forward_lstms, self.backward_lstms)):
+            if i:
+                h = self.dropout(h)
+            f = fwd(h)[0]
+            b = bwd(h.gather(1, back.expand(-1, -1, h.shape[-1])))[0]
+            h = torch.cat([f, b.gather(1, back.expand(-1, -1, b.shape[-1]))], -1)      # (b, t, 2h)
         valid = torch.arange(x.shape[1], device=x.device) < lengths.unsqueeze(1)
-        return masked_mean(out, valid)  # zeros for a sample without frames
+        return masked_mean(h, valid)  # zeros for a sample without frames
 
 
 class FaceCNN(nn.Module):
     """(b, t, c*s*s), (b, t) -> (b, channels[-1]): the same 2D CNN on every real frame, then the
-    mean over frames. Padded / missing frames never reach the CNN."""
+    mean over the real frames. Each image goes through the CNN on its own, so padded frames,
+    run along with the rest, change nothing."""
 
     def __init__(self, config: ClassicConfig):
         super().__init__()
@@ -75,11 +94,9 @@ class FaceCNN(nn.Module):
         self.output_dim = c_in
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        frames = torch.zeros(*x.shape[:2], self.output_dim, device=x.device, dtype=x.dtype)  # (b, t, c)
-        if mask.any():
-            images = rearrange(F.pad(x[mask], (0, self.pad)), "n (c h w) -> n c h w", c=self.c, h=self.s, w=self.s)
-            frames[mask] = self.cnn(images).to(x.dtype)
-        return masked_mean(frames, mask)
+        images = rearrange(F.pad(x, (0, self.pad)), "b t (c h w) -> (b t) c h w", c=self.c, h=self.s, w=self.s)
+        frames = rearrange(self.cnn(images).to(x.dtype), "(b t) c -> b t c", t=x.shape[1])   # each frame on its own
+        return masked_mean(frames, mask)                                                   # padded frames left out
 
 
 # ---- models --------------------------------------------------------------------------------------
