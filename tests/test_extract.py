@@ -28,15 +28,11 @@ QUIET = open(os.devnull, "w")
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory):
     """A tiny wav2vec2 (transformers save_pretrained) and a tiny timm face backbone (vavl save_pretrained)."""
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
-
+    from tiny_encoders import tiny_wav2vec2_dir
     from vavl.encoders import build_encoder
 
     root = tmp_path_factory.mktemp("encoders")
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                            conv_dim=(32, 32), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
-    Wav2Vec2Model(config).save_pretrained(root / "audio")
+    tiny_wav2vec2_dir(root / "audio")
     build_encoder("test_convnext", image_size=64, pretrained=False).save_pretrained(root / "visual")
     return str(root / "audio"), str(root / "visual")
 

@@ -17,6 +17,7 @@ from vavl.data.cache import FeatureCache
 from vavl.errors import ConfigError, DataError
 
 from launch_utils import free_port, launch
+from tiny_encoders import tiny_wav2vec2_dir
 
 torch.set_num_threads(1)   # tiny models: threads only fight over the shared cores
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,13 +243,10 @@ def test_recipe_scores_equal_vavl_evaluate_on_the_same_clips(tmp_path):
 def test_layer_decay_follows_the_layer_ids_the_model_declares(tmp_path):
     """End to end: the fusion model at train.lr, the speech encoder's top layer at encoder_lr, each
     layer below it x layer_decay, its CNN front end below every layer."""
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     import vavl
 
-    Wav2Vec2Model(Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                                 conv_dim=(16, 16), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
-                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)).save_pretrained(tmp_path / "w2v")
+    tiny_wav2vec2_dir(tmp_path / "w2v", hidden=16, layers=2, conv=16)
     model = vavl.create_model("auxformer", audio_encoder=str(tmp_path / "w2v"), visual_encoder="face-grey", **TINY["auxformer"])
     model.audio_encoder.set_frozen(False)
     cfg = finetune.load_config(None, ["data.manifest=x", "train.lr=1e-3", "train.encoder_lr=1e-4", "train.layer_decay=0.5"])
@@ -278,17 +276,13 @@ def test_modality_dropout_never_removes_the_last_modality():
 def test_end_to_end_fine_tunes_the_encoders(tmp_path):
     """data.cache=null: raw clips through the encoders; the speech encoder's transformer layers
     learn (at layer-decayed rates) while its CNN feature encoder stays frozen."""
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     from vavl.data.prepare import prepare
     from vavl.data.synthetic import make_corpus
 
     make_corpus("crema-d", tmp_path / "corpus", n_speakers=5, clips_per_class=1, duration=1.0, size=(96, 72), fps=10)
     prepare("crema-d", tmp_path / "corpus", tmp_path / "m.jsonl", log=open(os.devnull, "w"))
-    w2v = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                         conv_dim=(16, 16), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
-                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
-    Wav2Vec2Model(w2v).save_pretrained(tmp_path / "w2v")
+    tiny_wav2vec2_dir(tmp_path / "w2v", hidden=16, layers=2, conv=16)
     before = load_file(tmp_path / "w2v" / "model.safetensors")
     cfg = finetune.load_config(ROOT / "recipes/configs/crema_d/auxformer.yaml", [
         f"data.manifest={tmp_path / 'm.jsonl'}", "data.cache=null", "data.protocol=speaker-5fold", "data.fold=0",

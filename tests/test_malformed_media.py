@@ -15,6 +15,7 @@ from malformed_media import REPAIRED, ROTATED, TRUNCATED, UNREADABLE, make_malfo
 from vavl.data import write_manifest
 from vavl.data.cache import FeatureCache
 from vavl.media.decode import is_media_file
+from tiny_encoders import tiny_wav2vec2_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO_SUFFIXES = (".wav", ".mp3")
@@ -89,13 +90,10 @@ def test_predict_folder_accounts_for_every_file(media, model_dir, tmp_path):
 
 
 def test_extract_accounts_for_every_clip(media, tmp_path):
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     from vavl.encoders import build_encoder
 
-    Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                                 conv_dim=(32, 32), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
-                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)).save_pretrained(tmp_path / "a")
+    tiny_wav2vec2_dir(tmp_path / "a")
     build_encoder("test_convnext", image_size=64, pretrained=False).save_pretrained(tmp_path / "v")
     records = [{"id": name, "audio": str(path), "video": None if name.endswith(AUDIO_SUFFIXES) else str(path),
                 "folds": {}} for name, path in sorted(media.items())]

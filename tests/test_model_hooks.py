@@ -3,7 +3,6 @@ ids for layer-wise learning-rate decay, and strict loading of a saved folder."""
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 import vavl
 from vavl import losses
@@ -11,6 +10,7 @@ from vavl.errors import ConfigError
 from vavl.layers import masked_mean
 from vavl.loading import load_model
 from vavl.models.vavl import VAVLConfig, VAVLForEmotionRecognition
+from tiny_encoders import tiny_wav2vec2_dir
 
 
 def tiny_vavl(**kw):
@@ -58,9 +58,7 @@ def test_vavl_branches_split_every_parameter_once():
 def w2v_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("w2v")
     torch.manual_seed(0)
-    Wav2Vec2Model(Wav2Vec2Config(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
-                                 conv_dim=(16, 16), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
-                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)).save_pretrained(path)
+    tiny_wav2vec2_dir(path, hidden=16, layers=3, conv=16)
     return path
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 import vavl
 from vavl.encoders import build_encoder
 from vavl.encoders.build import weights_identity
 from vavl.errors import ConfigError
+from tiny_encoders import tiny_wav2vec2
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,10 +42,7 @@ def test_extract_takes_a_named_encoder_from_the_local_hub_cache(tmp_path):
     from media_utils import tone
 
     torch.manual_seed(0)
-    tiny = Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                                        conv_dim=(32, 32), conv_stride=(10, 8), conv_kernel=(10, 8),
-                                        num_feat_extract_layers=2, num_conv_pos_embeddings=16,
-                                        num_conv_pos_embedding_groups=4))
+    tiny = tiny_wav2vec2()
     fake_hub_cache(tmp_path / "hf", "facebook/wav2vec2-base", tiny)
     clip = write_clip(tmp_path / "a.wav", audio=tone(1.0), sample_rate=16000)
     write_manifest([{"id": "a", "audio": str(clip), "video": None}], tmp_path / "m.jsonl")

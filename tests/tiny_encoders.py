@@ -11,6 +11,21 @@ from transformers import (ASTConfig, ASTFeatureExtractor, ASTForAudioClassificat
                           VideoMAEForVideoClassification, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model,
                           WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration)
 
+def tiny_wav2vec2(hidden: int = 32, layers: int = 1, conv: int = 32, seed: int = 0) -> Wav2Vec2Model:
+    """A random wav2vec2 small enough for tests (two conv layers: 80 samples per frame)."""
+    torch.manual_seed(seed)
+    return Wav2Vec2Model(Wav2Vec2Config(
+        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=2 * hidden,
+        conv_dim=(conv, conv), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4))
+
+
+def tiny_wav2vec2_dir(path, **kw) -> str:
+    """`tiny_wav2vec2` written by transformers' save_pretrained (the layout a hub id downloads)."""
+    tiny_wav2vec2(**kw).save_pretrained(path)
+    return str(path)
+
+
 AST_MELS = 32
 AST_MAX_FRAMES = 100  # 1.0 s windows (98 fbank frames) fit; 400 + 99 * 160 samples fill the table
 AUDEERING_LABELS = ["arousal", "dominance", "valence"]
