@@ -28,35 +28,21 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
-from vavl.recipes.finetune_config import ALIASES, load_config
-from vavl.recipes.finetune_outputs import (
-    JsonlLog,
-    TrainerState,
-    latest_checkpoint,
-    model_card,
-    push_to_hub,
-    save_checkpoint,
-    wandb_tracker,
-)
 
 import vavl
 from vavl.convert import initialize_from
 from vavl.data import collate, model_inputs, read_manifest
 from vavl.data.augment import augment
 from vavl.data.conditions import remove_modality
-from vavl.data.datasets import (
-    RawClipDataset,
-    cached_dataset,
-    cached_feature_dims,
-    check_split_labels,
-    fill_feature_statistics,
-    relabel,
-    training_splits,
-)
+from vavl.data.datasets import (RawClipDataset, cached_dataset, cached_feature_dims, check_split_labels, fill_feature_statistics,
+                                relabel, training_splits)
 from vavl.errors import ConfigError, DataError, VavlError
 from vavl.evaluation import evaluate, headline
 from vavl.loading import emotion_config, load_model
 from vavl.models.with_encoders import AudioVisualModel
+from vavl.recipes.finetune_config import ALIASES, load_config
+from vavl.recipes.finetune_outputs import (JsonlLog, TrainerState, latest_checkpoint, model_card, push_to_hub,
+                                           save_checkpoint, wandb_tracker)
 
 
 # ---- setup ----------------------------------------------------------------------------------
