@@ -22,8 +22,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from ..errors import ConfigError
-from .base import Encoder, EncoderPreset, register_encoder
-from .hf import load_weights
+from .base import EncoderPreset, register_encoder
+from .hf import TransformersEncoder, load_weights
 
 CONFIG_NAME = "encoder_config.json"
 MIN_SAMPLES = 400  # the convolutional front end needs 25 ms of audio for one frame
@@ -66,7 +66,7 @@ ARCHS = {
 }
 
 
-class SpeechEncoder(Encoder):
+class SpeechEncoder(TransformersEncoder):
     """A transformers speech model plus the choice of output: the last layer, one hidden layer
     (`layer`: 0 = CNN features projected, L = last) or a learned weighted sum (`weighted`)."""
 
@@ -75,24 +75,15 @@ class SpeechEncoder(Encoder):
 
     def __init__(self, model: PreTrainedModel, layer: int | None = None, weighted: bool = False,
                  freeze: bool = True, normalize: bool = True, name: str | None = None, source: str | None = None):
-        super().__init__()
+        super().__init__(model, freeze=freeze, name=name, source=source)
         n = model.config.num_hidden_layers
         if layer is not None and not 0 <= layer <= n:
             raise ConfigError(f"layer={layer}: the model has hidden states 0..{n}")
         if weighted and layer is not None:
             raise ConfigError("give either layer=... or weighted=True, not both")
-        self.model, self.layer, self.weighted, self.freeze, self.normalize = model, layer, weighted, freeze, normalize
-        self.name, self.source = name, source
+        self.layer, self.weighted, self.normalize = layer, weighted, normalize
         self.output_dim = model.config.hidden_size
         self.layer_weights = nn.Parameter(torch.zeros(n + 1)) if weighted else None
-        if freeze:
-            self.model.requires_grad_(False)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.freeze:
-            self.model.eval()  # a frozen backbone keeps dropout off
-        return self
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -77,7 +77,21 @@ def projected_inputs(model, audio, audio_mask, visual, visual_mask):
     return a, v, pa, pv, masks
 
 
-class AuxFormerForEmotionRecognition(EmotionModel):
+class CrossModalInit:
+    """Weight initialisation of the MulT family (AuxFormer, MulT), by config.init_scheme: vavl's
+    Xavier scheme on every layer, or the official code's (PyTorch's defaults, then official_init)."""
+
+    def _init_weights(self, module):
+        if self.config.init_scheme != "official":   # official: PyTorch's defaults, then official_init
+            xavier_init(module)
+
+    def post_init(self):
+        super().post_init()
+        if self.config.init_scheme == "official":
+            official_init(self)
+
+
+class AuxFormerForEmotionRecognition(CrossModalInit, EmotionModel):
     """AuxFormer with fused, audio and visual heads (see module docstring)."""
 
     config_class = AuxFormerConfig
@@ -93,15 +107,6 @@ class AuxFormerForEmotionRecognition(EmotionModel):
         self.fusion_head = ResidualHead(2 * d, [2 * d], config.num_labels, config.out_dropout)
         self.aux_head = ResidualHead(d, list(config.aux_hidden_sizes), config.num_labels, config.out_dropout)  # shared by both modalities
         self.post_init()
-
-    def _init_weights(self, module):
-        if self.config.init_scheme != "official":   # official: PyTorch's defaults, then official_init
-            xavier_init(module)
-
-    def post_init(self):
-        super().post_init()
-        if self.config.init_scheme == "official":
-            official_init(self)
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask):
         a, v, pa, pv, masks = projected_inputs(self, audio, audio_mask, visual, visual_mask)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from ..auxformer.modeling_auxformer import CrossModalStreams, input_projection, projected_inputs
+from ..auxformer.modeling_auxformer import CrossModalInit, CrossModalStreams, input_projection, projected_inputs
 from ..base import EmotionModel
 from ...attention import AttentionMask
-from ...layers import ResidualHead, official_init, xavier_init
+from ...layers import ResidualHead
 from .configuration_mult import MulTConfig
 
 
-class MulTForEmotionRecognition(EmotionModel):
+class MulTForEmotionRecognition(CrossModalInit, EmotionModel):
     config_class = MulTConfig
     base_model_prefix = "mult"
 
@@ -29,15 +29,6 @@ class MulTForEmotionRecognition(EmotionModel):
         self.fusion = CrossModalStreams(config, scalar=False)
         self.fusion_head = ResidualHead(2 * d, [2 * d], config.num_labels, config.out_dropout)
         self.post_init()
-
-    def _init_weights(self, module):
-        if self.config.init_scheme != "official":   # official: PyTorch's defaults, then official_init
-            xavier_init(module)
-
-    def post_init(self):
-        super().post_init()
-        if self.config.init_scheme == "official":
-            official_init(self)
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask):
         a, v, pa, pv, masks = projected_inputs(self, audio, audio_mask, visual, visual_mask)
