@@ -10,3 +10,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_full_model_dir(tmp_path_factory) -> str:
+    """tiny_encoders.tiny_full_model saved once per test process (predict, pipeline and malformed-media tests)."""
+    from tiny_encoders import tiny_full_model
+
+    root = tmp_path_factory.mktemp("tiny_full")
+    tiny_full_model(root).save_pretrained(root / "model")
+    return str(root / "model")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vavl
-from test_encoders import tiny_speech_dir
+from tiny_encoders import tiny_speech_dir
 from tiny_encoders import tiny_ast_dir, tiny_audeering_dir, tiny_videomae_dir, tiny_whisper_dir
 from vavl.cli import main
 from vavl.data import read_manifest

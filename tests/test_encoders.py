@@ -4,25 +4,12 @@ import pytest
 import timm
 import torch
 from torch import nn
-from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model, WavLMConfig, WavLMModel
 
 from vavl.encoders import build_encoder, get_encoder_preset, list_encoders
 from vavl.encoders.build import encoder_from_spec, encoder_spec
 from vavl.errors import ConfigError
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
-            conv_kernel=(10, 8), conv_stride=(5, 64), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-
-
-def tiny_speech_dir(path, family="wav2vec2", stable=True):
-    """A small speech SSL model written by transformers' save_pretrained (320 samples per frame, like the real ones)."""
-    config_cls, model_cls = {"wav2vec2": (Wav2Vec2Config, Wav2Vec2Model), "hubert": (HubertConfig, HubertModel),
-                             "wavlm": (WavLMConfig, WavLMModel)}[family]
-    norm = dict(feat_extract_norm="layer", do_stable_layer_norm=True) if stable else {}
-    torch.manual_seed(0)
-    model_cls(config_cls(**TINY, **norm)).save_pretrained(path)
-    return str(path)
-
+from tiny_encoders import tiny_speech_dir
 
 @pytest.mark.parametrize("name,layers,width,params", [
     ("wav2vec2-large-robust", 12, 1024, 164.3e6), ("wav2vec2-base", 12, 768, 94.4e6),

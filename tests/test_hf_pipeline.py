@@ -10,7 +10,6 @@ from transformers import pipeline
 
 import vavl  # noqa: F401  (registers the task)
 from media_utils import tone, write_face_clip
-from test_predict import tiny_full_model
 from vavl.cli import main
 from vavl.errors import ConfigError
 from vavl.media import decode, write_clip
@@ -20,11 +19,9 @@ STABLE = ("label", "scores", "modalities", "head", "frames", "face_frames", "tas
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipe")
-    tiny_full_model(root).save_pretrained(root / "model")
-    clip = write_face_clip(root / "face.mp4", seconds=1.5, fps=10)
-    return {"model": str(root / "model"), "clip": str(clip), "classify": pipeline(TASK, model=str(root / "model"))}
+def setup(tmp_path_factory, tiny_full_model_dir):
+    clip = write_face_clip(tmp_path_factory.mktemp("pipe") / "face.mp4", seconds=1.5, fps=10)
+    return {"model": tiny_full_model_dir, "clip": str(clip), "classify": pipeline(TASK, model=tiny_full_model_dir)}
 
 
 def cli_record(capsys, *args) -> dict:

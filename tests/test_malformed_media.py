@@ -29,12 +29,8 @@ def media(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from test_predict import tiny_full_model
-
-    root = tmp_path_factory.mktemp("model")
-    tiny_full_model(root).save_pretrained(root / "model")
-    return root / "model"
+def model_dir(tiny_full_model_dir):
+    return Path(tiny_full_model_dir)
 
 
 def vavl(*args):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vavl
-from test_predict import tiny_full_model
+from tiny_encoders import tiny_full_model
 from vavl.cli import main as cli
 from vavl.export import TOLERANCE, export_onnx
 from vavl.models.base import EmotionModel

@@ -10,30 +10,17 @@ from transformers import AutoModel
 
 import vavl
 from media_utils import tone, write_face_clip
-from test_encoders import tiny_speech_dir
+from tiny_encoders import LABELS, tiny_full_model
 from vavl.cli import main
 from vavl.media import write_clip
 from vavl.models.with_encoders import AudioVisualModel
 
-LABELS = {0: "angry", 1: "happy", 2: "neutral"}
 UNTRAINED = "the visual encoder has untrained (random) weights: these scores carry no meaning"
-SMALL = dict(hidden_size=16, num_heads=2, num_layers=1)
-
-
-def tiny_full_model(tmp_path, **overrides):
-    speech = tiny_speech_dir(tmp_path / "speech")
-    torch.manual_seed(0)
-    model = vavl.create_model("auxformer", audio_encoder=speech, visual_encoder="test_efficientnet",
-                              pretrained_encoders=False, **{"id2label": LABELS, **SMALL, **overrides})
-    model.processor.face_size = 64  # small crops keep the tests fast
-    return model
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("full")
-    tiny_full_model(root).save_pretrained(root / "model")
-    return str(root / "model")
+def model_dir(tiny_full_model_dir):
+    return tiny_full_model_dir
 
 
 @pytest.fixture(scope="module")

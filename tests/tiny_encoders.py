@@ -1,5 +1,6 @@
-"""Tiny random Whisper / AST / VideoMAE / audeering models saved in their hub layouts, so tests
-load them through the same from_pretrained path a hub id takes."""
+"""Tiny random models for the tests, saved in their hub layouts so that they load through the
+same from_pretrained path a hub id takes: wav2vec2 / HuBERT / WavLM, Whisper, AST, VideoMAE,
+audeering's model, and a tiny full model (encoders + AuxFormer) that takes media files."""
 from __future__ import annotations
 
 import json
@@ -7,9 +8,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import (ASTConfig, ASTFeatureExtractor, ASTForAudioClassification, VideoMAEConfig,
-                          VideoMAEForVideoClassification, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model,
-                          WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration)
+from transformers import (ASTConfig, ASTFeatureExtractor, ASTForAudioClassification, HubertConfig, HubertModel, VideoMAEConfig,
+                          VideoMAEForVideoClassification, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, WavLMConfig,
+                          WavLMModel, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration)
+
+import vavl
+
 
 def tiny_wav2vec2(hidden: int = 32, layers: int = 1, conv: int = 32, seed: int = 0) -> Wav2Vec2Model:
     """A random wav2vec2 small enough for tests (two conv layers: 80 samples per frame)."""
@@ -24,6 +28,34 @@ def tiny_wav2vec2_dir(path, **kw) -> str:
     """`tiny_wav2vec2` written by transformers' save_pretrained (the layout a hub id downloads)."""
     tiny_wav2vec2(**kw).save_pretrained(path)
     return str(path)
+
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+            conv_kernel=(10, 8), conv_stride=(5, 64), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+
+
+def tiny_speech_dir(path, family="wav2vec2", stable=True):
+    """A small speech SSL model written by transformers' save_pretrained (320 samples per frame, like the real ones)."""
+    config_cls, model_cls = {"wav2vec2": (Wav2Vec2Config, Wav2Vec2Model), "hubert": (HubertConfig, HubertModel),
+                             "wavlm": (WavLMConfig, WavLMModel)}[family]
+    norm = dict(feat_extract_norm="layer", do_stable_layer_norm=True) if stable else {}
+    torch.manual_seed(0)
+    model_cls(config_cls(**TINY, **norm)).save_pretrained(path)
+    return str(path)
+
+
+LABELS = {0: "angry", 1: "happy", 2: "neutral"}
+
+
+def tiny_full_model(tmp_path, **overrides):
+    """A full model (tiny wav2vec2 + timm's test_efficientnet, untrained, + a small AuxFormer) that
+    takes media files; its speech encoder is saved under tmp_path."""
+    speech = tiny_speech_dir(tmp_path / "speech")
+    torch.manual_seed(0)
+    model = vavl.create_model("auxformer", audio_encoder=speech, visual_encoder="test_efficientnet",
+                              pretrained_encoders=False, **{"id2label": LABELS, "hidden_size": 16, "num_heads": 2, "num_layers": 1, **overrides})
+    model.processor.face_size = 64  # small crops keep the tests fast
+    return model
 
 
 AST_MELS = 32
