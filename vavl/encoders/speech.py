@@ -88,6 +88,12 @@ class SpeechEncoder(Encoder):
         if freeze:
             self.model.requires_grad_(False)
 
+    @property
+    def batch_invariant(self) -> bool:
+        """Layer-norm front ends take the mask; group-norm ones (base models) normalise over the
+        padding too, so a padded clip's features depend on the longest clip of its batch."""
+        return getattr(self.model.config, "feat_extract_norm", "layer") == "layer"
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.freeze:
