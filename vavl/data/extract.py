@@ -229,7 +229,7 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     loader = torch.utils.data.DataLoader(
         ClipLoader(shard, processor, a_enc is not None, v_enc is not None, max_seconds, faces=not faces_in_main),
         batch_size=batch_size, num_workers=workers, collate_fn=_unwrap, pin_memory=torch.device(device).type == "cuda",
-        prefetch_factor=LOOKAHEAD if workers else None)
+        prefetch_factor=4 if workers else None)   # each worker keeps 4 batches ready
     errors, traces, lock, t0 = [], [], threading.Lock(), time.perf_counter()
     from tqdm.auto import tqdm
 
