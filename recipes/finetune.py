@@ -41,7 +41,7 @@ from vavl.data.datasets import (RawClipDataset, cached_dataset, cached_feature_d
 from vavl.errors import ConfigError, DataError, VavlError
 from vavl.evaluation import evaluate, headline
 from vavl.loading import emotion_config, load_model
-from vavl.data.cache import FeatureCache, loader_options
+from vavl.data.cache import FeatureCache
 from vavl.models import card
 from vavl.models.card import cached_features
 from vavl.models.with_encoders import AudioVisualModel
@@ -155,6 +155,8 @@ def setup(cfg: DictConfig) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
     from transformers import get_scheduler
+
+    from vavl.data.cache import loader_options
 
     d = cfg.data
     records = relabel(read_manifest(d.manifest), d.label_field, f"{d.manifest} (data.label_field)")
