@@ -187,6 +187,8 @@ def check_config(cfg: DictConfig) -> None:
         if t.compile_backend not in backends:
             raise ConfigError(f"train.compile_backend={t.compile_backend!r} is not a torch.compile backend; "
                               f"choose one of {', '.join(backends)}")
+    if cfg.data.num_workers < 0:
+        raise ConfigError(f"data.num_workers={cfg.data.num_workers} must be 0 (read in the training process) or more")
     for key in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
         if t[key] <= 0:
             raise ConfigError(f"train.{key}={t[key]!r} must be a positive integer")

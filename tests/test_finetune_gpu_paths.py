@@ -95,6 +95,8 @@ def test_compile_trains_the_model_as_eager_does(corpus, tmp_path):
     assert (tmp_path / "compiled" / "config.json").is_file()   # the best model saved as usual (in-place compile)
 
 
-def test_an_unknown_compile_backend_is_one_line():
+def test_an_unknown_compile_backend_or_negative_workers_is_one_line():
     with pytest.raises(ConfigError, match="train.compile_backend='fastest' is not a torch.compile backend"):
         finetune.load_config(None, ["data.manifest=x.jsonl", "train.compile=true", "train.compile_backend=fastest"])
+    with pytest.raises(ConfigError, match="data.num_workers=-1 must be 0"):
+        finetune.load_config(None, ["data.manifest=x.jsonl", "data.num_workers=-1"])

@@ -135,11 +135,10 @@ def part_e2e(sizes: Sizes, work: Path, corpus: dict, faces: str) -> dict:
                             work / "e2e_prepare.log")
     extract_log = work / "e2e_extract.log"
     stages["extract"] = run(extract_command(sizes, corpus, manifest, cache, faces), extract_log)
-    mixed = "bf16"
     stages["train"] = run([sys.executable, ROOT / "recipes" / "finetune.py", "--config", ROOT / "recipes/configs/crema_d/auxformer.yaml",
                            f"data.manifest={manifest}", f"data.cache={cache}", "data.protocol=speaker-5fold", "data.fold=0",
                            f"output_dir={model}", f"train.epochs={sizes.epochs}", "train.early_stopping_patience=0",
-                           f"train.mixed_precision={mixed}", f"data.num_workers={sizes.workers}", "log.wandb=false",
+                           "train.mixed_precision=bf16", f"data.num_workers={sizes.workers}", "log.wandb=false",
                            "log.progress=false", "evaluate.test=false"], work / "e2e_train.log")
     stages["evaluate"] = run([*VAVL, "evaluate", "--model", model, "--manifest", manifest, "--protocol", "speaker-5fold",
                               "--fold", "0", "--split", "test", "--cache", cache, "--conditions", "av,audio,video", "--out", report,
@@ -148,7 +147,7 @@ def part_e2e(sizes: Sizes, work: Path, corpus: dict, faces: str) -> dict:
     log = [json.loads(x) for x in (model / "log.jsonl").read_text().splitlines()]
     return {"clips": corpus["clips"], "stages_s": stages, "total_s": sum(stages.values()),
             "extract": {**rates(sizes, stages["extract"], corpus["clips"], extract_log), "faces_on": faces},
-            "train": {"epochs": sizes.epochs, "mixed_precision": mixed, "epochs_logged": len({r["epoch"] for r in log}),
+            "train": {"epochs": sizes.epochs, "mixed_precision": "bf16", "epochs_logged": len({r["epoch"] for r in log}),
                       "seconds_per_epoch": stages["train"] / sizes.epochs},
             "test_clips": metrics["n_samples"], "test_UA_av": metrics["conditions"]["av"]["fused"].get("UA"),
             "note": "stage times are wall times of the commands (process start and model building included); the "
@@ -252,8 +251,8 @@ def targets(parts: dict) -> dict:
         found["e2e_s"] = e2e["total_s"]
     if "auxformer_bf16_speedup_vs_official_fp32" in step:
         found["auxformer_bf16_speedup_vs_official"] = step["auxformer_bf16_speedup_vs_official_fp32"]
-    if "faces_on_cpu" in predict:
-        found["predict_s"] = min(v["median_wall_s"]["total"] for k, v in predict.items() if k.startswith("faces_on_"))
+    if "faces_on_cpu" in predict:   # where `vavl predict` finds faces
+        found["predict_s"] = predict["faces_on_cpu"]["median_wall_s"]["total"]
     return {k: {"measured": v, "target": TARGETS[k], "met": v >= TARGETS[k] if "speedup" in k else v <= TARGETS[k]}
             for k, v in found.items()}
 

@@ -243,6 +243,9 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
                 line = f"{line}; traceback in {Path(out) / 'errors.log'}"
             errors.append({"id": clip_id, "error": line})
 
+    def encode(group, audio, visual):   # encode_batch looked up at each call: a test may replace it
+        return encode_batch(group, audio, visual, device, dtype, autocast)
+
     def encode_window(window: list[dict[str, Any]]) -> None:
         good = []
         for it in window:
@@ -252,10 +255,6 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
                 good.append(it)
         if faces_in_main:
             good = find_faces(good, processor, fail)
-
-        def encode(group, audio, visual):   # looked up now: a test may replace encode_batch
-            return encode_batch(group, audio, visual, device, dtype, autocast)
-
         for it, got in encode_sorted(good, a_enc, v_enc, encode, batch_size):
             clip_id, inp = it["record"]["id"], it["inputs"]
             try:
