@@ -125,6 +125,8 @@ def setup(cfg: DictConfig) -> dict:
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
     from transformers import get_scheduler
 
+    from vavl.data.cache import loader_options
+
     d = cfg.data
     records = relabel(read_manifest(d.manifest), d.label_field, f"{d.manifest} (data.label_field)")
     splits = training_splits(records, d.protocol, d.fold, f"{d.manifest} (data.protocol / data.fold)")
@@ -134,9 +136,10 @@ def setup(cfg: DictConfig) -> dict:
     # several processes but no GPU (`accelerate launch --multi_gpu --num_processes 2` on a CPU box):
     # Accelerate forms the gloo process group only when told it runs on CPU
     cpu_ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    on_gpu = torch.cuda.is_available()   # batches come from pinned memory and go to the device without blocking
     accelerator = Accelerator(
         cpu=cpu_ddp, mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed, non_blocking=on_gpu),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         project_config=ProjectConfiguration(project_dir=str(out_dir)), log_with=wandb_tracker(cfg) or None)
     if accelerator.is_main_process:
@@ -164,7 +167,9 @@ def setup(cfg: DictConfig) -> dict:
     if end_to_end and emotion_config(model).feature_normalization:
         raise ConfigError("model.config.feature_normalization needs cached features to compute its statistics (data.cache)")
     train_dl = torch.utils.data.DataLoader(datasets["train"], batch_size=t.batch_size, shuffle=t.shuffle, collate_fn=collate,
-                                           num_workers=cfg.data.num_workers)
+                                           **loader_options(cfg.data.num_workers, pin_memory=on_gpu))
+    if t.compile:   # in place: the module keeps its type, state dict keys and methods (save_pretrained, branches)
+        model.compile(backend=t.compile_backend)
     optimizers = make_optimizers(model, cfg, end_to_end)
     total = math.ceil(len(train_dl) / t.gradient_accumulation_steps) * t.epochs
     total = min(total, t.max_steps) if t.max_steps else total

@@ -43,7 +43,7 @@ class DataConfig:
     label_field: str = "label"                 # record field holding the class label (e.g. labels.perceived-av)
     labels: Optional[list[str]] = None         # class names in order; null = the model entry's id2label
     task: Optional[str] = None                 # null = the model entry's task
-    num_workers: int = 0
+    num_workers: int = 0                       # loader processes; > 0: kept between epochs, batches read ahead
     corpus: Optional[str] = None               # for the model card (license, model-index); null = the manifest's
 
 
@@ -69,7 +69,9 @@ class TrainConfig:
     warmup_ratio: float = 0.05
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
-    mixed_precision: str = "no"                # no | fp16 | bf16
+    mixed_precision: str = "no"                # no | fp16 | bf16: autocast through Accelerate (weights stay fp32)
+    compile: bool = False                      # torch.compile the model (in place: its type and state dict keys stay)
+    compile_backend: str = "inductor"          # any torch.compile backend (aot_eager: no code generation, for tests)
     class_weights: Any = None                  # null | balanced | [w0, w1, ...]
     loss_weights: Optional[dict[str, float]] = None  # loss terms and weights (EmotionModel.compute_loss); null = the model's
     shuffle: bool = True                       # false: batches in the manifest's order
@@ -174,8 +176,19 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"evaluate.bootstrap_unit={cfg.evaluate.bootstrap_unit!r} must be 'speaker' or 'clip'")
     if t.schedule not in ("joint", "vavl"):
         raise ConfigError(f"train.schedule={t.schedule!r} must be 'joint' or 'vavl'")
+    if t.mixed_precision == "False":   # YAML 1.1 reads `no` (train.mixed_precision=no) as false
+        t.mixed_precision = "no"
     if t.mixed_precision not in ("no", "fp16", "bf16"):
         raise ConfigError(f"train.mixed_precision={t.mixed_precision!r} must be no, fp16 or bf16")
+    if t.compile:
+        import torch._dynamo
+
+        backends = torch._dynamo.list_backends(exclude_tags=())
+        if t.compile_backend not in backends:
+            raise ConfigError(f"train.compile_backend={t.compile_backend!r} is not a torch.compile backend; "
+                              f"choose one of {', '.join(backends)}")
+    if cfg.data.num_workers < 0:
+        raise ConfigError(f"data.num_workers={cfg.data.num_workers} must be 0 (read in the training process) or more")
     for key in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
         if t[key] <= 0:
             raise ConfigError(f"train.{key}={t[key]!r} must be a positive integer")

@@ -90,3 +90,36 @@ def test_a_face_too_small_for_a_speaker_is_left_out():
 def test_frames_smaller_than_any_face_give_no_track(shape):
     frames = np.full((4, *shape, 3), 120, np.uint8)
     assert FaceCropper(size=32)(frames).face_frames == 0
+
+
+def test_faces_of_several_clips_are_detected_together_and_each_clip_keeps_its_own_track(monkeypatch):
+    import torch
+
+    clips = [face_frames(12, 120, 200), face_frames(9, 120, 200, face=70), np.zeros((0, 40, 40, 3), np.uint8),
+             torch.from_numpy(face_frames(7, 96, 128))]                     # numpy or tensor frames
+    cropper = FaceCropper(size=48, detect_every=2)
+    real, calls = cropper.detect, []
+    monkeypatch.setattr(cropper, "detect", lambda frames: calls.append(tuple(frames.shape[:3])) or real(frames))
+    together = cropper.tracks(clips)
+    # frames 0, 2, ..., and the last: 7 + 5 of the two 120x200 clips share one call, 4 of 96x128 go alone
+    assert sorted(calls) == [(4, 96, 128), (12, 120, 200)]
+    assert together[2].crops.shape == (0, 48, 48, 3) and together[2].face_frames == 0
+    for frames, track in zip(clips, together):
+        one = FaceCropper(size=48, detect_every=2)(frames)
+        assert np.array_equal(one.mask, track.mask) and track.face_frames == len(frames)
+        # MTCNN's dense layers give ~1e-7 differences with other boxes in the batch: boxes move
+        # by far less than a pixel, a crop pixel by at most one grey level
+        assert np.allclose(one.boxes, track.boxes, atol=1e-3, equal_nan=True)
+        assert np.abs(one.crops.astype(int) - track.crops).max(initial=0) <= 1
+    alone = [FaceCropper(size=48, detect_every=2, batch_size=1)(f) for f in clips]   # each frame its own MTCNN batch
+    for a, b in zip(alone, FaceCropper(size=48, detect_every=2, batch_size=1).tracks(clips)):
+        assert np.array_equal(a.crops, b.crops) and np.array_equal(a.boxes, b.boxes, equal_nan=True)
+
+
+def test_crops_can_stay_on_the_croppers_device_as_tensors():
+    import torch
+
+    frames = face_frames(6, 120, 160)
+    on_device = FaceCropper(size=40, detect_every=2).tracks([frames], on_device=True)[0]
+    assert isinstance(on_device.crops, torch.Tensor) and on_device.crops.dtype == torch.uint8
+    assert np.array_equal(on_device.crops.numpy(), FaceCropper(size=40, detect_every=2)(frames).crops)

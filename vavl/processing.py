@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -76,35 +77,52 @@ class AudioVisualProcessor:
         bool or None, "pixel_values": (1, t, 3, S, S) float32 or None, "pixel_mask": (1, t) bool or
         None, "frame_times": (t,), "face_frames": int, "frames": int, "duration": float, "timings": {...}}.
         pixel_values is None when there is no video stream or no face in any frame."""
-        import time
-
         timings = {}
         if not isinstance(clip, DecodedClip):
             t0 = time.perf_counter()
             clip = self.decode(clip, audio=audio, video=video)
             timings["decode"] = time.perf_counter() - t0
-        out: dict[str, Any] = {"input_values": None, "attention_mask": None, "pixel_values": None, "pixel_mask": None,
-                               "frame_times": np.zeros(0), "face_frames": 0, "frames": 0, "duration": clip.duration,
-                               "start": clip.start, "face_boxes": None, "timings": timings}
-        if audio and clip.audio is not None and len(clip.audio):
-            wave = torch.from_numpy(np.ascontiguousarray(clip.audio, dtype=np.float32)).unsqueeze(0)
-            out["input_values"], out["attention_mask"] = wave, torch.ones_like(wave, dtype=torch.bool)
-        if video and clip.frames is not None and len(clip.frames):
-            t0 = time.perf_counter()
-            track = self.cropper(clip.frames)
-            timings["faces"] = time.perf_counter() - t0
+        out = self.batch([clip], audio, video)[0]
+        out["timings"] = {**timings, **out["timings"]}
+        return out
+
+    def batch(self, clips: list[DecodedClip], audio: bool = True, video: bool = True, on_device: bool = False) -> list[dict[str, Any]]:
+        """Several decoded clips -> each one's inputs, as `__call__` gives them. Their faces are found
+        together (FaceCropper.tracks: shared MTCNN batches, each clip tracked on its own); "faces"
+        in each clip's timings is its share of that time. `on_device`: pixel_values stay on the
+        processor's device (cut and normalised there)."""
+        outs = []
+        for clip in clips:
+            out: dict[str, Any] = {"input_values": None, "attention_mask": None, "pixel_values": None, "pixel_mask": None,
+                                   "frame_times": np.zeros(0), "face_frames": 0, "frames": 0, "duration": clip.duration,
+                                   "start": clip.start, "face_boxes": None, "timings": {}}
+            if audio and clip.audio is not None and len(clip.audio):
+                wave = torch.from_numpy(np.ascontiguousarray(clip.audio, dtype=np.float32)).unsqueeze(0)
+                out["input_values"], out["attention_mask"] = wave, torch.ones_like(wave, dtype=torch.bool)
+            outs.append(out)
+        seen = [i for i, clip in enumerate(clips) if video and clip.frames is not None and len(clip.frames)]
+        if not seen:
+            return outs
+        t0 = time.perf_counter()
+        tracks = self.cropper.tracks([clips[i].frames for i in seen], on_device=on_device)
+        share = (time.perf_counter() - t0) / len(seen)
+        for i, track in zip(seen, tracks):
+            clip, out = clips[i], outs[i]
+            out["timings"]["faces"] = share
             out.update(frames=len(clip.frames), frame_times=clip.frame_times, face_frames=track.face_frames,
                        face_boxes=track.boxes)
             if track.face_frames:
                 out["pixel_values"] = self.normalize(track.crops).unsqueeze(0)
                 out["pixel_mask"] = torch.from_numpy(track.mask).unsqueeze(0)
-        return out
+        return outs
 
-    def normalize(self, crops: np.ndarray) -> torch.Tensor:
-        """(t, S, S, 3) uint8 -> (t, 3, S, S) float32 normalised with mean/std."""
-        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255)
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
+    def normalize(self, crops) -> torch.Tensor:
+        """(t, S, S, 3) uint8 (numpy, or a tensor on any device) -> (t, 3, S, S) float32 normalised
+        with mean/std, where the crops are."""
+        crops = torch.from_numpy(np.ascontiguousarray(crops)) if isinstance(crops, np.ndarray) else crops
+        x = crops.permute(0, 3, 1, 2).float().div_(255)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
     # ---- saving ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ for and, optionally, the official implementation in the same run.
     python recipes/benchmarks/auxformer_step.py --official-src DIR   # DIR holds the official
         # ilucasgoncalves/AuxFormer files net/avmodel_AF.py and modules/ (not shipped with vavl)
     python recipes/benchmarks/auxformer_step.py --device cuda --dtype bf16   # SDPA
+    python recipes/benchmarks/auxformer_step.py --model vavl         # VAVL's step (vavl.official), ours only
 
 Each run (every --attn path, then the official code) is its own subprocess, so that peak memory
 (RSS, or CUDA peak allocated) is its own. Same input shapes, same loss (CE on fused + both
@@ -34,9 +35,12 @@ import torch.nn.functional as F
 DEFAULT_OUT = Path(__file__).parent / "results" / "auxformer_step.json"
 SHAPE = {"batch": 32, "audio_frames": 125, "visual_frames": 75, "audio_dim": 1024, "visual_dim": 50,
          "hidden_size": 50, "num_layers": 5, "num_heads": 10, "num_labels": 6}
+# VAVL at its official shape (vavl.official: Conformers of width 512), on 1408-d EfficientNet-B2 face frames;
+# its step is one forward + backward of the model's own loss (fused, unimodal and reconstruction terms)
+VAVL_SHAPE = {"batch": 32, "audio_frames": 125, "visual_frames": 75, "audio_dim": 1024, "visual_dim": 1408, "num_labels": 6}
 
 
-def build(impl: str, official_src: str | None):
+def build(impl: str, official_src: str | None, arch: str = "auxformer"):
     """impl "ours:<attn_implementation>" or "official" -> (model, fn(audio, visual, labels) -> loss,
     fn(audio, visual) -> logits)."""
     if impl.startswith("ours:"):
@@ -46,7 +50,7 @@ def build(impl: str, official_src: str | None):
         attn = impl.split(":")[1]
         if attn == "cpu_kernel" and not availability()[0]:
             sys.exit(f"--attn cpu_kernel: the kernel cannot run here: {availability()[1]}")
-        model = vavl.create_model("auxformer.official", attn_implementation=attn)
+        model = vavl.create_model(f"{arch}.official", attn_implementation=attn)
 
         def loss_fn(a, v, y):
             return model(audio_features=a, visual_features=v, labels=y).loss
@@ -87,13 +91,14 @@ def measure(impl: str, args) -> dict:
     torch.manual_seed(0)
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
-    model, loss_fn, infer = build(impl, args.official_src)
+    model, loss_fn, infer = build(impl, args.official_src, args.model)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    b = SHAPE["batch"]
-    audio = torch.randn(b, SHAPE["audio_frames"], SHAPE["audio_dim"], device=device)
-    visual = torch.randn(b, SHAPE["visual_frames"], SHAPE["visual_dim"], device=device)
-    labels = torch.randint(0, SHAPE["num_labels"], (b,), device=device)
+    shape = shape_of(args)
+    b = shape["batch"]
+    audio = torch.randn(b, shape["audio_frames"], shape["audio_dim"], device=device)
+    visual = torch.randn(b, shape["visual_frames"], shape["visual_dim"], device=device)
+    labels = torch.randint(0, shape["num_labels"], (b,), device=device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -131,12 +136,19 @@ def measure(impl: str, args) -> dict:
             "peak_memory_kind": "cuda max_memory_allocated" if args.device == "cuda" else "process max RSS (getrusage)"}
 
 
+def shape_of(args) -> dict:
+    """The model's official input shape, with --batch when given."""
+    shape = dict(VAVL_SHAPE if args.model == "vavl" else SHAPE)
+    shape["batch"] = args.batch or shape["batch"]
+    return shape
+
+
 def run_in_subprocess(impl: str, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
         cmd = [sys.executable, __file__, "--only", impl, "--out", str(out), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--latency-runs", str(args.latency_runs), "--threads", str(args.threads),
-               "--device", args.device, "--dtype", args.dtype]
+               "--device", args.device, "--dtype", args.dtype, "--model", args.model, "--batch", str(args.batch)]
         if args.official_src:
             cmd += ["--official-src", args.official_src]
         subprocess.run(cmd, check=True)
@@ -151,12 +163,16 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--model", default="auxformer", choices=["auxformer", "vavl"], help="whose official shape and step")
+    p.add_argument("--batch", type=int, default=0, help="batch size (default: the official 32)")
     p.add_argument("--attn", nargs="+", choices=["cpu_kernel", "sdpa", "eager"],
                    help="attn_implementation(s) of ours to time (default: cpu_kernel and sdpa on CPU, sdpa on CUDA)")
     p.add_argument("--official-src", help="folder with the official AuxFormer source (net/, modules/)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--only", help=argparse.SUPPRESS)  # child process: "ours:<attn>" or "official"
     args = p.parse_args()
+    if args.official_src and args.model != "auxformer":
+        p.error("--official-src: the official code is timed for --model auxformer only")
     if args.only:  # child process: one implementation
         Path(args.out).write_text(json.dumps(measure(args.only, args)))
         return 0
@@ -170,8 +186,9 @@ def main() -> int:
             results[f"speedup_train_step_{a}"] = official["train_step_s"]["median"] / ours["train_step_s"]["median"]
             results[f"speedup_latency_{a}"] = official["latency_one_clip_ms"]["median"] / ours["latency_one_clip_ms"]["median"]
     report = {
-        "benchmark": "AuxFormer training step (forward + backward + AdamW) and one-clip inference",
-        "shape": SHAPE, "device": args.device, "dtype": args.dtype, "threads": args.threads, "attn_implementations": attn,
+        "benchmark": f"{'VAVL' if args.model == 'vavl' else 'AuxFormer'} training step (forward + backward + AdamW) and "
+                     "one-clip inference", "model": f"{args.model}.official",
+        "shape": shape_of(args), "device": args.device, "dtype": args.dtype, "threads": args.threads, "attn_implementations": attn,
         "steps": args.steps, "warmup": args.warmup,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__, "processor": platform.processor() or platform.machine(),

@@ -2,6 +2,7 @@
 
     python recipes/benchmarks/extract_speed.py                         # CPU, a handful of CREMA-D-shaped clips
     python recipes/benchmarks/extract_speed.py --device cuda --clips 64 --batch-size 16 --precision bf16
+    python recipes/benchmarks/extract_speed.py --device cuda --precision bf16-autocast --workers 8 --face-device cpu
 
 Clips: synthetic CREMA-D (vavl.data.synthetic; 480x360 FLV with audio, 16 kHz WAV, 2.5 s, as the
 corpus' clips are). Encoders: wav2vec2-large-robust (first 12 layers, as the presets build it) and
@@ -33,21 +34,24 @@ def stage_times(records, args, audio_encoder, visual_encoder) -> dict:
     from vavl.data.extract import ClipLoader, encode_batch
     from vavl.processing import AudioVisualProcessor
 
-    processor = AudioVisualProcessor.for_encoders(audio_encoder, visual_encoder, fps=args.fps, device=args.device)
+    processor = AudioVisualProcessor.for_encoders(audio_encoder, visual_encoder, fps=args.fps,
+                                                  device=args.face_device or args.device)
     loader = ClipLoader(records, processor, True, True, None)
     times = {"decode": [], "faces": [], "audio_encoder": [], "visual_encoder": []}
-    dtype = getattr(torch, {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[args.precision])
+    from vavl.data.extract import PRECISIONS
+
+    dtype, autocast = PRECISIONS[args.precision], args.precision == "bf16-autocast"
     for rec in records:
         t0 = time.perf_counter()
-        clip = loader.decode(rec)
+        clip, _ = loader.decode(rec)
         t1 = time.perf_counter()
         inputs = processor(clip)
         t2 = time.perf_counter()
         item = [{"inputs": inputs}]
-        encode_batch(item, audio_encoder, None, args.device, dtype)
+        encode_batch(item, audio_encoder, None, args.device, dtype, autocast)
         _sync(args.device)
         t3 = time.perf_counter()
-        encode_batch(item, None, visual_encoder, args.device, dtype)
+        encode_batch(item, None, visual_encoder, args.device, dtype, autocast)
         _sync(args.device)
         t4 = time.perf_counter()
         for k, v in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
@@ -65,7 +69,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=6, help="clips to extract (multiples of 6 emotions)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "bf16-autocast"), default="fp32")
+    parser.add_argument("--face-device", help="where MTCNN runs (default: --device)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--fps", type=float, default=5.0, help="face frames per second (the processor default)")
@@ -89,7 +94,7 @@ def main() -> None:
     records = read_manifest(work / "m.jsonl")
     seconds_of_media = 2.5 * len(records)
 
-    dtype = getattr(torch, {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[args.precision])
+    dtype = ex.PRECISIONS[args.precision]
     # untrained weights, asked for in words: the same architecture and cost as the pretrained ones, offline
     audio_encoder = build_encoder(args.audio_encoder, pretrained=False).to(args.device, dtype).eval()
     visual_encoder = build_encoder(args.visual_encoder, pretrained=False).to(args.device, dtype).eval()
@@ -98,6 +103,7 @@ def main() -> None:
         t0 = time.perf_counter()
         summary = ex.extract(work / "m.jsonl", work / f"cache{i}", audio_encoder, visual_encoder,
                              fps=args.fps, batch_size=args.batch_size, device=args.device, workers=args.workers,
+                             face_device=args.face_device,
                              precision=args.precision, progress=False, log=open(os.devnull, "w"))
         elapsed = time.perf_counter() - t0
         assert summary["cached"] == len(records), summary
@@ -114,7 +120,7 @@ def main() -> None:
         "settings": {"clips": len(records), "clip_seconds": 2.5, "frame_size": [480, 360], "fps": args.fps,
                      "audio_encoder": args.audio_encoder, "visual_encoder": args.visual_encoder,
                      "face_size": visual_encoder.image_size, "batch_size": args.batch_size, "workers": args.workers,
-                     "precision": args.precision, "runs": args.runs},
+                     "precision": args.precision, "face_device": args.face_device or args.device, "runs": args.runs},
         "runs_seconds": runs,
         "median_seconds": seconds,
         "clips_per_second": len(records) / seconds,

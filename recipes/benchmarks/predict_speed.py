@@ -5,6 +5,7 @@
     python recipes/benchmarks/predict_speed.py --device cuda --batch 64   # batched clips/s on a GPU
     python recipes/benchmarks/predict_speed.py --audio-encoder whisper-small          # any audio preset
     python recipes/benchmarks/predict_speed.py --visual-encoder videomae-base --fps 8  # any visual preset
+    python recipes/benchmarks/predict_speed.py --device cuda --face-device cuda       # MTCNN on the GPU too
 
 The model: AuxFormer on wav2vec2-large-robust (first 12 layers) + EfficientNet-B2 by default, or on
 the presets given, random weights (the same architecture and cost as trained ones). The clip:
@@ -56,6 +57,10 @@ def build_model(args):
                               num_labels=6, pretrained_encoders=False)   # untrained: same cost, no download
     if args.fps:
         model.processor.fps = args.fps
+    if args.face_device:   # `vavl predict` finds faces on the processor's device: the CPU unless told otherwise
+        import dataclasses
+
+        model.processor = dataclasses.replace(model.processor, device=args.face_device)
     if args.detect_every or args.detect_side:
         face = dict(model.processor.face)
         face.update({k: v for k, v in (("detect_every", args.detect_every), ("detect_side", args.detect_side)) if v})
@@ -145,6 +150,7 @@ def main() -> int:
     p.add_argument("--detect-every", type=int, default=None, help="MTCNN on every n-th frame (default: the processor's)")
     p.add_argument("--detect-side", type=int, default=None, help="MTCNN frame side in pixels (default: the processor's)")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--face-device", help="where MTCNN runs (default: the processor's device, the CPU)")
     p.add_argument("--batch", type=int, default=0, help="> 0: batched throughput mode (clips/s)")
     p.add_argument("--workers", type=int, default=8, help="CPU processes decoding clips in batch mode")
     p.add_argument("--audio-encoder", default=AUDIO, help=f"audio encoder preset (default {AUDIO})")
@@ -168,7 +174,7 @@ def main() -> int:
         "what": f"vavl.predict on a {args.seconds:g} s 1280x720 30 fps mp4 (H.264, AAC 48 kHz stereo) with one moving face",
         "model": f"AuxFormer (official width) on {args.audio_encoder} + {args.visual_encoder} "
                  f"({model.processor.face_size} px crops), random weights",
-        "settings": {"device": args.device, "torch_threads": args.threads, "bf16": args.bf16,
+        "settings": {"device": args.device, "face_device": model.processor.device, "torch_threads": args.threads, "bf16": args.bf16,
                      "processor": {k: v for k, v in model.processor.to_dict().items() if k in ("fps", "face", "max_side", "face_size")},
                      "runs": args.runs, "statistic": "median after one warm-up run"},
         "machine": {"cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
@@ -180,6 +186,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() else {}
     key = f"{args.device}{'_bf16' if args.bf16 else ''}{f'_batch{args.batch}' if args.batch else ''}"
+    key += f"_faces_{args.face_device}" if args.face_device else ""
     key += "".join(f"_{name}" for name, default in ((args.audio_encoder, AUDIO), (args.visual_encoder, VISUAL)) if name != default)
     previous[key] = report
     tmp = out.with_suffix(".tmp")

@@ -157,6 +157,40 @@ class FeatureCache:
         return sum(1 for _ in self.clips.glob("*.safetensors")) if self.clips.is_dir() else 0
 
 
+class BackgroundWriter:
+    """FeatureCache.write on a background thread behind a bounded queue, so whoever computes the
+    features (a GPU) never waits on the disk. Each write stays atomic; a write that fails is that
+    clip's failure, reported as on_error(clip_id, exception). close() waits for every queued
+    write and returns how many succeeded."""
+
+    def __init__(self, cache: FeatureCache, on_error, depth: int = 64):
+        import queue
+        import threading
+
+        self.cache, self.on_error, self.written = cache, on_error, 0
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._run, name="vavl-cache-writer", daemon=True)
+        self.thread.start()
+
+    def write(self, clip_id: str, audio: torch.Tensor | None, visual: torch.Tensor | None, meta: dict[str, Any]) -> None:
+        if not self.thread.is_alive():
+            raise RuntimeError("the cache writer thread is not running (closed)")
+        self.queue.put((clip_id, audio, visual, meta))   # blocks while `depth` clips wait
+
+    def close(self) -> int:
+        self.queue.put(None)
+        self.thread.join()
+        return self.written
+
+    def _run(self) -> None:
+        while (job := self.queue.get()) is not None:
+            try:
+                self.cache.write(*job)
+                self.written += 1
+            except Exception as e:   # this clip only
+                self.on_error(job[0], e)
+
+
 def _header(path: Path) -> tuple[dict[str, Any], dict[str, list[int]]]:
     """A clip file's header ({"id", "meta"}) and tensor shapes; DataError naming the file if unreadable."""
     try:
@@ -222,6 +256,15 @@ class FeatureDataset(torch.utils.data.Dataset):
             "labels": encode_labels(record, self.config) if self.config is not None else None,
             "record": record,
         }
+
+
+def loader_options(num_workers: int, pin_memory: bool = False) -> dict[str, Any]:
+    """DataLoader settings that keep a GPU fed from a cache: pinned memory (for copies that do not
+    block), and with workers, workers kept between epochs that read a few batches ahead."""
+    if num_workers < 0:
+        raise DataError(f"num_workers={num_workers}: give 0 (read in the training process) or more")
+    ahead = {"persistent_workers": True, "prefetch_factor": 4} if num_workers else {}
+    return {"num_workers": num_workers, "pin_memory": pin_memory, **ahead}
 
 
 _MALLOC_SET_IN: int | None = None

@@ -11,7 +11,16 @@ extended with features of other weights. The cache also gets the processor's
 preprocessor_config.json (crop size, fps, normalisation).
 
 Per clip: decode (PyAV) -> faces (MTCNN) -> processor (crops, normalisation) -> encoders ->
-one safetensors file in the cache, written atomically. Clips already in the cache are skipped,
+one safetensors file in the cache, written atomically.
+
+On a GPU (`--device cuda`): worker processes decode (`--workers`) into pinned memory; faces run
+on the face device (`--face-device`, default the extraction device) in this process, MTCNN on the
+frames of several clips at once; a few loader batches are taken together and sorted by length,
+so each encoder forward pads little (a speech encoder whose features depend on padding,
+`batch_invariant=False`, only meets clips of its own length); `--bf16` runs the encoders under
+bfloat16 autocast (weights stay fp32); a background thread writes the cache, so the device never
+waits on disk. With faces on the CPU they run in the workers. Either way a clip's features are
+its own: the same as extracted alone. Clips already in the cache are skipped,
 so a killed run resumes where it stopped without recomputing anything. A clip that fails, for
 whatever reason, is listed with its reason in errors.jsonl (unexpected errors: with their
 traceback in errors.log) and skipped; the next run retries it; the others go on. Visual
@@ -22,9 +31,11 @@ index.jsonl from the files.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,9 +45,15 @@ import torch
 from ..batch import EXIT_CODES, describe, exit_code, positive_float, positive_int
 from ..errors import DataError
 from .cache import FeatureCache
+from .extract_batches import encode_sorted, find_faces
 from .manifest import read_manifest
 
 SETTINGS_VERSION = 2   # 2: the encoders' weights are part of the settings
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "bf16-autocast": torch.float32}
+LOOKAHEAD = 4          # loader batches sorted by length together
+GPU_FACE_BATCH = 64    # MTCNN frames per forward on a GPU
+BF16_TOLERANCE = ("features within 2%% of fp32 (relative L2 per clip and modality; measured on CPU with tiny random "
+                  "encoders: 0.8%% at most)")
 
 
 def _dist(device: str):
@@ -50,11 +67,14 @@ def _dist(device: str):
 
 
 class ClipLoader(torch.utils.data.Dataset):
-    """Manifest record -> processor outputs (decoding and face finding happen here, in workers)."""
+    """Manifest record -> processor outputs (decoding and face finding happen here, in workers).
+    faces=False: decoding only; the item carries the clip and its frames (a uint8 tensor, which
+    the loader can pin) for the faces to be found in the main process."""
 
-    def __init__(self, records, processor, want_audio: bool, want_video: bool, max_seconds: float | None):
+    def __init__(self, records, processor, want_audio: bool, want_video: bool, max_seconds: float | None,
+                 faces: bool = True):
         self.records, self.processor = records, processor
-        self.want_audio, self.want_video, self.max_seconds = want_audio, want_video, max_seconds
+        self.want_audio, self.want_video, self.max_seconds, self.faces = want_audio, want_video, max_seconds, faces
 
     def __len__(self) -> int:
         return len(self.records)
@@ -65,6 +85,10 @@ class ClipLoader(torch.utils.data.Dataset):
             return {"record": rec, "inputs": {}, "notes": [], "error": None}   # nothing to encode: cached as missing
         try:
             clip, notes = self.decode(rec)
+            if not self.faces:
+                frames = None if clip.frames is None else torch.from_numpy(clip.frames)
+                return {"record": rec, "clip": dataclasses.replace(clip, frames=None), "frames": frames, "notes": notes,
+                        "error": None}
             return {"record": rec, "inputs": self.processor(clip), "notes": notes, "error": None}
         except Exception as e:   # one bad clip must not end the run: report it and go on
             line, trace = describe(rec["id"], e)
@@ -97,17 +121,21 @@ def _unwrap(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @torch.inference_mode()
-def encode_batch(items: list[dict[str, Any]], audio_encoder, visual_encoder, device: str, dtype: torch.dtype):
-    """Processor outputs of several clips -> per clip (audio (ta, da) or None, visual (tv, dv) or None)."""
+def encode_batch(items: list[dict[str, Any]], audio_encoder, visual_encoder, device: str, dtype: torch.dtype,
+                 autocast: bool = False):
+    """Processor outputs of several clips -> per clip (audio (ta, da) or None, visual (tv, dv) or None).
+    autocast: the encoders run under bfloat16 autocast (dtype then is float32)."""
     from .collate import pad_frames
 
     out = [[None, None] for _ in items]
+    amp = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast)
     if audio_encoder is not None:
         idx = [i for i, it in enumerate(items) if it["inputs"].get("input_values") is not None]
         if idx:
             waves = [torch.as_tensor(items[i]["inputs"]["input_values"])[0].float() for i in idx]   # (n,) each
             x, mask = pad_frames([w[:, None] for w in waves])                       # (b, n, 1), (b, n)
-            feats, fmask = audio_encoder(x[..., 0].to(device, dtype), mask.to(device))
+            with amp:
+                feats, fmask = audio_encoder(x[..., 0].to(device, dtype, non_blocking=True), mask.to(device))
             for j, i in enumerate(idx):
                 out[i][0] = feats[j][fmask[j]].float().cpu()
     if visual_encoder is not None:
@@ -115,17 +143,18 @@ def encode_batch(items: list[dict[str, Any]], audio_encoder, visual_encoder, dev
         for it in items:
             pv, pm = it["inputs"].get("pixel_values"), it["inputs"].get("pixel_mask")
             if pv is not None and pm is not None and bool(torch.as_tensor(pm).any()):
-                crops.append(torch.as_tensor(pv)[0][torch.as_tensor(pm)[0].bool()].float())   # (t_face, 3, H, W)
+                crops.append(pv[0][torch.as_tensor(pm)[0].to(pv.device).bool()].float())   # (t_face, 3, H, W)
             else:
                 crops.append(None)
         idx = [i for i, c in enumerate(crops) if c is not None]
         if idx:
             t = max(crops[i].shape[0] for i in idx)
-            x = torch.zeros(len(idx), t, *crops[idx[0]].shape[1:])                  # (b, t, 3, H, W)
+            x = crops[idx[0]].new_zeros(len(idx), t, *crops[idx[0]].shape[1:])   # (b, t, 3, H, W), where the crops are
             mask = torch.zeros(len(idx), t, dtype=torch.bool)
             for j, i in enumerate(idx):
                 x[j, : crops[i].shape[0]], mask[j, : crops[i].shape[0]] = crops[i], True
-            feats, fmask = visual_encoder(x.to(device, dtype), mask.to(device))
+            with amp:
+                feats, fmask = visual_encoder(x.to(device, dtype, non_blocking=True), mask.to(device))
             for j, i in enumerate(idx):
                 out[i][1] = feats[j][fmask[j]].float().cpu()   # the encoder's rows: frames, or windows
     return out
@@ -134,19 +163,33 @@ def encode_batch(items: list[dict[str, Any]], audio_encoder, visual_encoder, dev
 def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: str | None = None,
             visual_encoder: str | None = None, fps: float = 5.0, batch_size: int = 4, device: str = "cpu",
             workers: int = 0, max_seconds: float | None = None, max_side: int | None = 640,
-            precision: str = "fp32", progress: bool = True, log=None, random_init: bool = False) -> dict[str, Any]:
+            precision: str = "fp32", progress: bool = True, log=None, random_init: bool = False,
+            face_device: str | None = None, faces_in_main: bool | None = None, face_batch: int | None = None) -> dict[str, Any]:
     """Fill the cache at `out` for every clip of `manifest` not in it yet. Encoders are names
     (presets and timm names: their pretrained weights, or untrained ones with `random_init`),
-    folders, or Encoder modules. Returns a summary."""
+    folders, or Encoder modules. precision: fp32 | bf16 | fp16 (weights cast) | bf16-autocast
+    (fp32 weights under bfloat16 autocast). face_device: where MTCNN runs (default: `device`);
+    faces_in_main: find faces in this process, batched across clips (default: when the face
+    device is not the CPU; the workers then only decode); face_batch: frames per MTCNN forward
+    (default 16 on the CPU, 64 on a GPU; 1 makes every frame's detections bit-identical however
+    clips are grouped: in shared batches MTCNN's dense layers differ by ~1e-7, which moves a box
+    by ~1e-5 px and now and then a crop pixel by one grey level). Returns a summary."""
     from ..encoders.build import weights_identity
     from ..processing import AudioVisualProcessor
+    from .cache import BackgroundWriter
 
     log = log or sys.stderr
     if not audio_encoder and not visual_encoder:
         raise DataError("give --audio-encoder, --visual-encoder or both")
+    if precision not in PRECISIONS:
+        raise DataError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    face_device = face_device or device
+    faces_in_main = torch.device(face_device).type != "cpu" if faces_in_main is None else faces_in_main
+    if not faces_in_main and torch.device(face_device).type != "cpu":
+        raise DataError(f"faces on {face_device} run in the main process (worker processes do not use the GPU)")
     rank, world, barrier = _dist(device)
     records = read_manifest(manifest)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    dtype, autocast = PRECISIONS[precision], precision == "bf16-autocast"
     encoders, weights = {}, {}
     for modality, name in (("audio", audio_encoder), ("visual", visual_encoder)):
         if not name:
@@ -157,7 +200,9 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
         weights[modality] = weights_identity(enc)   # before the cast: the weights as they came
         encoders[modality] = enc.to(device, dtype).eval()
     a_enc, v_enc = encoders.get("audio"), encoders.get("visual")
-    processor = AudioVisualProcessor.for_encoders(a_enc, v_enc, fps=fps, max_side=max_side, device=device)
+    processor = AudioVisualProcessor.for_encoders(a_enc, v_enc, fps=fps, max_side=max_side, device=face_device)
+    if face_batch or torch.device(face_device).type == "cuda":   # a run-time setting, not one of the cache's
+        processor.cropper.batch_size = face_batch or GPU_FACE_BATCH
     settings = {
         "version": SETTINGS_VERSION, "max_seconds": max_seconds, "precision": precision,
         "audio_encoder": _encoder_name(audio_encoder), "visual_encoder": _encoder_name(visual_encoder),
@@ -182,28 +227,35 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     shard = todo[rank::world]
     skipped = len(records) - len(todo)
     loader = torch.utils.data.DataLoader(
-        ClipLoader(shard, processor, a_enc is not None, v_enc is not None, max_seconds),
-        batch_size=batch_size, num_workers=workers, collate_fn=_unwrap)
-    errors, traces, written, t0 = [], [], 0, time.perf_counter()
+        ClipLoader(shard, processor, a_enc is not None, v_enc is not None, max_seconds, faces=not faces_in_main),
+        batch_size=batch_size, num_workers=workers, collate_fn=_unwrap, pin_memory=torch.device(device).type == "cuda",
+        prefetch_factor=4 if workers else None)   # each worker keeps 4 batches ready
+    errors, traces, lock, t0 = [], [], threading.Lock(), time.perf_counter()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(shard), unit="clip", desc=f"extract [rank {rank}]" if world > 1 else "extract",
                disable=not progress, position=rank, file=log, dynamic_ncols=True)
 
-    def fail(clip_id: str, line: str, trace: str | None) -> None:
-        if trace:
-            traces.append(f"==== {clip_id}\n{trace.rstrip()}\n\n")
-            line = f"{line}; traceback in {Path(out) / 'errors.log'}"
-        errors.append({"id": clip_id, "error": line})
+    def fail(clip_id: str, line: str, trace: str | None) -> None:   # from this thread or the writer's
+        with lock:
+            if trace:
+                traces.append(f"==== {clip_id}\n{trace.rstrip()}\n\n")
+                line = f"{line}; traceback in {Path(out) / 'errors.log'}"
+            errors.append({"id": clip_id, "error": line})
 
-    for items in loader:
+    def encode(group, audio, visual):   # encode_batch looked up at each call: a test may replace it
+        return encode_batch(group, audio, visual, device, dtype, autocast)
+
+    def encode_window(window: list[dict[str, Any]]) -> None:
         good = []
-        for it in items:
+        for it in window:
             if it["error"] is not None:
                 fail(it["record"]["id"], it["error"], it.get("trace"))
             else:
                 good.append(it)
-        for it, got in _encode_each(good, a_enc, v_enc, device, dtype):
+        if faces_in_main:
+            good = find_faces(good, processor, fail)
+        for it, got in encode_sorted(good, a_enc, v_enc, encode, batch_size):
             clip_id, inp = it["record"]["id"], it["inputs"]
             try:
                 if isinstance(got, Exception):
@@ -211,13 +263,25 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
                 for m, x in zip(("audio", "visual"), got):
                     if x is not None and not torch.isfinite(x).all():
                         raise DataError(f"{clip_id}: the {m} encoder gave non-finite features (NaN / inf)")
-                cache.write(clip_id, *got, {
+                writer.write(clip_id, *got, {
                     "duration": float(inp.get("duration") or 0.0), "frames": int(inp.get("frames") or 0),
                     "face_frames": int(inp.get("face_frames") or 0), "notes": it["notes"], "rank": rank})
-                written += 1
             except Exception as e:   # whatever it is, this clip only
                 fail(clip_id, *describe(clip_id, e))
-        bar.update(len(items))
+        bar.update(len(window))
+
+    writer = BackgroundWriter(cache, lambda clip_id, e: fail(clip_id, *describe(clip_id, e)))
+    try:
+        window: list[dict[str, Any]] = []
+        for items in loader:
+            window += items
+            if len(window) >= LOOKAHEAD * batch_size:
+                encode_window(window)
+                window = []
+        if window:
+            encode_window(window)
+    finally:
+        written = writer.close()   # every clip on disk (or failed) before the index is rebuilt
     bar.close()
     seconds = time.perf_counter() - t0
     if errors:
@@ -249,25 +313,6 @@ def _build(name: str, random_init: bool):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return build_encoder(name, pretrained=False)
-
-
-def _encode_each(good: list[dict[str, Any]], a_enc, v_enc, device: str, dtype) -> list[tuple[dict[str, Any], Any]]:
-    """(item, (audio, visual) features or the exception) per item; a batch that fails is retried
-    clip by clip, so one clip's failure costs no other clip."""
-    if not good:
-        return []
-    try:
-        return list(zip(good, encode_batch(good, a_enc, v_enc, device, dtype)))
-    except Exception as e:
-        if len(good) == 1:
-            return [(good[0], e)]
-    out = []
-    for it in good:
-        try:
-            out.append((it, encode_batch([it], a_enc, v_enc, device, dtype)[0]))
-        except Exception as e:
-            out.append((it, e))
-    return out
 
 
 def _gather_errors(out: Path, index: dict[str, Any], log) -> dict[str, Any]:
@@ -319,8 +364,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fps", type=positive_float, default=5.0, help="video frames per second fed to the face encoder")
     parser.add_argument("--batch-size", type=positive_int, default=4, help="clips per encoder forward pass")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (under accelerate: each rank's own GPU)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="encoder precision")
-    parser.add_argument("--workers", type=int, default=0, help="processes decoding clips and finding faces")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="encoder weights cast to this precision")
+    parser.add_argument("--bf16", action="store_true",
+                        help="encoders under bfloat16 autocast, weights kept fp32 (cache.json: precision bf16-autocast); "
+                             f"{BF16_TOLERANCE}")
+    parser.add_argument("--face-device", help="where MTCNN finds faces (default: --device): cpu runs it in the worker "
+                                              "processes, a GPU in this process on the frames of several clips at once")
+    parser.add_argument("--face-batch", type=positive_int, help="frames per MTCNN forward (default 16 on the CPU, "
+                                                                  f"{GPU_FACE_BATCH} on a GPU)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes decoding clips (and finding faces, when they run on the CPU); pinned memory on CUDA")
     parser.add_argument("--max-seconds", type=positive_float, help="use at most this many seconds of each clip")
     parser.add_argument("--max-side", type=positive_int, default=640, help="scale video so its longer side is at most this")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -335,12 +389,16 @@ def run(args) -> int:
     hf_logging.set_verbosity_error()   # one line per problem on stderr
     hf_logging.disable_progress_bar()
     device = check_device(args.device)
+    face_device = check_device(args.face_device, "--face-device") if args.face_device else device
     if args.workers < 0:
         raise DataError(f"--workers {args.workers}: give 0 (decode in this process) or more")
-    if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    if args.bf16 and args.precision != "fp32":
+        raise DataError(f"--bf16 keeps the weights fp32 and autocasts; it does not go with --precision {args.precision}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # under accelerate: each rank's own GPU
+        device, face_device = (f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if d == "cuda" else d for d in (device, face_device))
     summary = extract(args.manifest, args.out, args.audio_encoder, args.visual_encoder, fps=args.fps,
                       batch_size=args.batch_size, device=device, workers=args.workers, max_seconds=args.max_seconds,
-                      max_side=args.max_side, precision=args.precision, progress=not args.no_progress,
-                      random_init=args.random_init)
+                      max_side=args.max_side, precision="bf16-autocast" if args.bf16 else args.precision,
+                      progress=not args.no_progress, random_init=args.random_init, face_device=face_device,
+                      face_batch=args.face_batch)
     return exit_code(summary.get("cached", summary["written"]), summary["failed"])

@@ -6,7 +6,8 @@ An encoder turns raw input into frames of features:
           -> (b, t, d), (b, t)
 Every encoder is an nn.Module with `modality`, `output_dim`, `frame_rate` (output frames per
 second, None when it follows the input frames) and, for visual ones, `image_size`, `mean`,
-`std` and `output_times` (when each output row happened). Presets are plain data
+`std` and `output_times` (when each output row happened), and `batch_invariant` (False: pad a
+clip only with clips of its own length, or its features change). Presets are plain data
 (`EncoderPreset`, with a one-line card: what it is, rate, width, license of the weights);
 `build_encoder(name)` makes the module.
 """
@@ -30,6 +31,7 @@ class Encoder(nn.Module):
     image_size: int = 224            # visual encoders: square crop side in pixels
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    batch_invariant: bool = True     # a clip's features do not depend on the clips batched (and padded) with it
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

@@ -115,6 +115,12 @@ class SpeechEncoder(TransformersEncoder):
         frame_mask = self.model._get_feature_vector_attention_mask(feats.shape[1], mask.long()).bool()
         return feats * frame_mask.unsqueeze(-1), frame_mask
 
+    @property
+    def batch_invariant(self) -> bool:
+        """Layer-norm front ends take the mask; group-norm ones (base models) normalise over the
+        padding too, so a padded clip's features depend on the longest clip of its batch."""
+        return getattr(self.model.config, "feat_extract_norm", "layer") == "layer"
+
     def layer_ids(self) -> dict[str, int]:
         """Layer-wise learning-rate decay: transformer layer i (1..L) -> id i; everything else (CNN
         feature encoder, projection, positional convolution, norms, layer weights) -> 0."""

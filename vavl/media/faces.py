@@ -2,6 +2,13 @@
 
     track = FaceCropper(size=224)(frames)      # frames (t, h, w, 3) uint8
     track.crops (t, 224, 224, 3), track.mask (t,), track.boxes (t, 4)
+    tracks = FaceCropper(size=224, device="cuda").tracks([frames_a, frames_b])   # several clips at once
+
+`tracks` is the one implementation (`__call__(frames)` is `tracks([frames])[0]`): the frames chosen
+for detection in all the clips go through MTCNN together, frames of the same size in shared
+batches; then each clip is tracked and cropped on its own, so a clip's track does not depend on
+the clips it came with. Frames may be numpy arrays or uint8 tensors (pinned CPU memory travels
+to the device without blocking).
 
 MTCNN (facenet-pytorch, weights in the wheel) runs on every `detect_every`-th frame, scaled so
 the longer side is `detect_side` pixels. Detections are linked into tracks by nearness (within one
@@ -26,7 +33,8 @@ import torch.nn.functional as F
 
 @dataclass
 class FaceTrack:
-    crops: np.ndarray    # (t, size, size, 3) uint8 RGB square face crops (zeros where no face)
+    crops: np.ndarray    # (t, size, size, 3) uint8 RGB square face crops (zeros where no face); a tensor
+                         # on the cropper's device when `tracks(..., on_device=True)` asked for it
     mask: np.ndarray     # (t,) bool, True where a face was found/interpolated
     boxes: np.ndarray    # (t, 4) float x1, y1, x2, y2 in frame pixels (nan where none)
 
@@ -40,6 +48,14 @@ def _mtcnn(device: str, min_face_size: int):
     from facenet_pytorch import MTCNN
 
     return MTCNN(keep_all=True, min_face_size=min_face_size, device=device, post_process=False)
+
+
+def _as_frames(frames) -> torch.Tensor:
+    """(t, h, w, 3) uint8 frames, numpy or tensor -> a tensor (numpy shares its memory when it can)."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    assert isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[-1] == 3 and x.dtype == torch.uint8, \
+        f"frames must be (t, h, w, 3) uint8, got {getattr(frames, 'shape', None)} {getattr(frames, 'dtype', type(frames))}"
+    return x
 
 
 def _match_cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,22 +107,23 @@ class FaceCropper:
         self.min_presence, self.min_face_fraction = min_presence, min_face_fraction
 
     # ---- detection -------------------------------------------------------------------------
-    def detect(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(n, h, w, 3) uint8 -> per frame (boxes (k, 4) in frame pixels, probs (k,))."""
+    def detect(self, frames) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(n, h, w, 3) uint8 frames (numpy or tensor) -> per frame (boxes (k, 4) in frame pixels, probs (k,))."""
+        frames = _as_frames(frames)
         h, w = frames.shape[1:3]
         scale = min(1.0, self.detect_side / max(h, w))
         if min(h, w) * scale < self.min_face_size:   # smaller than the smallest face MTCNN looks for
-            return [(np.zeros((0, 4)), np.zeros(0)) for _ in frames]
+            return [(np.zeros((0, 4)), np.zeros(0)) for _ in range(len(frames))]
         mtcnn = _mtcnn(self.device, self.min_face_size)
         out = []
         for i in range(0, len(frames), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(frames[i:i + self.batch_size]))
-            if scale < 1.0:  # (n, h, w, 3) -> smaller, antialiased
-                small = F.interpolate(batch.permute(0, 3, 1, 2).float(), size=(round(h * scale), round(w * scale)),
-                                      mode="bilinear", antialias=True, align_corners=False)
-                batch = small.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8)
+            batch = frames[i:i + self.batch_size].to(self.device, non_blocking=True)
             with torch.inference_mode(), torch.autocast(torch.device(self.device).type, enabled=False):
-                boxes, probs = mtcnn.detect(batch.numpy())
+                if scale < 1.0:  # (n, h, w, 3) -> smaller, antialiased
+                    small = F.interpolate(batch.permute(0, 3, 1, 2).float(), size=(round(h * scale), round(w * scale)),
+                                          mode="bilinear", antialias=True, align_corners=False)
+                    batch = small.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8)
+                boxes, probs = mtcnn.detect(batch.contiguous())
             for b, p in zip(boxes, probs):
                 if b is None or len(b) == 0:
                     out.append((np.zeros((0, 4)), np.zeros(0)))
@@ -116,6 +133,21 @@ class FaceCropper:
                 keep = p >= self.threshold
                 out.append((b[keep], p[keep]))
         return out
+
+    def detect_clips(self, clips: list[torch.Tensor], chosen: list[list[int]]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """The chosen frames of several clips -> their detections, per clip. Frames of the same
+        size (h, w) share MTCNN batches, whichever clip they come from."""
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for k, frames in enumerate(clips):
+            if chosen[k]:
+                by_size.setdefault(tuple(frames.shape[1:3]), []).append(k)
+        found: list[list] = [[] for _ in clips]
+        for members in by_size.values():
+            picked = [clips[k][chosen[k]] for k in members]
+            flat = iter(self.detect(torch.cat(picked) if len(picked) > 1 else picked[0]))
+            for k in members:
+                found[k] = [next(flat) for _ in chosen[k]]
+        return found
 
     # ---- tracking --------------------------------------------------------------------------
     def track(self, t: int, detected: dict[int, tuple[np.ndarray, np.ndarray]], frame_side: float | None = None) -> np.ndarray:
@@ -179,39 +211,49 @@ class FaceCropper:
         half = cs[:, 2:] / 2
         return np.concatenate([cs[:, :2] - half, cs[:, :2] + half], 1)
 
-    def crop(self, frames: np.ndarray, windows: np.ndarray) -> np.ndarray:
-        """Cut (t, 4) windows (zero padding outside the frame) and resize to size x size."""
+    def crop(self, frames, windows: np.ndarray, on_device: bool = False):
+        """Cut (t, 4) windows from (t, h, w, 3) uint8 frames (zero padding outside the frame) and
+        resize to size x size -> (t, size, size, 3) uint8: numpy, or with `on_device` a tensor
+        where the frames are."""
+        frames = _as_frames(frames)
         t, h, w = frames.shape[:3]
-        crops = np.zeros((t, self.size, self.size, 3), np.uint8)
+        crops = torch.zeros((t, self.size, self.size, 3), dtype=torch.uint8, device=frames.device)
         valid = np.flatnonzero(~np.isnan(windows).any(1))
-        if not len(valid):
-            return crops
-        # one batched bilinear resample: a normalised affine grid per frame
-        win = torch.as_tensor(windows[valid], dtype=torch.float32)
-        sx, sy = (win[:, 2] - win[:, 0]) / w, (win[:, 3] - win[:, 1]) / h
-        cx, cy = (win[:, 0] + win[:, 2]) / w - 1, (win[:, 1] + win[:, 3]) / h - 1
-        theta = torch.zeros(len(valid), 2, 3)
-        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, sy, cy
-        for i in range(0, len(valid), 32):
-            sel = valid[i:i + 32]
-            src = torch.from_numpy(frames[sel]).permute(0, 3, 1, 2).float()  # (n, 3, h, w)
-            grid = F.affine_grid(theta[i:i + 32], [len(sel), 3, self.size, self.size], align_corners=False)
-            if (win[i:i + 32, 2] - win[i:i + 32, 0]).min() > 2 * self.size:  # much larger than the crop: pre-shrink
-                src = F.avg_pool2d(src, 2)
-            out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            crops[sel] = out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        return crops
+        if len(valid):
+            # one batched bilinear resample: a normalised affine grid per frame
+            win = torch.as_tensor(windows[valid], dtype=torch.float32)
+            sx, sy = (win[:, 2] - win[:, 0]) / w, (win[:, 3] - win[:, 1]) / h
+            cx, cy = (win[:, 0] + win[:, 2]) / w - 1, (win[:, 1] + win[:, 3]) / h - 1
+            theta = torch.zeros(len(valid), 2, 3)
+            theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, sy, cy
+            theta = theta.to(frames.device)
+            for i in range(0, len(valid), 32):
+                sel = torch.as_tensor(valid[i:i + 32], device=frames.device)
+                src = frames[sel].permute(0, 3, 1, 2).float()  # (n, 3, h, w)
+                grid = F.affine_grid(theta[i:i + 32], [len(sel), 3, self.size, self.size], align_corners=False)
+                if (win[i:i + 32, 2] - win[i:i + 32, 0]).min() > 2 * self.size:  # much larger than the crop: pre-shrink
+                    src = F.avg_pool2d(src, 2)
+                out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+                crops[sel] = out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return crops if on_device else crops.cpu().numpy()
 
-    def __call__(self, frames: np.ndarray) -> FaceTrack:
-        frames = np.asarray(frames)
-        assert frames.ndim == 4 and frames.shape[-1] == 3 and frames.dtype == np.uint8, \
-            f"frames must be (t, h, w, 3) uint8, got {frames.shape} {frames.dtype}"
-        t = len(frames)
-        if t == 0:
-            return FaceTrack(np.zeros((0, self.size, self.size, 3), np.uint8), np.zeros(0, bool), np.zeros((0, 4)))
-        idx = sorted(set(range(0, t, self.detect_every)) | {t - 1})
-        detected = dict(zip(idx, self.detect(frames[idx])))
-        boxes = self.track(t, detected, frame_side=min(frames.shape[1:3]))
-        windows = self.squares(boxes)
-        mask = ~np.isnan(windows).any(1)
-        return FaceTrack(crops=self.crop(frames, windows), mask=mask, boxes=np.where(mask[:, None], boxes, np.nan))
+    def tracks(self, clips: list, on_device: bool = False) -> list[FaceTrack]:
+        """Frames of several clips, each (t, h, w, 3) uint8 (numpy or tensor) -> one FaceTrack per
+        clip. Detection is shared (`detect_clips`); tracking and cropping are per clip. With
+        `on_device` the crops stay tensors on the cropper's device (for an encoder there)."""
+        clips = [_as_frames(f).to(self.device, non_blocking=True) for f in clips]
+        chosen = [sorted(set(range(0, len(f), self.detect_every)) | {len(f) - 1}) if len(f) else [] for f in clips]
+        found = self.detect_clips(clips, chosen)
+        out = []
+        for frames, idx, detections in zip(clips, chosen, found):
+            t = len(frames)
+            boxes = self.track(t, dict(zip(idx, detections)), frame_side=min(frames.shape[1:3])) if t else np.zeros((0, 4))
+            windows = self.squares(boxes)
+            mask = ~np.isnan(windows).any(1)
+            with torch.inference_mode():
+                crops = self.crop(frames, windows, on_device)
+            out.append(FaceTrack(crops=crops, mask=mask, boxes=np.where(mask[:, None], boxes, np.nan)))
+        return out
+
+    def __call__(self, frames) -> FaceTrack:
+        return self.tracks([frames])[0]
