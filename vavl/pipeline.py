@@ -334,12 +334,10 @@ def _default_log() -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from transformers.utils import logging as hf_logging
-
     from .devices import check_device
+    from .encoders.hf import quiet_hub
 
-    hf_logging.set_verbosity_error()   # one line per problem on stderr: no loading bars or notices
-    hf_logging.disable_progress_bar()
+    quiet_hub()
     for option, path in (("--csv", args.csv), ("--timeline", args.timeline), ("--log", args.log)):
         if path:
             check_output_file(path, option)   # before any work, not after it

@@ -382,12 +382,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from transformers.utils import logging as hf_logging
-
     from ..devices import check_device
+    from ..encoders.hf import quiet_hub
 
-    hf_logging.set_verbosity_error()   # one line per problem on stderr
-    hf_logging.disable_progress_bar()
+    quiet_hub()
     device = check_device(args.device)
     face_device = check_device(args.face_device, "--face-device") if args.face_device else device
     if args.workers < 0:

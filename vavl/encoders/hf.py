@@ -77,6 +77,18 @@ def read_saved(directory: str | os.PathLike) -> dict[str, Any]:
         return json.load(f)
 
 
+def quiet_hub() -> None:
+    """For command-line runs: one line per problem on stderr. No loading bars or notices from
+    transformers, and no retry warnings from huggingface_hub (offline, it retries five times
+    before giving up; the error that follows says what to do)."""
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()
+
+
 def load_weights(model_class, source: str, part: str | None = None) -> nn.Module:
     """`model_class.from_pretrained(source)` in float32 (a hub id or a folder). Raises ConfigError
     when a weight of the model (or of its sub-module `part`) was not in the checkpoint, instead
