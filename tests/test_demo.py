@@ -12,6 +12,7 @@ def test_demo_runs_end_to_end(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "condition" in r.stdout and "predict" in r.stdout
+    assert "Loading weights" not in r.stderr and "Writing model shards" not in r.stderr, r.stderr[-3000:]   # no library bars
     assert sum(1 for _ in open(out / "manifest.jsonl")) == 60
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert set(metrics["conditions"]) == {"av", "audio", "video"}

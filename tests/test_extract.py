@@ -167,7 +167,7 @@ def test_offline_with_an_empty_hub_cache_exits_2_and_writes_nothing(tmp_path):
 @pytest.mark.parametrize("quiet", [False, True])
 def test_command_line_runs_silence_huggingface_hub_retry_warnings(quiet):
     """Offline without HF_HUB_OFFLINE, huggingface_hub warns "Retrying in 1s" five times before the
-    error; `vavl extract` / `vavl predict` call quiet_hub() so that only vavl's one line is left."""
+    error; the vavl commands that load models call quiet_hub() so that only vavl's one line is left."""
     code = ("from huggingface_hub.utils import logging\n"
             + ("from vavl.encoders.hf import quiet_hub; quiet_hub()\n" if quiet else "")
             + "logging.get_logger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5].')")

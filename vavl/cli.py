@@ -20,6 +20,7 @@ COMMANDS = {
     "export": ("vavl.export", "a trained model as ONNX (checked with onnxruntime)"),
     "env": ("vavl.environment", "versions, devices and caches, for bug reports (--json for machines)"),
 }
+QUIET_HUB = {"demo", "extract", "predict", "evaluate", "analyze", "convert", "export"}   # they load transformers models
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 0
     try:
+        if args.command in QUIET_HUB:   # one line per problem on stderr: no loading bars, notices or retry warnings
+            importlib.import_module("vavl.encoders.hf").quiet_hub()
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except VavlError as e:
         print(f"vavl {args.command}: error: {e}", file=sys.stderr)

@@ -335,9 +335,6 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .devices import check_device
-    from .encoders.hf import quiet_hub
-
-    quiet_hub()
     for option, path in (("--csv", args.csv), ("--timeline", args.timeline), ("--log", args.log)):
         if path:
             check_output_file(path, option)   # before any work, not after it

@@ -383,9 +383,6 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..devices import check_device
-    from ..encoders.hf import quiet_hub
-
-    quiet_hub()
     device = check_device(args.device)
     face_device = check_device(args.face_device, "--face-device") if args.face_device else device
     if args.workers < 0:
