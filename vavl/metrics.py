@@ -83,7 +83,8 @@ def classification_metrics(y_true, y_pred) -> dict[str, float]:
 
 def _valid_classes(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    assert y_true.shape == y_pred.shape, f"gold {y_true.shape} and predictions {y_pred.shape} differ in shape"
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"gold {y_true.shape} and predictions {y_pred.shape} differ in shape")
     keep = y_true != IGNORE_INDEX
     return y_true[keep], y_pred[keep]
 
@@ -118,8 +119,8 @@ def rmse(pred, gold) -> float:
 def regression_metrics(pred, gold, attributes: Sequence[str]) -> dict[str, dict[str, float]]:
     """pred/gold (n, a) -> {attribute: {"ccc", "pearson", "rmse"}} plus "mean_ccc": float."""
     pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
-    assert pred.shape == gold.shape and pred.shape[-1] == len(attributes), \
-        f"predictions {pred.shape} / gold {gold.shape} do not match attributes {list(attributes)}"
+    if not (pred.shape == gold.shape and pred.shape[-1] == len(attributes)):
+        raise ValueError(f"predictions {pred.shape} / gold {gold.shape} do not match attributes {list(attributes)}")
     out: dict = {a: {"ccc": ccc(pred[:, j], gold[:, j]), "pearson": pearson(pred[:, j], gold[:, j]),
                      "rmse": rmse(pred[:, j], gold[:, j])} for j, a in enumerate(attributes)}
     out["mean_ccc"] = float(np.mean([out[a]["ccc"] for a in attributes]))

@@ -77,7 +77,8 @@ class FeatureCache:
         tensors = {}
         for name, x in (("audio", audio), ("visual", visual)):
             if x is not None:
-                assert x.ndim == 2, f"{clip_id}: {name} features must be (t, d), got {tuple(x.shape)}"
+                if x.ndim != 2:
+                    raise DataError(f"{clip_id}: {name} features must be (t, d), got {tuple(x.shape)}")
                 tensors[name] = x.detach().to("cpu").contiguous()
         header = {"id": clip_id, "meta": json.dumps(meta or {})}
         path = self.path(clip_id)

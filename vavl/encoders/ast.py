@@ -73,7 +73,8 @@ class ASTEncoder(TransformersEncoder):
         return [(k * self.hop_samples, min(k * self.hop_samples + self.window_samples, samples)) for k in range(count)]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        assert x.dim() == 2, f"AST encoder: expected waveforms (b, n), got {tuple(x.shape)}"
+        if x.dim() != 2:
+            raise ValueError(f"AST encoder: expected waveforms (b, n), got {tuple(x.shape)}")
         lengths = mask.sum(1).tolist() if mask is not None else [x.shape[1]] * x.shape[0]
         waves = x.detach().float().cpu().numpy()
         spans = [(i, a, b) for i, n in enumerate(lengths) for a, b in self.windows(int(n))]

@@ -52,7 +52,8 @@ class AudioFeatureEncoder(ClassicEncoder):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        assert x.dim() == 2, f"audio encoder {self.preset}: expected waveforms (b, n), got {tuple(x.shape)}"
+        if x.dim() != 2:
+            raise ValueError(f"audio encoder {self.preset}: expected waveforms (b, n), got {tuple(x.shape)}")
         lengths = mask.sum(1).tolist() if mask is not None else [x.shape[1]] * x.shape[0]
         rows = [self.fn(x[i, : int(n)].float().cpu()).to(x.device) if n else x.new_zeros(0, self.output_dim)
                 for i, n in enumerate(lengths)]
@@ -74,7 +75,8 @@ class VisualFeatureEncoder(ClassicEncoder):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        assert x.dim() == 5 and x.shape[2] == 3, f"visual encoder {self.preset}: expected crops (b, t, 3, H, W), got {tuple(x.shape)}"
+        if x.dim() != 5 or x.shape[2] != 3:
+            raise ValueError(f"visual encoder {self.preset}: expected crops (b, t, 3, H, W), got {tuple(x.shape)}")
         b, t = x.shape[:2]
         mask = torch.ones(b, t, dtype=torch.bool, device=x.device) if mask is None else mask.bool()
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)

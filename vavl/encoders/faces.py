@@ -53,7 +53,8 @@ class FaceEncoder(Encoder):
         return self
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        assert x.dim() == 5 and x.shape[2] == 3, f"face encoder: expected crops (b, t, 3, H, W), got {tuple(x.shape)}"
+        if x.dim() != 5 or x.shape[2] != 3:
+            raise ValueError(f"face encoder: expected crops (b, t, 3, H, W), got {tuple(x.shape)}")
         b, t = x.shape[:2]
         mask = torch.ones(b, t, dtype=torch.bool, device=x.device) if mask is None else mask.bool()
         flat = rearrange(x, "b t c h w -> (b t) c h w")

@@ -87,7 +87,8 @@ class SpeechEncoder(TransformersEncoder):
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        assert x.dim() == 2, f"speech encoder: expected waveforms (b, n), got {tuple(x.shape)}"
+        if x.dim() != 2:
+            raise ValueError(f"speech encoder: expected waveforms (b, n), got {tuple(x.shape)}")
         mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask.bool().clone()
         if x.shape[1] < MIN_SAMPLES:
             x = nn.functional.pad(x, (0, MIN_SAMPLES - x.shape[1]))

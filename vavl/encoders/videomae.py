@@ -65,7 +65,8 @@ class VideoMAEEncoder(TransformersEncoder):
         return [faces[w] for w in window_indices(len(faces), self.window, self.hop)]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        assert x.dim() == 5 and x.shape[2] == 3, f"VideoMAE encoder: expected crops (b, t, 3, H, W), got {tuple(x.shape)}"
+        if x.dim() != 5 or x.shape[2] != 3:
+            raise ValueError(f"VideoMAE encoder: expected crops (b, t, 3, H, W), got {tuple(x.shape)}")
         b, t = x.shape[:2]
         mask = torch.ones(b, t, dtype=torch.bool, device=x.device) if mask is None else mask.bool()
         clips = [self.face_windows(mask[i]) for i in range(b)]

@@ -90,7 +90,8 @@ class WhisperSpeechEncoder(TransformersEncoder):
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        assert x.dim() == 2, f"Whisper encoder: expected waveforms (b, n), got {tuple(x.shape)}"
+        if x.dim() != 2:
+            raise ValueError(f"Whisper encoder: expected waveforms (b, n), got {tuple(x.shape)}")
         lengths = mask.sum(1).tolist() if mask is not None else [x.shape[1]] * x.shape[0]
         waves = x.detach().float().cpu().numpy()
         pieces = []                                   # (clip, samples (k,)), each clip's pieces in time order

@@ -53,8 +53,8 @@ def _mtcnn(device: str, min_face_size: int):
 def _as_frames(frames) -> torch.Tensor:
     """(t, h, w, 3) uint8 frames, numpy or tensor -> a tensor (numpy shares its memory when it can)."""
     x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
-    assert isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[-1] == 3 and x.dtype == torch.uint8, \
-        f"frames must be (t, h, w, 3) uint8, got {getattr(frames, 'shape', None)} {getattr(frames, 'dtype', type(frames))}"
+    if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[-1] == 3 and x.dtype == torch.uint8):
+        raise ValueError(f"frames must be (t, h, w, 3) uint8, got {getattr(frames, 'shape', None)} {getattr(frames, 'dtype', type(frames))}")
     return x
 
 
