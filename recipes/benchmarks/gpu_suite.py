@@ -281,6 +281,9 @@ def main(argv=None) -> int:
         p.error("no CUDA device here: run on a GPU, or --smoke on the CPU")
     if args.official_src and not (Path(args.official_src) / "net" / "avmodel_AF.py").is_file():
         p.error(f"--official-src {args.official_src}: no net/avmodel_AF.py there")
+    from vavl.encoders.hf import quiet_hub
+
+    quiet_hub()   # the stages' own lines only: no library bars
     sizes = Sizes(args.smoke)
     out = Path(args.out) if args.out else DEFAULT_OUT
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vavl-gpu-suite-"))
