@@ -14,7 +14,9 @@ Two data paths, chosen by `data.cache`:
 Two schedules: `joint` (one loss, one optimiser step per batch) and `vavl` (VAVL's published
 loop: per batch a visual-branch update, an acoustic-branch update, then a fusion update).
 The model computes every loss (`loss_weights` picks the terms); dev and test are scored by
-vavl.evaluation, as `vavl evaluate` scores them. Installed, this file is `vavl.recipes.finetune`.
+vavl.evaluation, as `vavl evaluate` scores them. The model and optimisers a config asks for are
+built in finetune_model.py; what a run writes besides the model, in finetune_outputs.py.
+Installed, this file is `vavl.recipes.finetune`.
 """
 from __future__ import annotations
 
@@ -34,91 +36,19 @@ from vavl.convert import initialize_from
 from vavl.data import collate, model_inputs, read_manifest
 from vavl.data.augment import augment
 from vavl.data.conditions import remove_modality
-from vavl.data.datasets import (RawClipDataset, cached_dataset, cached_feature_dims, check_split_labels, fill_feature_statistics,
+from vavl.data.datasets import (RawClipDataset, cached_dataset, cached_feature_dims, fill_feature_statistics,
                                 relabel, training_splits)
-from vavl.errors import ConfigError, DataError, VavlError
+from vavl.errors import ConfigError, VavlError
 from vavl.evaluation import evaluate, headline
 from vavl.loading import emotion_config, load_model
 from vavl.models.with_encoders import AudioVisualModel
 from vavl.recipes.finetune_config import ALIASES, load_config
+from vavl.recipes.finetune_model import build_model, class_weights, make_optimizers, resolve_labels
 from vavl.recipes.finetune_outputs import (JsonlLog, TrainerState, latest_checkpoint, model_card, push_to_hub,
                                            save_checkpoint, wandb_tracker)
 
 
 # ---- setup ----------------------------------------------------------------------------------
-def resolve_labels(cfg: DictConfig, entry_config: dict, splits: dict) -> tuple[str, list[str]]:
-    """(task, label names): data.task / data.labels, else the model entry's. For classes, every
-    label of every split must be one of them and occur in training."""
-    d = cfg.data
-    task = d.task or entry_config.get("task", "single_label_classification")
-    if task == "regression":
-        attrs = list(d.labels or entry_config.get("attributes") or ["arousal", "valence", "dominance"])
-        if not any((r.get("attributes") or {}).get(a) is not None for r in splits["train"] for a in attrs):
-            raise DataError(f"{d.manifest}: no training clip has any of the attributes {attrs}")
-        return task, attrs
-    id2label = entry_config.get("id2label")
-    names = d.labels or ([id2label[k] for k in sorted(id2label, key=int)] if id2label else
-                         sorted({r.get("label") for r in splits["train"]} - {None}))
-    names = [str(n) for n in names]
-    check_split_labels(splits, names, f"{d.manifest} (data.label_field {d.label_field!r}, data.labels)")
-    return task, names
-
-
-def class_weights(spec, names: list[str], train: list[dict]) -> list[float] | None:
-    if spec is None:
-        return None
-    if OmegaConf.is_list(spec):
-        if len(spec) != len(names):
-            raise ConfigError(f"train.class_weights has {len(spec)} values for {len(names)} classes {names}")
-        return [float(w) for w in spec]
-    counts = torch.tensor([sum(r.get("label") == n for r in train) for n in names], dtype=torch.float)
-    return (counts.sum() / (len(names) * counts.clamp(min=1))).tolist()   # "balanced": n / (c * n_c)
-
-
-def build_model(cfg: DictConfig, task: str, names: list[str], dims: tuple, weights):
-    entry, m = vavl.get_entry(cfg.model.name), cfg.model
-    overrides, known = OmegaConf.to_container(m.config), set(entry.model_class.config_class().to_dict())
-    if set(overrides) - known:
-        raise ConfigError(f"model.config: unknown field(s) {sorted(set(overrides) - known)} for "
-                          f"{entry.model_class.config_class.__name__}. Valid fields: {', '.join(sorted(known))}")
-    fields = {"task": task, "class_weights": weights}
-    fields.update({"attributes": names} if task == "regression" else {"id2label": dict(enumerate(names)),
-                                                                      "label2id": {n: i for i, n in enumerate(names)}})
-    fields.update({f"{mod}_dim": dim for mod, dim in zip(("audio", "visual"), dims) if dim})
-    return vavl.create_model(entry.name, audio_encoder=m.audio_encoder, visual_encoder=m.visual_encoder,
-                             pretrained_encoders=m.pretrained_encoders, **{**fields, **overrides})
-
-
-def param_groups(model, cfg: DictConfig, end_to_end: bool) -> list[dict]:
-    """The fusion model at train.lr; end to end, encoder layers at encoder_lr x layer_decay^(depth
-    below the top encoder layer), the depth read from the model's own layer ids."""
-    t, params = cfg.train, [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    ids = model.layer_ids() if end_to_end else {n: 0 for n, _ in params}
-    top, by_lr = max(ids.values()), {}
-    for name, p in params:
-        lr = t.lr if ids[name] == top else (t.encoder_lr or t.lr) * t.layer_decay ** (top - 1 - ids[name])
-        by_lr.setdefault(lr, []).append(p)
-    return [{"params": ps, "lr": lr} for lr, ps in by_lr.items()]
-
-
-def make_optimizers(model, cfg: DictConfig, end_to_end: bool) -> dict[str, torch.optim.Optimizer]:
-    """joint: one optimiser; vavl: one per branch (the shared one steps with both modality branches).
-    train.optimizer adamw decouples weight decay; adam adds it to the gradient as L2 (the official codes)."""
-    t = cfg.train
-    kind = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-
-    def make(params):
-        return kind(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-
-    if t.schedule == "joint":
-        return {"all": make(param_groups(model, cfg, end_to_end))}
-    if not hasattr(model, "branches"):
-        raise ConfigError(f"train.schedule=vavl updates VAVL's branches in turn, but {type(model).__name__} declares "
-                          "no branches (a `branches()` method); use schedule=joint")
-    groups = {k: [p for m in mods for p in m.parameters()] for k, mods in model.branches().items()}
-    return {k: make(ps) for k, ps in groups.items() if ps}
-
-
 def setup(cfg: DictConfig) -> dict:
     """Everything before the first step: data checks, model, datasets, optimisers, Accelerate objects."""
     from accelerate import Accelerator

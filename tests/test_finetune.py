@@ -245,12 +245,13 @@ def test_layer_decay_follows_the_layer_ids_the_model_declares(tmp_path):
     layer below it x layer_decay, its CNN front end below every layer."""
 
     import vavl
+    from vavl.recipes.finetune_model import param_groups
 
     tiny_wav2vec2_dir(tmp_path / "w2v", hidden=16, layers=2, conv=16)
     model = vavl.create_model("auxformer", audio_encoder=str(tmp_path / "w2v"), visual_encoder="face-grey", **TINY["auxformer"])
     model.audio_encoder.set_frozen(False)
     cfg = finetune.load_config(None, ["data.manifest=x", "train.lr=1e-3", "train.encoder_lr=1e-4", "train.layer_decay=0.5"])
-    lr_of = {id(p): g["lr"] for g in finetune.param_groups(model, cfg, end_to_end=True) for p in g["params"]}
+    lr_of = {id(p): g["lr"] for g in param_groups(model, cfg, end_to_end=True) for p in g["params"]}
     named = dict(model.named_parameters())
     assert len(lr_of) == sum(p.requires_grad for p in named.values())
     assert {lr_of[id(p)] for n, p in named.items() if n.startswith("fusion.")} == {1e-3}

@@ -39,7 +39,7 @@ def wheel(tmp_path_factory):
 
 def test_wheel_ships_the_recipes_and_their_configs(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"vavl/recipes/__init__.py", "vavl/recipes/finetune.py", "vavl/recipes/finetune_config.py",
+    assert {"vavl/recipes/__init__.py", "vavl/recipes/finetune.py", "vavl/recipes/finetune_config.py", "vavl/recipes/finetune_model.py",
             "vavl/recipes/configs/crema_d/auxformer.yaml", "vavl/data/partitions/CREMA-D/label_consensus_6class_M_1.csv"} <= names
     assert any(n.startswith("vavl/native/_attention") and n.endswith(".so") for n in names)   # built at install
     assert not any(n.endswith((".c", ".h")) for n in names)
