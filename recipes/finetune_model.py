@@ -12,6 +12,7 @@ import vavl
 from vavl.data.datasets import check_split_labels
 from vavl.errors import ConfigError, DataError
 
+
 def resolve_labels(cfg: DictConfig, entry_config: dict, splits: dict) -> tuple[str, list[str]]:
     """(task, label names): data.task / data.labels, else the model entry's. For classes, every
     label of every split must be one of them and occur in training."""
