@@ -163,9 +163,9 @@ def main() -> int:
         if name not in list_encoders(modality=modality):
             p.error(f"{flag} {name}: not a {modality} preset; choose from {', '.join(list_encoders(modality=modality))}")
     torch.set_num_threads(args.threads)
-    from transformers.utils import logging as hf_logging
+    from vavl.encoders.hf import quiet_hub
 
-    hf_logging.set_verbosity_error()
+    quiet_hub()
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_clip(Path(tmp) / "clip.mp4", args.seconds)
         model = build_model(args)

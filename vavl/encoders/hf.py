@@ -68,6 +68,35 @@ class TransformersEncoder(Encoder):
             json.dump({**saved, **self.extra_state()}, f, indent=2)
 
 
+class LayerChoice:
+    """Which hidden states a multi-layer encoder gives: the last layer, one of them (`layer`: 0 =
+    the input to the first block, L = the last) or a learned softmax-weighted sum of all
+    (`weighted`; the weights are kept in encoder_config.json)."""
+
+    def choose_layers(self, n: int, layer: int | None, weighted: bool, what: str) -> None:
+        """Check and set the choice for an encoder with `n` blocks (hidden states 0..n)."""
+        if layer is not None and not 0 <= layer <= n:
+            raise ConfigError(f"layer={layer}: {what} has hidden states 0..{n}")
+        if weighted and layer is not None:
+            raise ConfigError("give either layer=... or weighted=True, not both")
+        self.layer, self.weighted = layer, weighted
+        self.layer_weights = nn.Parameter(torch.zeros(n + 1)) if weighted else None
+
+    def mix(self, states) -> torch.Tensor:
+        """Hidden states, each (b, t, d), from the input up to the chosen layer at least -> the output."""
+        if self.weighted:
+            return torch.einsum("l,lbtd->btd", self.layer_weights.softmax(0), torch.stack(tuple(states)))
+        return states[-1 if self.layer is None else self.layer]
+
+    def extra_state(self) -> dict[str, Any]:
+        return {} if self.layer_weights is None else {"layer_weights": self.layer_weights.detach().cpu().tolist()}
+
+    def load_layer_weights(self, saved: list[float] | None) -> None:
+        """Learned layer weights from a saved folder, when they fit this encoder's choice."""
+        if saved is not None and self.layer_weights is not None and len(saved) == len(self.layer_weights):
+            self.layer_weights.data = torch.tensor(saved)
+
+
 def read_saved(directory: str | os.PathLike) -> dict[str, Any]:
     """encoder_config.json of a folder ({} for a plain transformers folder)."""
     path = os.path.join(directory, CONFIG_NAME)

@@ -12,7 +12,6 @@ with random weights and no network access.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +22,8 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from ..errors import ConfigError
 from .base import EncoderPreset, register_encoder
-from .hf import TransformersEncoder, load_weights
+from .hf import LayerChoice, TransformersEncoder, load_weights, read_saved
 
-CONFIG_NAME = "encoder_config.json"
 MIN_SAMPLES = 400  # the convolutional front end needs 25 ms of audio for one frame
 
 # architecture fields of the large "stable layer norm" models (wav2vec2-large-robust, HuBERT/WavLM large)
@@ -66,24 +64,20 @@ ARCHS = {
 }
 
 
-class SpeechEncoder(TransformersEncoder):
+class SpeechEncoder(LayerChoice, TransformersEncoder):
     """A transformers speech model plus the choice of output: the last layer, one hidden layer
     (`layer`: 0 = CNN features projected, L = last) or a learned weighted sum (`weighted`)."""
 
+    kind = "speech"
     modality = "audio"
     frame_rate = 50.0
 
     def __init__(self, model: PreTrainedModel, layer: int | None = None, weighted: bool = False,
                  freeze: bool = True, normalize: bool = True, name: str | None = None, source: str | None = None):
         super().__init__(model, freeze=freeze, name=name, source=source)
-        n = model.config.num_hidden_layers
-        if layer is not None and not 0 <= layer <= n:
-            raise ConfigError(f"layer={layer}: the model has hidden states 0..{n}")
-        if weighted and layer is not None:
-            raise ConfigError("give either layer=... or weighted=True, not both")
-        self.layer, self.weighted, self.normalize = layer, weighted, normalize
+        self.choose_layers(model.config.num_hidden_layers, layer, weighted, "the model")
+        self.normalize = normalize
         self.output_dim = model.config.hidden_size
-        self.layer_weights = nn.Parameter(torch.zeros(n + 1)) if weighted else None
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,15 +98,9 @@ class SpeechEncoder(TransformersEncoder):
         # group-norm front ends (base models) were trained without attention masks: padding is zeros
         pass_mask = getattr(self.model.config, "feat_extract_norm", "layer") == "layer"
         hidden_needed = self.layer is not None or self.weighted
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+        with torch.set_grad_enabled(self.grad_enabled()):
             out = self.model(x, attention_mask=mask.long() if pass_mask else None, output_hidden_states=hidden_needed)
-        if self.weighted:
-            states = torch.stack(out.hidden_states, 0)                        # (l, b, t, d)
-            feats = torch.einsum("l,lbtd->btd", self.layer_weights.softmax(0), states)
-        elif self.layer is not None:
-            feats = out.hidden_states[self.layer]
-        else:
-            feats = out.last_hidden_state
+        feats = self.mix(out.hidden_states) if hidden_needed else out.last_hidden_state
         frame_mask = self.model._get_feature_vector_attention_mask(feats.shape[1], mask.long()).bool()
         return feats * frame_mask.unsqueeze(-1), frame_mask
 
@@ -137,18 +125,7 @@ class SpeechEncoder(TransformersEncoder):
 
     def spec(self) -> dict[str, Any]:
         """Everything needed to rebuild the architecture offline (weights come separately)."""
-        return {"kind": "speech", "name": self.name, "source": self.source, "model_type": self.model.config.model_type,
-                "config": self.model.config.to_diff_dict(), **self.options()}
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """A transformers folder (loadable by AutoModel) + encoder_config.json (+ layer weights)."""
-        os.makedirs(directory, exist_ok=True)
-        self.model.save_pretrained(directory)
-        cfg = {k: v for k, v in self.spec().items() if k != "config"}
-        if self.layer_weights is not None:
-            cfg["layer_weights"] = self.layer_weights.detach().cpu().tolist()
-        with open(os.path.join(directory, CONFIG_NAME), "w") as f:
-            json.dump(cfg, f, indent=2)
+        return {**super().spec(), "model_type": self.model.config.model_type}
 
 
 def _truncate(model: PreTrainedModel, num_layers: int | None) -> PreTrainedModel:
@@ -169,8 +146,7 @@ def from_spec(spec: dict[str, Any]) -> SpeechEncoder:
 
 def from_directory(directory: str | os.PathLike, num_layers: int | None = None, **options) -> SpeechEncoder:
     """A folder written by `save_pretrained` (transformers or SpeechEncoder)."""
-    cfg_path = os.path.join(directory, CONFIG_NAME)
-    saved = json.load(open(cfg_path)) if os.path.exists(cfg_path) else {}
+    saved = read_saved(directory)
     layer_weights = saved.pop("layer_weights", None)
     try:
         model = AutoModel.from_pretrained(str(directory))
@@ -182,8 +158,7 @@ def from_directory(directory: str | os.PathLike, num_layers: int | None = None, 
     kwargs = {k: saved[k] for k in ("layer", "weighted", "freeze", "normalize", "name") if k in saved}
     kwargs.update(options)
     enc = SpeechEncoder(model, source=saved.get("source") or str(directory), **kwargs)
-    if layer_weights is not None and enc.layer_weights is not None and len(layer_weights) == len(enc.layer_weights):
-        enc.layer_weights.data = torch.tensor(layer_weights)
+    enc.load_layer_weights(layer_weights)
     return enc
 
 

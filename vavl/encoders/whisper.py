@@ -22,13 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
 
 from ..errors import ConfigError
 from .base import EncoderPreset, pad_rows, register_encoder
-from .hf import TransformersEncoder, extractor_from_dict, feature_extractor_from, load_weights, read_saved
+from .hf import LayerChoice, TransformersEncoder, extractor_from_dict, feature_extractor_from, load_weights, read_saved
 
 SAMPLE_RATE = 16000
 HOP = 160                       # log-mel hop: 100 mel frames per second, 50 encoder frames per second
@@ -63,7 +62,7 @@ def _extractor_defaults(config) -> dict[str, Any]:
     return {"feature_size": config.num_mel_bins, "sampling_rate": SAMPLE_RATE, "hop_length": HOP}
 
 
-class WhisperSpeechEncoder(TransformersEncoder):
+class WhisperSpeechEncoder(LayerChoice, TransformersEncoder):
     """transformers' WhisperEncoder + its log-mel feature extractor + the choice of output: the
     last layer (after the final layer norm), one hidden state (`layer`: 0 = convolutions +
     positions, i = after block i, L = last) or a learned weighted sum of all (`weighted`)."""
@@ -76,17 +75,12 @@ class WhisperSpeechEncoder(TransformersEncoder):
     def __init__(self, model: HFWhisperEncoder, feature_extractor: WhisperFeatureExtractor, layer: int | None = None,
                  weighted: bool = False, freeze: bool = True, name: str | None = None, source: str | None = None):
         super().__init__(model, freeze=freeze, name=name, source=source)
-        n = len(model.layers)
-        if layer is not None and not 0 <= layer <= n:
-            raise ConfigError(f"layer={layer}: {name or 'this Whisper encoder'} has hidden states 0..{n}")
-        if weighted and layer is not None:
-            raise ConfigError("give either layer=... or weighted=True, not both")
+        self.choose_layers(len(model.layers), layer, weighted, name or "this Whisper encoder")
         if feature_extractor.feature_size != model.config.num_mel_bins:
             raise ConfigError(f"the feature extractor gives {feature_extractor.feature_size} mel bins but the encoder "
                               f"takes {model.config.num_mel_bins}")
-        self.feature_extractor, self.layer, self.weighted = feature_extractor, layer, weighted
+        self.feature_extractor = feature_extractor
         self.output_dim = model.config.d_model
-        self.layer_weights = nn.Parameter(torch.zeros(n + 1)) if weighted else None
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,16 +124,11 @@ class WhisperSpeechEncoder(TransformersEncoder):
                 states.append(h)
             if last == len(enc.layers):
                 states[-1] = enc.layer_norm(h)
-        if self.weighted:
-            return torch.einsum("l,lgtd->gtd", self.layer_weights.softmax(0), torch.stack(states))
-        return states[-1]
+        return self.mix(states)
 
     # ---- saving ----------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
         return {"layer": self.layer, "weighted": self.weighted, "freeze": self.freeze}
-
-    def extra_state(self) -> dict[str, Any]:
-        return {} if self.layer_weights is None else {"layer_weights": self.layer_weights.detach().cpu().tolist()}
 
 
 # ---- building ------------------------------------------------------------------------------
@@ -168,8 +157,7 @@ def from_directory(directory, **options) -> WhisperSpeechEncoder:
     fe = feature_extractor_from(WhisperFeatureExtractor, directory, _extractor_defaults(model.config))
     kwargs = {**{k: saved[k] for k in ("layer", "weighted", "freeze", "name") if k in saved}, **options}
     enc = WhisperSpeechEncoder(model, fe, source=saved.get("source") or str(directory), **kwargs)
-    if layer_weights is not None and enc.layer_weights is not None and len(layer_weights) == len(enc.layer_weights):
-        enc.layer_weights.data = torch.tensor(layer_weights)
+    enc.load_layer_weights(layer_weights)
     return enc
 
 
