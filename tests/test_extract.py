@@ -131,6 +131,43 @@ def test_two_processes_share_one_cache(tmp_path, encoders):
     assert len(index) == n and {e["meta"]["rank"] for e in index.values()} == {0, 1}
 
 
+def test_a_rank_that_starts_late_still_gets_its_own_clips(tmp_path, encoders, monkeypatch):
+    """Two ranks as threads; rank 0 leaves the first barrier only after rank 1 has written its clips.
+    Each rank's clips must follow from the manifest alone: had rank 0 chosen its share among the
+    clips not yet cached, rank 1's new files would have moved clips out of both shares."""
+    import threading
+
+    import vavl.data.extract as extract_module
+
+    manifest = make("custom", tmp_path, n_speakers=1)
+    records = read_manifest(manifest)
+    cache, gate, calls = FeatureCache(tmp_path / "cache"), threading.Barrier(2, timeout=300), []
+
+    def late_barrier():
+        gate.wait()
+        if not calls:   # the first barrier: wait for rank 1's share to be on disk
+            calls.append(1)
+            deadline = time.monotonic() + 300
+            while sum(cache.has(r["id"]) for r in records[1::2]) < len(records[1::2]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    ranks = {"rank0": (0, 2, late_barrier), "rank1": (1, 2, gate.wait)}
+    monkeypatch.setattr(extract_module, "_dist", lambda device: ranks[threading.current_thread().name])
+    results = {}
+
+    def run(name):
+        results[name] = extract(manifest, tmp_path / "cache", encoders[0], None, progress=False, log=QUIET)
+
+    threads = [threading.Thread(target=run, args=(name,), name=name) for name in ranks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert set(results) == set(ranks)
+    assert results["rank0"]["cached"] == len(records) and results["rank0"]["failed"] == 0
+    assert {e["meta"]["rank"] for e in cache.rebuild_index().values()} == {0, 1}
+
+
 def test_cache_records_the_weights_and_refuses_other_weights(tmp_path, encoders):
     manifest = make("custom", tmp_path, n_speakers=1)
     settings = {"fps": 3, "progress": False, "log": QUIET}

@@ -163,7 +163,7 @@ def extract_command(sizes: Sizes, corpus: dict, manifest: Path, out: Path, faces
 def rates(sizes: Sizes, seconds: float, clips: int, log: Path) -> dict:
     """Clips/s and real-time factor of an extraction: of the command (what a user waits), and of its
     loop alone (without starting up and building the encoders), which `vavl extract` reports."""
-    found = re.search(r"written by rank 0 in ([0-9.]+) s", log.read_text(errors="replace"))
+    found = re.search(r"written in ([0-9.]+) s\)", log.read_text(errors="replace"))
     loop = float(found[1]) if found else None
     media = clips * sizes.media["duration"]
     return {"seconds": seconds, "clips_per_s": clips / seconds, "real_time_factor": seconds / media,

@@ -26,8 +26,8 @@ whatever reason, is listed with its reason in errors.jsonl (unexpected errors: w
 traceback in errors.log) and skipped; the next run retries it; the others go on. Visual
 features keep only the frames where a face was found; no face at all -> no visual features
 (the modality is missing for that clip). What was left out or repaired (a truncated file, NaN
-samples) is in the clip's meta "notes". Each rank writes its own files; rank 0 then rebuilds
-index.jsonl from the files.
+samples) is in the clip's meta "notes". Rank r of n takes the manifest's clips r, r + n, ... (what
+is not cached yet of them) and writes its own files; rank 0 then rebuilds index.jsonl from the files.
 """
 from __future__ import annotations
 
@@ -223,9 +223,9 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
         processor.save_pretrained(out)   # the settings a model trained on this cache should be used with
     barrier()
     cache.init(settings)
-    todo = [r for r in records if not cache.has(r["id"])]
-    shard = todo[rank::world]
-    skipped = len(records) - len(todo)
+    mine = records[rank::world]   # fixed by the manifest alone: another rank's new files never move a clip
+    shard = [r for r in mine if not cache.has(r["id"])]
+    skipped = len(mine) - len(shard)   # of this rank's clips
     loader = torch.utils.data.DataLoader(
         ClipLoader(shard, processor, a_enc is not None, v_enc is not None, max_seconds, faces=not faces_in_main),
         batch_size=batch_size, num_workers=workers, collate_fn=_unwrap, pin_memory=torch.device(device).type == "cuda",
@@ -299,8 +299,9 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
         if noted:
             print(f"vavl extract: {len(noted)} clips have notes (meta.notes in {out}/index.jsonl), e.g. "
                   f"{noted[0]['id']}: {noted[0]['meta']['notes'][0]}", file=log)
-        print(f"vavl extract: {len(index)} of {len(records)} clips cached in {out} ({skipped} were already there, "
-              f"{written} written by rank 0 in {seconds:.1f} s, {summary['failed']} failed)", file=log)
+        print(f"vavl extract: {len(index)} of {len(records)} clips cached in {out} ({summary['failed']} failed; "
+              f"{f'rank 0 of {world}: ' if world > 1 else ''}{skipped} were already there, {written} written in "
+              f"{seconds:.1f} s)", file=log)
     return summary
 
 
