@@ -139,10 +139,10 @@ def test_crema_missing_media_is_reported_then_kept_or_dropped(crema_names, tmp_p
     assert summary["clips"] == 58 and {crema_names[3], crema_names[5]} <= set(summary["dropped_missing"])
 
 
-def test_crema_metadata_in_the_corpus_layout_and_a_fast_index(crema_tree, tmp_path):
-    """Metadata found in <root>/processedResults without --metadata-dir; 7,442 clips in seconds."""
+def test_crema_metadata_in_the_corpus_layout_indexes_all_clips(crema_tree, tmp_path):
+    """Metadata found in <root>/processedResults without --metadata-dir: all 7,442 clips indexed.
+    (How fast: gpu_suite.py times `vavl prepare` on a CREMA-D-sized tree; no timed unit tests.)"""
     import shutil
-    import time
 
     root = tmp_path / "c"
     root.mkdir()
@@ -152,9 +152,8 @@ def test_crema_metadata_in_the_corpus_layout_and_a_fast_index(crema_tree, tmp_pa
     for name in ("summaryTable.csv", "tabulatedVotes.csv"):
         shutil.copy(CREMA / name, root / "processedResults" / name)
     shutil.copy(CREMA / "VideoDemographics.csv", root)
-    start = time.perf_counter()
     summary = prepare("crema-d", root, tmp_path / "m.jsonl", label="perceived-av", log=open("/dev/null", "w"))
-    assert summary["clips"] == 7442 and time.perf_counter() - start < 30
+    assert summary["clips"] == 7442 and len(read_manifest(tmp_path / "m.jsonl")) == 7442
 
 
 # ---- RAVDESS -------------------------------------------------------------------------------
