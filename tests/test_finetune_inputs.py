@@ -32,21 +32,23 @@ def test_model_width_other_than_the_cache_and_encoders_with_a_cache(tmp_path):
     one_line_error(recipe(*base, "model.audio_encoder=wav2vec2-base"), "model.audio_encoder", "data.cache: null")
 
 
-def test_resume_after_the_cache_changed_width_is_one_line(tmp_path):
-    corpus = make_corpus(tmp_path / "c")
-    run = tmp_path / "run"
+def stopped_at_step_2(tmp_path):
+    """A tiny run stopped after 2 steps: (corpus, run folder, its overrides)."""
+    corpus, run = make_corpus(tmp_path / "c"), tmp_path / "run"
     base = tiny_overrides(CONFIG, corpus, run)
     assert recipe(*base, "train.stop_after_steps=2").returncode == 0
+    return corpus, run, base
+
+
+def test_resume_after_the_cache_changed_width_is_one_line(tmp_path):
+    corpus, _, base = stopped_at_step_2(tmp_path)
     wider = make_corpus(tmp_path / "wide", width=12)     # same clips, 12-d audio features
     again = [o.replace(str(corpus / "cache"), str(wider / "cache")) for o in base]
     one_line_error(recipe(*again, "--resume"), "does not fit the run as configured now", "step_2")
 
 
 def test_resume_never_unpickles_the_checkpoint_folder(tmp_path):
-    corpus = make_corpus(tmp_path / "c")
-    run = tmp_path / "run"
-    base = tiny_overrides(CONFIG, corpus, run)
-    assert recipe(*base, "train.stop_after_steps=2").returncode == 0
+    _, run, base = stopped_at_step_2(tmp_path)
     checkpoint = run / "checkpoints" / "step_2"
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     assert state["step"] == 2 and not list(checkpoint.glob("custom_checkpoint_*"))

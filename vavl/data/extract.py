@@ -299,9 +299,9 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
         if noted:
             print(f"vavl extract: {len(noted)} clips have notes (meta.notes in {out}/index.jsonl), e.g. "
                   f"{noted[0]['id']}: {noted[0]['meta']['notes'][0]}", file=log)
+        share = f"rank 0 of {world}: " if world > 1 else ""   # skipped and written count rank 0's clips
         print(f"vavl extract: {len(index)} of {len(records)} clips cached in {out} ({summary['failed']} failed; "
-              f"{f'rank 0 of {world}: ' if world > 1 else ''}{skipped} were already there, {written} written in "
-              f"{seconds:.1f} s)", file=log)
+              f"{share}{skipped} were already there, {written} written in {seconds:.1f} s)", file=log)
     return summary
 
 
