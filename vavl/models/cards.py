@@ -1,19 +1,23 @@
-"""Hub-ready model cards: the README.md of every saved model folder, with the Hugging Face Hub's
-model-card metadata in its YAML header (parsed back by `huggingface_hub.ModelCard`):
+"""Model cards, all rendered here: the Hub-ready README.md of every saved model folder, and the zoo's
+cards of registry entries (zoo/*.md, written by the developer script zoo/update.py).
 
-    library_name: vavl, pipeline_tag, license (the strictest of the training corpus' and the
-    encoders' weights' licenses), datasets, base_model (the encoders' hub ids), tags, and a
-    model-index block with the evaluation results a run measured (task, dataset, split and
-    protocol, the label scored, metric names and values).
-
-`save_pretrained` of every vavl model writes one (`write_card`), never over a README.md that
-vavl did not write; the fine-tune recipe and the converters write theirs with what they know
-(corpus, label, results).
+A saved folder's card carries the Hugging Face Hub's model-card metadata in its YAML header (parsed
+back by `huggingface_hub.ModelCard`): library_name: vavl, pipeline_tag, license (the strictest of the
+training corpus' and the encoders' weights' licenses), datasets, base_model (the encoders' hub ids),
+tags, and a model-index block with the results a run measured. `save_pretrained` of every vavl model
+writes one (`write_card`), never over a README.md that vavl did not write.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from ..core.errors import ConfigError
+from ..encoders.base import encoder_cards
+from .registry import ModelEntry, get_entry, list_models
 
 # Hub license ids, least to most restrictive (share-alike and non-commercial terms add up)
 LICENSE_ORDER = ("mit", "bsd-3-clause", "apache-2.0", "cc-by-4.0", "odbl", "cc-by-sa-4.0", "cc-by-nc-4.0",
@@ -101,7 +105,7 @@ def pipeline_tag(modalities: set[str]) -> str:
 
 
 def eval_results(results: dict | None, corpus: str | None, label: str | None, protocol: str | None, tag: str):
-    """model-index entries from {split: metrics.json dict of vavl.evaluation}: for each condition
+    """model-index entries from {split: metrics.json dict of vavl.evaluation.scoring}: for each condition
     the fused head's UA / WA / macro-F1 (classes) or mean CCC and per-attribute CCC (attributes)."""
     from huggingface_hub import EvalResult
 
@@ -175,3 +179,129 @@ def write_card(folder, model, body: str | None = None, **meta: Any) -> Path | No
     name = meta.pop("name", None) or Path(folder).resolve().name
     path.write_text(render(model, body or default_body(model, name), name=name, **meta), encoding="utf-8")
     return path
+
+
+# ---- the zoo's cards of registry entries --------------------------------------------------
+MARKER = "<!-- generated from vavl/models/registry.py entries by `python zoo/update.py`: edit the entry, then run it -->"
+TASK_NAMES = {"single_label_classification": "classification", "soft_label_classification": "soft-label classification",
+              "regression": "regression"}
+
+
+def _config(entry: ModelEntry):
+    return entry.model_class.config_class(**entry.config)
+
+
+def task_of(entry: ModelEntry) -> str:
+    return TASK_NAMES.get(getattr(_config(entry), "task", None), "other")
+
+
+def count_parameters(entry: ModelEntry) -> int:
+    """Parameters of the model itself (encoders not counted), built on the meta device: no memory, no init."""
+    with torch.device("meta"):
+        model = entry.model_class(_config(entry))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _targets(entry: ModelEntry) -> str:
+    cfg = _config(entry)
+    names = getattr(cfg, "label_names", None)
+    if not names:
+        return entry.labels or "—"
+    kind = "attributes" if getattr(cfg, "task", None) == "regression" else f"{len(names)} classes"
+    return f"{kind}: {', '.join(names)}"
+
+
+def results_table(metrics: dict) -> str:
+    """UA (classes) or mean CCC (attributes) per condition and head, from a `vavl evaluate`
+    metrics.json dict (vavl.evaluation.scoring.evaluate)."""
+    regression = metrics.get("task") == "regression"
+    key, label = ("mean_ccc", "mean CCC") if regression else ("UA", "UA (%)")
+    rows = []
+    for cond, heads in metrics["conditions"].items():
+        cells = []
+        for head in ("fused", "audio", "visual"):
+            v = (heads.get(head) or {}).get(key)
+            cells.append("—" if v is None else (f"{v:.3f}" if regression else f"{100 * v:.1f}"))
+        rows.append(f"| {cond} | " + " | ".join(cells) + " |")
+    table = "\n".join(rows)
+    return (f"{label} per condition and head (fused = what a user gets):\n\n"
+            f"| condition | fused | audio head | visual head |\n|---|---|---|---|\n{table}\n")
+
+
+def prediction_rule(rule: str) -> str:
+    """A model card's words for config.prediction."""
+    return {"heads_mean": "`heads_mean`: the mean of the fused, audio and visual heads (the official AuxFormer rule); "
+                          "one modality: its own head",
+            "fused": "`fused`: the fusion head for clips with both modalities; one modality: its own head"}[rule]
+
+
+def render_card(title: str, intro: str, facts: list[tuple[str, str]], sections: list[tuple[str, str]],
+                header: str = "") -> str:
+    """A model card: `header` (a marker or YAML front matter), "# title", the intro, a two-column
+    table of facts, then one "## name" section per (name, markdown) pair. The zoo's cards and the
+    fine-tune recipe's card of a trained model are both written with it."""
+    table = "\n".join(f"| {k} | {v} |" for k, v in facts)
+    body = "".join(f"\n## {name}\n\n{text}" for name, text in sections)
+    return f"{header}\n# {title}\n\n{intro}\n\n| | |\n|---|---|\n{table}\n{body}"
+
+
+def _results_section(name: str, record: dict | None) -> str:
+    if record is None:
+        return ("No results yet: no run of this entry has been trained and scored. Results appear here only from\n"
+                f"`zoo/results/{name}.json`, written by `python zoo/update.py record` from the `metrics.json` of a real\n"
+                "`vavl evaluate` run, together with the data it ran on.\n")
+    return f"Data: {record['data']}\n\nCommand: `{record['command']}`\n\n{results_table(record['metrics'])}"
+
+
+def card_text(name: str, results: dict | None = None) -> str:
+    """The markdown model card of a registry entry; `results`: the recorded run (zoo/results/<name>.json)."""
+    e = get_entry(name)
+    cls = e.model_class
+    config = json.dumps(e.config, indent=2, sort_keys=True, default=str)
+    encoders = ", ".join(f"{k}={v!r}" for k, v in (("audio_encoder", e.audio_encoder), ("visual_encoder", e.visual_encoder)) if v)
+    raw = f'\nmodel = vavl.create_model("{e.name}", {encoders})   # takes raw media' if encoders else ""
+    train = (f"accelerate launch recipes/finetune.py --config {e.recipe}" if e.recipe and e.recipe.endswith(".yaml")
+             else e.recipe or "—")
+    facts = [("architecture", f"`{e.architecture}` (`{cls.__module__}.{cls.__name__}`)"), ("task", task_of(e)),
+             ("targets", _targets(e)), ("label definition", e.labels or "—"),
+             ("prediction", prediction_rule(getattr(_config(e), "prediction", "fused"))),
+             ("audio encoder", f"`{e.audio_encoder}`" if e.audio_encoder else "none"),
+             ("visual encoder", f"`{e.visual_encoder}`" if e.visual_encoder else "none"),
+             ("corpus", e.corpus or "—"), ("protocol", e.protocol or "—"), ("recipe", f"`{e.recipe}`" if e.recipe else "—"),
+             ("weights", f"`{e.hub_id}`" if e.hub_id else "not published"),
+             ("parameters", f"{count_parameters(e):,} (fusion model; encoders not counted)"), ("paper", e.paper or "—")]
+    sections = [
+        ("Configuration", f'Registry defaults (any field can be overridden: `vavl.create_model("{e.name}", key=value)`):\n\n'
+                          f"```json\n{config}\n```\n"),
+        ("Use", f'```python\nimport vavl\nmodel = vavl.create_model("{e.name}")   # takes encoder features (b, t, d){raw}\n```\n\n'
+                f"Train: `{train}`\n\nEvaluate with missing modalities: `vavl evaluate --model RUN_DIR --manifest M --cache CACHE "
+                "--conditions av,audio,video --out REPORT`\n"),
+        ("Results", _results_section(e.name, results))]
+    return render_card(e.name, f"{e.description or e.architecture}\n\n**Status:** {e.status}", facts, sections, header=MARKER)
+
+
+def index_text() -> str:
+    rows = []
+    for name in list_models():
+        e = get_entry(name)
+        rows.append(f"| [{name}]({name}.md) | {task_of(e)} | {e.corpus or '—'} | {e.status} |")
+    encoders = "\n".join(f"- {line}" for line in encoder_cards())
+    return (f"{MARKER}\n# Model zoo\n\nOne card per registry entry (`vavl.list_models()`); `vavl zoo show NAME` prints one.\n\n"
+            "| model | task | corpus | status |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            "## Encoders\n\nEncoder presets (`vavl zoo encoders`): what each is, how often it gives a row, its width, "
+            "and the license of its upstream weights.\n\n" + encoders + "\n")
+
+
+def zoo_files(results: dict[str, dict] | None = None) -> dict[str, str]:
+    """file name -> content of every generated file in zoo/ (results: entry name -> recorded run)."""
+    results = results or {}
+    return {"README.md": index_text(), **{f"{name}.md": card_text(name, results.get(name)) for name in list_models()}}
+
+
+def list_table() -> str:
+    rows = [("name", "status", "corpus", "task")]
+    for name in list_models():
+        e = get_entry(name)
+        rows.append((name, e.status, e.corpus or "—", task_of(e)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
