@@ -26,12 +26,11 @@ import torch
 from tqdm.auto import tqdm
 
 import vavl
-from vavl.correspondence import (ClipSeconds, build_pairs, clip_seconds, collate_pairs, frame_rates, pair_metrics,
-                                 plot_roc, recall_at_k)
+from vavl.evaluation.correspondence import ClipSeconds, build_pairs, clip_seconds, collate_pairs, frame_rates, pair_metrics, plot_roc, recall_at_k
 from vavl.data import read_manifest, split_records
 from vavl.data.cache import FeatureCache
 from vavl.data.collate import pad_frames
-from vavl.errors import DataError, VavlError
+from vavl.core.errors import DataError, VavlError
 
 MODEL = "avc_two_tower.generic"
 

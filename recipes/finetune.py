@@ -14,9 +14,10 @@ Two data paths, chosen by `data.cache`:
 Two schedules: `joint` (one loss, one optimiser step per batch) and `vavl` (VAVL's published
 loop: per batch a visual-branch update, an acoustic-branch update, then a fusion update).
 The model computes every loss (`loss_weights` picks the terms); dev and test are scored by
-vavl.evaluation, as `vavl evaluate` scores them. The model and optimisers a config asks for are
+vavl.evaluation.scoring, as `vavl evaluate` scores them. The model and optimisers a config asks for are
 built in finetune_model.py; what a run writes besides the model, in finetune_outputs.py.
-Installed, this file is `vavl.recipes.finetune`.
+Run it by path (`python recipes/finetune.py`, `accelerate launch recipes/finetune.py`) or as
+`vavl run finetune ...`; the library never imports it.
 """
 from __future__ import annotations
 
@@ -36,16 +37,17 @@ from vavl.convert import initialize_from
 from vavl.data import collate, model_inputs, read_manifest
 from vavl.data.augment import augment
 from vavl.data.conditions import remove_modality
-from vavl.data.datasets import (RawClipDataset, cached_dataset, cached_feature_dims, fill_feature_statistics,
-                                relabel, training_splits)
-from vavl.errors import ConfigError, VavlError
-from vavl.evaluation import evaluate, headline
-from vavl.loading import emotion_config, load_model
+from vavl.data.datasets import RawClipDataset, cached_dataset, cached_feature_dims, fill_feature_statistics, relabel, training_splits
+from vavl.core.errors import ConfigError, VavlError
+from vavl.evaluation.scoring import evaluate, headline
+from vavl.models.loading import load_model
 from vavl.models.with_encoders import AudioVisualModel
-from vavl.recipes.finetune_config import ALIASES, load_config
-from vavl.recipes.finetune_model import build_model, class_weights, make_optimizers, resolve_labels
-from vavl.recipes.finetune_outputs import (JsonlLog, TrainerState, latest_checkpoint, model_card, push_to_hub,
-                                           save_checkpoint, wandb_tracker)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # the recipe's own files, however it is started
+from finetune_config import ALIASES, load_config  # noqa: E402
+from finetune_model import build_model, class_weights, make_optimizers, resolve_labels  # noqa: E402
+from finetune_outputs import (JsonlLog, TrainerState, latest_checkpoint, model_card, push_to_hub,  # noqa: E402
+                              save_checkpoint, wandb_tracker)
 
 
 # ---- setup ----------------------------------------------------------------------------------
@@ -88,13 +90,13 @@ def setup(cfg: DictConfig) -> dict:
             cnn = next((m for m in enc.modules() if hasattr(m, "freeze_feature_encoder")), None)  # wav2vec2's CNN
             if cnn is not None and t.freeze_feature_encoder and not t.freeze_encoders:
                 cnn.freeze_feature_encoder()
-        datasets = {s: RawClipDataset(recs, model.processor, model.fusion.config) for s, recs in splits.items() if recs}
+        datasets = {s: RawClipDataset(recs, model.processor, model.emotion_config) for s, recs in splits.items() if recs}
     else:
-        datasets = {s: cached_dataset(cfg.data.cache, recs, model.config) for s, recs in splits.items() if recs}
+        datasets = {s: cached_dataset(cfg.data.cache, recs, model.emotion_config) for s, recs in splits.items() if recs}
         fill_feature_statistics(model, datasets["train"])
     if cfg.model.init:
-        initialize_from(model.fusion if isinstance(model, AudioVisualModel) else model, cfg.model.init, names)
-    if end_to_end and emotion_config(model).feature_normalization:
+        initialize_from(model.fusion_model, cfg.model.init, names)
+    if end_to_end and model.emotion_config.feature_normalization:
         raise ConfigError("model.config.feature_normalization needs cached features to compute its statistics (data.cache)")
     train_dl = torch.utils.data.DataLoader(datasets["train"], batch_size=t.batch_size, shuffle=t.shuffle, collate_fn=collate,
                                            **loader_options(cfg.data.num_workers, pin_memory=on_gpu))
@@ -108,9 +110,7 @@ def setup(cfg: DictConfig) -> dict:
     keys = list(optimizers)
     model, train_dl, *rest = accelerator.prepare(model, train_dl, *optimizers.values(), *schedulers.values())
     state = TrainerState()
-    fusion = accelerator.unwrap_model(model)
-    fusion = fusion.fusion if isinstance(fusion, AudioVisualModel) else fusion
-    origins = {m: fusion.input_origin(m) for m in ("audio", "visual")}  # what "multiplied by 0" means for its inputs
+    origins = {m: accelerator.unwrap_model(model).input_origin(m) for m in ("audio", "visual")}  # what "multiplied by 0" means for its inputs
     corpora = {r.get("corpus") for r in records}
     corpus = d.corpus or (corpora.pop() if len(corpora) == 1 else None)   # one corpus named in the manifest
     return dict(cfg=cfg, accelerator=accelerator, model=model, train_dl=train_dl, datasets=datasets, names=names, origins=origins,
@@ -144,7 +144,7 @@ def train_step_vavl(accelerator, model, batch, optimizers, schedulers, cfg) -> d
     loss with the branches in eval mode. Every learning-rate schedule steps once per batch (the
     shared branch's optimiser steps twice, its schedule does not)."""
     inner = accelerator.unwrap_model(model)
-    rec = inner.config.reconstruction_loss_weight
+    rec = inner.emotion_config.reconstruction_loss_weight
 
     def update(loss, names):
         for o in optimizers.values():
@@ -201,7 +201,7 @@ def train(run: dict, config_path: str | None = None) -> dict:
         except Exception as e:  # wandb could not start: go on with the JSONL log only
             acc.print(f"warning: experiment tracker did not start ({e}); logging to {out_dir / 'log.jsonl'} only")
     step_fn = train_step_vavl if t.schedule == "vavl" else train_step_joint
-    metric = t.metric or ("ccc" if emotion_config(acc.unwrap_model(model)).task == "regression" else "UA")
+    metric = t.metric or ("ccc" if acc.unwrap_model(model).task == "regression" else "UA")
     stopped = None
     model.train()
     while state.epoch < t.epochs and stopped is None:
@@ -267,7 +267,7 @@ def is_better(value: float, best: float | None, metric: str) -> bool:
 
 # ---- evaluate -------------------------------------------------------------------------------
 def score(run: dict, model, split: str, names: list[str], bootstrap: int) -> tuple[dict[str, dict], dict]:
-    """vavl.evaluation on one split under the named conditions (every process takes part; each clip
+    """vavl.evaluation.scoring on one split under the named conditions (every process takes part; each clip
     counted once) -> ({"split/name": headline numbers of the fused head}, the whole results)."""
     cfg, conditions = run["cfg"], [ALIASES.get(n, n) for n in names]
     results = evaluate(model, run["datasets"][split], conditions, batch_size=cfg.train.eval_batch_size, bootstrap=bootstrap,
@@ -345,10 +345,16 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-if __name__ == "__main__":
-    args = parse_args()
+def cli(argv=None) -> int:
+    """The command line: exit code 0, or 2 with one line for a bad config or input."""
+    args = parse_args(argv)
     try:
         main(load_config(args.config, args.overrides, {"resume": args.resume} if args.resume else None), args.config)
     except VavlError as e:
         print(f"finetune.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from vavl.data.conditions import parse_conditions
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 
 
 @dataclass

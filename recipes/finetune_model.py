@@ -1,7 +1,7 @@
 """What model and optimisers a fine-tuning config asks for: the task and label names (from the
 config or the model entry, checked against the splits), class weights, the model itself, and the
 optimisers with their parameter groups (layer-wise learning-rate decay end to end; one optimiser
-per branch for VAVL's schedule). Installed, this file is `vavl.recipes.finetune_model`.
+per branch for VAVL's schedule).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import vavl
 from vavl.data.datasets import check_split_labels
-from vavl.errors import ConfigError, DataError
+from vavl.core.errors import ConfigError, DataError
 
 
 def resolve_labels(cfg: DictConfig, entry_config: dict, splits: dict) -> tuple[str, list[str]]:
@@ -79,7 +79,7 @@ def make_optimizers(model, cfg: DictConfig, end_to_end: bool) -> dict[str, torch
 
     if t.schedule == "joint":
         return {"all": make(param_groups(model, cfg, end_to_end))}
-    if not hasattr(model, "branches"):
+    if not hasattr(model.fusion_model, "branches"):
         raise ConfigError(f"train.schedule=vavl updates VAVL's branches in turn, but {type(model).__name__} declares "
                           "no branches (a `branches()` method); use schedule=joint")
     groups = {k: [p for m in mods for p in m.parameters()] for k, mods in model.branches().items()}

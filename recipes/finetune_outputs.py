@@ -1,7 +1,6 @@
 """What a fine-tune run writes besides the model (recipes/finetune.py): checkpoints with the
 trainer state (JSON, never pickled), the JSONL log and the experiment trackers, the model card, and
-the upload of the best model to the Hugging Face Hub. Installed, this file is
-`vavl.recipes.finetune_outputs`."""
+the upload of the best model to the Hugging Face Hub."""
 from __future__ import annotations
 
 import json
@@ -14,11 +13,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from vavl.data.cache import FeatureCache
-from vavl.errors import ConfigError
-from vavl.loading import emotion_config
-from vavl.models import card
-from vavl.models.card import cached_features
-from vavl.zoo import prediction_rule, render_card, results_table
+from vavl.core.errors import ConfigError
+from vavl.models import cards
+from vavl.models.cards import cached_features, prediction_rule, render_card, results_table  # noqa: F401
 
 
 class TrainerState:
@@ -101,9 +98,9 @@ def save_checkpoint(accelerator, out_dir: Path, state: TrainerState, keep: int) 
 
 
 def model_card(run: dict, model, metric: str, config_path: str | None, results: dict | None = None) -> str:
-    """The run's model card, written like the zoo's (vavl.zoo.render_card): what was trained on
+    """The run's model card, written like the zoo's (vavl.models.cards.render_card): what was trained on
     what, the best dev score and, after testing, the dev / test tables."""
-    cfg, state, names, c = run["cfg"], run["state"], run["names"], emotion_config(model)
+    cfg, state, names, c = run["cfg"], run["state"], run["names"], model.emotion_config
     d, t = cfg.data, cfg.train
     facts = [("architecture", f"`{type(model).__name__}` ({c.model_type}), {sum(p.numel() for p in model.parameters()):,} parameters"),
              ("task", c.task), ("attributes" if c.task == "regression" else "classes", ", ".join(names)),
@@ -123,7 +120,7 @@ def model_card(run: dict, model, metric: str, config_path: str | None, results: 
     body = render_card(f"{cfg.model.name} fine-tuned with vavl", "Trained and scored by `recipes/finetune.py`.", facts,
                        [("Results", f"| metric | value |\n|---|---|\n{found}\n{tables}"), ("Use", use)])
     features = cached_features(FeatureCache(d.cache).settings) if d.cache else {}
-    return card.render(model, body, name=Path(cfg.output_dir).name, corpus=run["corpus"], label=d.label_field,
+    return cards.render(model, body, name=Path(cfg.output_dir).name, corpus=run["corpus"], label=d.label_field,
                        protocol=d.protocol + ("" if d.fold is None else f" fold {d.fold}"), results=results, **features)
 
 

@@ -1,7 +1,7 @@
 """The plain autograd attention every attention path is checked against, and masks to check with."""
 import torch
 
-from vavl.attention import AttentionMask
+from vavl.nn.attention import AttentionMask
 
 
 def attention_reference(q, k, v, bias, heads, keep=None):

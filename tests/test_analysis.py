@@ -9,11 +9,11 @@ from sklearn import metrics as skm
 
 import vavl
 from vavl import cli
-from vavl.analysis import embedding_map, error_summary, saliency_over_time
+from vavl.evaluation.analysis import embedding_map, error_summary, saliency_over_time
 from vavl.data import collate, write_manifest
 from vavl.data.cache import FeatureCache, FeatureDataset
-from vavl.errors import ConfigError
-from vavl.evaluation import Predictions, predict_dataset
+from vavl.core.errors import ConfigError
+from vavl.evaluation.scoring import Predictions, predict_dataset
 
 LABELS = {0: "angry", 1: "happy", 2: "neutral", 3: "sad"}
 SIGNAL = slice(8, 12)   # audio frames 8..11 of 20 carry the class; everything else is noise

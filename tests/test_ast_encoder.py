@@ -7,7 +7,7 @@ from transformers import ASTFeatureExtractor, ASTForAudioClassification
 
 from tiny_encoders import AST_MAX_FRAMES, tiny_ast_dir
 from vavl.encoders import build_encoder
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 
 SR = 16000
 FULL = (400 + (AST_MAX_FRAMES - 1) * 160) / SR   # seconds whose Kaldi fbank has exactly max_length frames
@@ -44,7 +44,8 @@ def test_a_full_window_matches_transformers_ast(hub_dir):
     with torch.no_grad():
         expected = ref(fe(wave[0].numpy(), sampling_rate=SR, return_tensors="pt")["input_values"]).pooler_output
         feats, _ = tiny(hub_dir, window=FULL, hop=FULL)(wave)
-    assert feats.shape == (1, 1, 32) and torch.allclose(feats[0, 0], expected[0], atol=1e-5)
+    # transformers computes the fbank with torchaudio when it is installed, with numpy otherwise (2e-5 apart)
+    assert feats.shape == (1, 1, 32) and torch.allclose(feats[0, 0], expected[0], atol=1e-4)
 
 
 def test_a_short_window_sees_only_the_first_positions(hub_dir):
@@ -53,7 +54,8 @@ def test_a_short_window_sees_only_the_first_positions(hub_dir):
     enc = tiny(hub_dir, window=0.3, hop=0.3)
     ref = ASTForAudioClassification.from_pretrained(hub_dir).audio_spectrogram_transformer.eval()
     wave = torch.randn(1, int(0.3 * SR), generator=torch.Generator().manual_seed(1))
-    fbank = enc.window_extractor(wave[0].numpy(), sampling_rate=SR, return_tensors="pt")["input_values"]
+    window_extractor = type(enc.feature_extractor).from_dict({**enc.feature_extractor.to_dict(), "max_length": enc.window_frames})
+    fbank = window_extractor(wave[0].numpy(), sampling_rate=SR, return_tensors="pt")["input_values"]
     emb = ref.embeddings
     f, t_max = emb.get_shape(ref.config)
     t = (fbank.shape[1] - ref.config.patch_size) // ref.config.time_stride + 1
@@ -65,7 +67,7 @@ def test_a_short_window_sees_only_the_first_positions(hub_dir):
             h = layer(h, None)
         h = ref.layernorm(h)
         feats, _ = enc(wave)
-    assert torch.allclose(feats[0, 0], (h[0, 0] + h[0, 1]) / 2, atol=1e-5)
+    assert torch.allclose(feats[0, 0], (h[0, 0] + h[0, 1]) / 2, atol=1e-4)
 
 
 def test_a_clip_does_not_depend_on_its_batch(hub_dir):

@@ -1,4 +1,4 @@
-"""vavl/attention.py: the masks made once per forward, the eager and SDPA paths against plain
+"""vavl/nn/attention.py: the masks made once per forward, the eager and SDPA paths against plain
 autograd, which implementation each call runs, and `attn_implementation` through create_model,
 from_pretrained, set_attn_implementation and every registered emotion model."""
 import dataclasses
@@ -11,11 +11,12 @@ from attention_utils import make_mask, masked_reference
 from transformers import AutoModel
 
 import vavl
-from vavl import attention as attn
-from vavl.attention import AttentionMask, attention, choose
-from vavl.errors import ConfigError
+from vavl.nn import attention as attn
+from vavl.nn import native
+from vavl.nn.attention import AttentionMask, attention, choose
+from vavl.core.errors import ConfigError
 from vavl.models.base import EmotionModel
-from vavl.native import attention as kernel
+from vavl.nn.native import attention as kernel
 
 
 def leaves(*shapes, dtype=torch.float64, seed=0):
@@ -99,33 +100,46 @@ def test_sdpa_dropout_follows_torch_seed():
 
 # ---- which implementation a call runs -----------------------------------------------------------
 
-def test_auto_takes_the_kernel_for_narrow_float32_heads_on_the_cpu_and_sdpa_elsewhere():
+def test_auto_is_sdpa_whatever_was_built(monkeypatch):
+    """The same config computes the same function on every install: "auto" never picks the kernel
+    on its own, whether or not it was built."""
+    monkeypatch.delenv("VAVL_ATTENTION", raising=False)
+    q32 = torch.randn(1, 3, 8)
+    for loaded in ((object(), "built"), (None, "not built")):
+        monkeypatch.setattr(kernel, "load", lambda loaded=loaded: loaded)
+        assert choose("auto", q32, 2) == "sdpa"
+    assert choose("sdpa", q32, 2) == "sdpa" and choose("eager", q32, 2) == "eager"
+    with pytest.raises(ConfigError, match="'flash'"):
+        choose("flash", q32, 2)
+
+
+def test_vavl_attention_opts_auto_in_to_the_kernel_for_narrow_float32_heads(monkeypatch):
+    available, why = native.availability()
+    assert available, f"the attention kernel is not usable ({why}); the README's test command builds it"
+    monkeypatch.setenv("VAVL_ATTENTION", "cpu_kernel")
     q32, q64, wide = torch.randn(1, 3, 8), torch.randn(1, 3, 8, dtype=torch.float64), torch.randn(1, 3, 130)
     assert choose("auto", q32, 2) == "cpu_kernel"
     assert choose("auto", q64, 2) == "sdpa" and choose("auto", wide, 2) == "sdpa"  # heads 65 wide
     at_limit, past = torch.randn(1, 3, 2 * attn.AUTO_MAX_WIDTH), torch.randn(1, 3, 2 * attn.AUTO_MAX_WIDTH + 2)
     assert choose("auto", at_limit, 2) == "cpu_kernel" and choose("auto", past, 2) == "sdpa"
     assert choose("cpu_kernel", past, 2) == "cpu_kernel"  # asked for: any width the kernel has
-    assert choose("sdpa", q32, 2) == "sdpa" and choose("eager", q32, 2) == "eager"
     with pytest.raises(ConfigError, match="float32 on the CPU"):
         choose("cpu_kernel", q64, 2)
     with pytest.raises(ConfigError, match="wider"):
         choose("cpu_kernel", wide, 2)
-    with pytest.raises(ConfigError, match="'flash'"):
-        choose("flash", q32, 2)
+    monkeypatch.setenv("VAVL_ATTENTION", "flash")
+    with pytest.raises(ConfigError, match="VAVL_ATTENTION='flash'"):
+        choose("auto", q32, 2)
 
 
-def test_auto_without_the_kernel_runs_sdpa(monkeypatch):
-    monkeypatch.setattr(kernel, "load", lambda: (None, "not built at install (no compiler)"))
+def test_the_kernel_asked_for_but_not_built_says_how_to_get_it(monkeypatch):
+    monkeypatch.setattr(kernel, "load", lambda: (None, "not built: it is opt-in; reinstall vavl with VAVL_BUILD_KERNEL=1"))
     attn._warn_once.cache_clear()
     q = torch.randn(1, 3, 8)
-    with pytest.warns(UserWarning, match="not built at install"):
-        assert choose("auto", q, 2) == "sdpa"
-    with pytest.raises(ConfigError, match="not built at install"):
+    with pytest.raises(ConfigError, match="VAVL_BUILD_KERNEL=1"):
         choose("cpu_kernel", q, 2)
-    monkeypatch.setattr(kernel, "load", lambda: (None, "turned off by VAVL_NATIVE=0"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # turned off on purpose: no warning
+    monkeypatch.setenv("VAVL_ATTENTION", "cpu_kernel")
+    with pytest.warns(UserWarning, match="not built"):
         assert choose("auto", q, 2) == "sdpa"
     attn._warn_once.cache_clear()
 

@@ -15,7 +15,7 @@ from media_utils import tone
 from tiny_encoders import AUDEERING_LABELS, tiny_audeering_dir
 from vavl.cli import main
 from vavl.convert import load_audeering
-from vavl.errors import DataError
+from vavl.core.errors import DataError
 from vavl.media import write_clip
 
 

@@ -10,12 +10,12 @@ from transformers import AutoModel
 import vavl
 from vavl.cli import main as cli
 from vavl.convert import load_official_auxformer
-from vavl.errors import ConfigError, DataError
-from vavl.attention import attention_mask
+from vavl.core.errors import ConfigError, DataError
+from vavl.nn.attention import attention_mask
 from vavl.models.auxformer import AuxFormerConfig, AuxFormerForEmotionRecognition
 from vavl.models.auxformer.modeling_auxformer import positions
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference-parity" / "auxformer"  # ../shared
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "reference-parity" / "auxformer"
 HEADS = {"fused_logits": "output", "audio_logits": "output_a_aux", "visual_logits": "output_v_aux"}
 OFFICIAL_CREMA_D = ["angry", "sad", "disgust", "fear", "neutral", "happy"]  # config/config_files/crema-d/six.json
 

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from vavl.data import collate, encode_labels, pad_frames
-from vavl.errors import ConfigError
-from vavl.layers import masked_last, masked_mean
-from vavl.losses import ccc, ccc_loss
+from vavl.core.errors import ConfigError
+from vavl.nn.layers import masked_last, masked_mean
+from vavl.nn.losses import ccc, ccc_loss
 from vavl.models.base import EmotionConfig, EmotionModel
 
 

@@ -3,10 +3,8 @@
 import pytest
 import torch
 
-from vavl.errors import ConfigError
-from vavl.models.baselines import (AudioOnlyConfig, AudioOnlyForEmotionRecognition, EarlyFusionConfig,
-                                   EarlyFusionForEmotionRecognition, LateFusionConfig, LateFusionForEmotionRecognition,
-                                   VisualOnlyConfig, VisualOnlyForEmotionRecognition)
+from vavl.core.errors import ConfigError
+from vavl.models.baselines import AudioOnlyConfig, AudioOnlyForEmotionRecognition, EarlyFusionConfig, EarlyFusionForEmotionRecognition, LateFusionConfig, LateFusionForEmotionRecognition, VisualOnlyConfig, VisualOnlyForEmotionRecognition
 
 SMALL = dict(audio_dim=6, visual_dim=5, hidden_size=8, num_attention_heads=2, num_labels=3, dropout=0.0)
 

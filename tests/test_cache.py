@@ -7,7 +7,7 @@ from safetensors import safe_open
 
 from vavl.data import collate
 from vavl.data.cache import FeatureCache, FeatureDataset
-from vavl.errors import DataError
+from vavl.core.errors import DataError
 from vavl.models.base import EmotionConfig
 
 

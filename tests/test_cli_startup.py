@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import vavl
-from vavl.environment import PACKAGES, version
+from vavl.cli.env import PACKAGES, version
 
 
 def python(code: str) -> str:
@@ -36,7 +36,7 @@ def saved_model(tmp_path_factory):
 @pytest.mark.parametrize("first", [
     "import vavl\nfrom transformers import AutoModel",              # the documented order
     "from transformers import AutoModel\nimport vavl",              # transformers already there
-    "import vavl.outputs\nfrom transformers import AutoModel",       # a vavl module imported transformers first
+    "import vavl.models.outputs\nfrom transformers import AutoModel",       # a vavl module imported transformers first
     "import vavl\nimport transformers\nAutoModel = transformers.AutoModel",
 ])
 def test_auto_model_finds_vavl_classes_after_import_vavl(saved_model, first):
@@ -51,7 +51,7 @@ def test_vavl_env_reports_the_installed_versions():
     assert info["packages"] == {name: version(name) for name in PACKAGES}
     assert info["python"] == sys.version.split()[0]
     assert info["torch"]["devices"][0].startswith("cpu")
-    assert set(info["cpu_attention_kernel"]) == {"available", "reason"}
+    assert set(info["cpu_attention_kernel"]) == {"available", "reason", "auto_attention"}
     assert "huggingface_hub" in info["caches"]
     table = subprocess.run([sys.executable, "-m", "vavl.cli", "env"], capture_output=True, text=True, timeout=120).stdout
     assert "torchaudio" in table and version("torchaudio") in table and "FFmpeg" in table

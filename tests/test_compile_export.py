@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import vavl
-from vavl.attention import MultiHeadAttention
+from vavl.nn.attention import MultiHeadAttention
 from vavl.models.auxformer import AuxFormerConfig, AuxFormerForEmotionRecognition
 from vavl.models.base import EmotionModel
 from vavl.models.baselines.branch import SelfAttention

@@ -1,4 +1,4 @@
-"""Corpus indexers on the real CREMA-D metadata and VAVL partitions (../shared/data), with trees of
+"""Corpus indexers on the real CREMA-D metadata and VAVL partitions (tests/data, vavl/data/partitions), with trees of
 empty files named as the corpora name their media."""
 import collections
 import csv
@@ -10,11 +10,10 @@ import pytest
 from vavl.data import read_manifest, split_records
 from vavl.data.corpora import msp_improv
 from vavl.data.prepare import prepare
-from vavl.errors import DataError
+from vavl.core.errors import DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-CREMA = SHARED / "crema-d"
-PARTITIONS = SHARED / "vavl-partitions"
+CREMA = Path(__file__).resolve().parent / "data" / "crema-d"
+PARTITIONS = Path(__file__).resolve().parents[1] / "vavl" / "data" / "partitions"
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 VOTES = dict(zip("ADFHNS", ("angry", "disgust", "fear", "happy", "neutral", "sad")))
 

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModel
 
 import vavl
-from vavl.correspondence import (ClipSeconds, build_pairs, pair_metrics, pool_seconds, recall_at_k, roc_auc)
+from vavl.evaluation.correspondence import ClipSeconds, build_pairs, pair_metrics, pool_seconds, recall_at_k, roc_auc
 from vavl.data import write_manifest
 from vavl.data.cache import FeatureCache
 

@@ -5,7 +5,7 @@ import torch
 from attention_utils import make_mask
 
 import vavl
-from vavl.attention import AttentionMask, attention, choose
+from vavl.nn.attention import AttentionMask, attention, choose
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

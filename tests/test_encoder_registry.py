@@ -46,7 +46,7 @@ def test_full_size_architecture_options_and_spec(name):
 def test_pretrained_asks_the_hub_for_the_preset_source():
     """Offline (HF_HUB_OFFLINE=1), `pretrained=True` goes down the real from_pretrained path and
     stops where the download would start, with a ConfigError naming the preset's hub id."""
-    code = ("import json\nfrom vavl.encoders import build_encoder, get_encoder_preset, list_encoders\nfrom vavl.errors import ConfigError\n"
+    code = ("import json\nfrom vavl.encoders import build_encoder, get_encoder_preset, list_encoders\nfrom vavl.core.errors import ConfigError\n"
             "out = {}\nfor n in list_encoders():\n    if get_encoder_preset(n).source:\n"
             "        try:\n            build_encoder(n, pretrained=True); out[n] = 'loaded'\n"
             "        except ConfigError as e:\n            out[n] = str(e)\nprint(json.dumps(out))")

@@ -7,7 +7,7 @@ from torch import nn
 
 from vavl.encoders import build_encoder, get_encoder_preset, list_encoders
 from vavl.encoders.build import encoder_from_spec, encoder_spec
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 
 from tiny_encoders import tiny_speech_dir
 

@@ -15,11 +15,11 @@ from vavl.data import collate, write_manifest
 from vavl.data.cache import FeatureCache
 from vavl.data.conditions import apply_condition, parse_conditions
 from vavl.data.datasets import check_labels
-from vavl.errors import ConfigError
-from vavl.evaluation import evaluate, predict_dataset, primary_metric
-from vavl.layers import masked_mean
+from vavl.core.errors import ConfigError
+from vavl.evaluation.scoring import evaluate, predict_dataset, primary_metric
+from vavl.nn.layers import masked_mean
 from vavl.models.base import EmotionConfig, EmotionModel
-from vavl.outputs import EmotionRecognitionOutput
+from vavl.models.outputs import EmotionRecognitionOutput
 
 LABELS = {0: "angry", 1: "happy", 2: "neutral", 3: "sad"}
 
@@ -157,6 +157,10 @@ class RawSpy(nn.Module):
         self.config = SpyConfig(audio_dim=1, visual_dim=3, id2label=LABELS)
         self.w = nn.Linear(1, 4)
         self.seen = []
+
+    @property
+    def emotion_config(self):   # what every vavl model answers
+        return self.config
 
     def forward(self, input_values=None, attention_mask=None, pixel_values=None, pixel_mask=None):
         self.seen.append({"input_values": input_values, "pixel_values": pixel_values})
@@ -305,12 +309,12 @@ def test_raw_media_model_with_encoders_end_to_end(tmp_path):
     model = vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_encoder="zcr-energy", visual_encoder="face-grey",
                               hidden_size=16, num_layers=0, id2label=LABELS)
     model.save_pretrained(tmp_path / "model")
-    from vavl.loading import load_model
+    from vavl.models.loading import load_model
 
     loaded = load_model(str(tmp_path / "model"))
     seen = []
     loaded.register_forward_pre_hook(lambda m, args, kw: seen.append({k: v.clone() for k, v in kw.items()}), with_kwargs=True)
-    import vavl.loading as ev
+    import vavl.models.loading as ev
     original = ev.load_model
     ev.load_model = lambda path: loaded
     try:
@@ -332,7 +336,7 @@ def test_raw_media_model_with_encoders_end_to_end(tmp_path):
 
 
 def test_regression_report_has_ccc_pearson_rmse_per_attribute(tmp_path):
-    from vavl.reports import write_report
+    from vavl.evaluation.reports import write_report
 
     g = torch.Generator().manual_seed(0)
     data = [{"id": f"c{i}", "speaker": f"s{i % 3}", "audio_features": torch.randn(6, 4, generator=g),

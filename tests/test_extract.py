@@ -177,7 +177,7 @@ def test_cache_records_the_weights_and_refuses_other_weights(tmp_path, encoders)
     again = extract(manifest, tmp_path / "cache", None, "test_convnext", random_init=True, **settings)
     assert again["skipped"] == first["cached"] and again["written"] == 0   # seeded: the same network, resumable
     from vavl.encoders import build_encoder
-    from vavl.errors import DataError
+    from vavl.core.errors import DataError
 
     torch.manual_seed(1)
     other = build_encoder("test_convnext", pretrained=False)               # same architecture, other weights
@@ -248,7 +248,7 @@ def test_a_clip_that_fails_for_any_reason_costs_only_that_clip(tmp_path, encoder
 
 
 def test_a_damaged_clip_file_is_named_then_removed_and_recomputed(tmp_path, encoders, capsys):
-    from vavl.errors import DataError
+    from vavl.core.errors import DataError
 
     manifest = make("custom", tmp_path, n_speakers=1)
     kw = {"progress": False, "log": sys.stderr}

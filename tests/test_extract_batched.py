@@ -15,7 +15,7 @@ from vavl.data.extract import extract
 from vavl.data.extract_batches import chunks
 from vavl.data.prepare import prepare
 from vavl.data.synthetic import make_corpus
-from vavl.errors import DataError
+from vavl.core.errors import DataError
 
 QUIET = open(os.devnull, "w")
 BF16_RELATIVE = 0.02   # --bf16 vs fp32, per clip and modality: |b - r| / |r| (as `vavl extract --help` states; measured 0.008)

@@ -5,7 +5,7 @@ import pytest
 from media_utils import face_frames, tone
 from vavl.media import decode, write_clip
 from vavl.media.faces import FaceCropper
-from vavl.processing import AudioVisualProcessor
+from vavl.media.processor import AudioVisualProcessor
 
 
 def _centres(boxes):

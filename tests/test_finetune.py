@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from vavl.data import write_manifest
 from vavl.data.augment import modality_dropout
 from vavl.data.cache import FeatureCache
-from vavl.errors import ConfigError, DataError
+from vavl.core.errors import ConfigError, DataError
 
 from launch_utils import free_port, launch
 from tiny_encoders import tiny_wav2vec2_dir
@@ -221,7 +221,7 @@ def test_recipe_scores_equal_vavl_evaluate_on_the_same_clips(tmp_path):
     """One scoring path: the recipe's test rows are `vavl evaluate`'s numbers on the test split,
     and the audio-only / video-only rows count only the clips that have that modality."""
     from vavl import cli
-    from vavl.evaluation import headline
+    from vavl.evaluation.scoring import headline
 
     root = make_corpus(tmp_path / "c", missing=lambda i: {1: "visual", 3: "audio"}.get(i % 4))
     path = ROOT / "recipes/configs/crema_d/auxformer.yaml"
@@ -245,7 +245,7 @@ def test_layer_decay_follows_the_layer_ids_the_model_declares(tmp_path):
     layer below it x layer_decay, its CNN front end below every layer."""
 
     import vavl
-    from vavl.recipes.finetune_model import param_groups
+    from finetune_model import param_groups   # the recipe's own file (recipes/ is on sys.path once the recipe loaded)
 
     tiny_wav2vec2_dir(tmp_path / "w2v", hidden=16, layers=2, conv=16)
     model = vavl.create_model("auxformer", audio_encoder=str(tmp_path / "w2v"), visual_encoder="face-grey", **TINY["auxformer"])

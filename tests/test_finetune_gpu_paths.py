@@ -9,7 +9,7 @@ import torch
 
 from test_finetune import finetune, make_corpus, tiny_overrides
 from vavl.data import model_inputs
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "recipes/configs/crema_d/auxformer.yaml"

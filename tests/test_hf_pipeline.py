@@ -11,7 +11,7 @@ from transformers import pipeline
 import vavl  # noqa: F401  (registers the task)
 from media_utils import tone, write_face_clip
 from vavl.cli import main
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 from vavl.media import decode, write_clip
 
 TASK = "audio-visual-emotion-recognition"

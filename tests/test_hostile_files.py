@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from vavl.convert import load_hsemotion
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 
 
 class _RunsShell:

@@ -16,7 +16,7 @@ CASES = {
     "speech encoder": ("from tests.tiny_encoders import tiny_wav2vec2; from vavl.encoders.speech import SpeechEncoder; import torch; "
                        "SpeechEncoder(tiny_wav2vec2())(torch.zeros(1, 2, 800))",
                        "ValueError", "expected waveforms (b, n)"),
-    "metrics": ("from vavl.metrics import classification_metrics; import numpy as np; "
+    "metrics": ("from vavl.evaluation.metrics import classification_metrics; import numpy as np; "
                 "classification_metrics(np.zeros(3, int), np.zeros(4, int))", "ValueError", "differ in shape"),
 }
 

@@ -10,7 +10,7 @@ import torch
 from attention_utils import attention_reference, make_mask
 from einops import rearrange
 
-from vavl.attention import AttentionMask, MultiHeadAttention
+from vavl.nn.attention import AttentionMask, MultiHeadAttention
 from vavl.models.baselines.branch import EncoderLayer
 from vavl.models.vavl.conformer import RelativeSelfAttention, relative_table
 

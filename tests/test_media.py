@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from media_utils import face_frames, tone
-from vavl.errors import MediaError
+from vavl.core.errors import MediaError
 from vavl.media import decode, decode_windows, probe, write_clip
 
 

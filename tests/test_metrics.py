@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from vavl import metrics as M
+from vavl.evaluation import metrics as M
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -84,8 +84,8 @@ DISTRIBUTED_SCRIPT = textwrap.dedent('''
     import json, os, sys
     import torch
     from torch import nn
-    from vavl.evaluation import evaluate, predict_dataset
-    from vavl.layers import masked_mean
+    from vavl.evaluation.scoring import evaluate, predict_dataset
+    from vavl.nn.layers import masked_mean
     from vavl.models.base import EmotionConfig, EmotionModel
 
     class Cfg(EmotionConfig):

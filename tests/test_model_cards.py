@@ -3,6 +3,7 @@ license of corpus and encoder weights, datasets, base_model, tags and the measur
 model-index, parsed back by huggingface_hub.ModelCard; the recipe can push the best model."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,11 +11,11 @@ from huggingface_hub import ModelCard
 
 import vavl
 from vavl.cli import main as cli
-from vavl.models.card import card_data, strictest
+from vavl.models.cards import card_data, strictest
 
 from test_finetune import ROOT, finetune, make_corpus, tiny_overrides
 
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "reference-parity" / "auxformer"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "reference-parity" / "auxformer"
 
 
 def test_strictest_license_of_data_and_weights():

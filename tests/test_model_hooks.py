@@ -5,10 +5,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vavl
-from vavl import losses
-from vavl.errors import ConfigError
-from vavl.layers import masked_mean
-from vavl.loading import load_model
+from vavl.nn import losses
+from vavl.core.errors import ConfigError
+from vavl.nn.layers import masked_mean
+from vavl.models.loading import load_model
 from vavl.models.vavl import VAVLConfig, VAVLForEmotionRecognition
 from tiny_encoders import tiny_wav2vec2_dir
 
@@ -31,7 +31,7 @@ def test_loss_weights_pick_terms_and_the_default_is_the_training_loss():
         visual = model(**batch, loss_weights={"visual": 1.0, "visual_reconstruction": 0.5}).loss
         fused = model(**batch, loss_weights={"fused": 2.0}).loss
     assert torch.equal(out.loss, default)
-    # the same terms computed here from the outputs with vavl.losses
+    # the same terms computed here from the outputs with vavl.nn.losses
     w = torch.tensor(model.config.class_weights)
     vmask = batch["visual_mask"]
     target = masked_mean(batch["visual_features"] * vmask.unsqueeze(-1), vmask)

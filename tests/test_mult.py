@@ -4,7 +4,7 @@ import torch
 from transformers import AutoModel
 
 import vavl
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 from vavl.models.mult import MulTConfig, MulTForEmotionRecognition
 
 TINY = dict(audio_dim=8, visual_dim=6, hidden_size=16, num_heads=4, num_layers=2, num_labels=3)

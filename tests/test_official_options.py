@@ -14,10 +14,10 @@ from vavl.data.augment import modality_dropout
 from vavl.data.conditions import apply_condition, parse_condition
 from vavl.data import read_manifest
 from vavl.data.datasets import cached_dataset, feature_statistics, fill_feature_statistics
-from vavl.errors import ConfigError
-from vavl.evaluation import gold_classes
-from vavl.loading import load_model
-from vavl.losses import ccc, ccc_loss
+from vavl.core.errors import ConfigError
+from vavl.evaluation.scoring import gold_classes
+from vavl.models.loading import load_model
+from vavl.nn.losses import ccc, ccc_loss
 
 from test_finetune import CLASSES, ROOT, finetune, make_corpus, tiny_overrides
 

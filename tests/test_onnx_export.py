@@ -12,7 +12,7 @@ import torch
 import vavl
 from tiny_encoders import tiny_full_model
 from vavl.cli import main as cli
-from vavl.export import TOLERANCE, export_onnx
+from vavl.inference.export import TOLERANCE, export_onnx
 from vavl.models.base import EmotionModel
 
 SMALL = {"audio_dim": 12, "visual_dim": 10, "hidden_size": 16, "proj_dim": 8, "head_hidden_size": 8,

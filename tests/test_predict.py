@@ -25,7 +25,7 @@ def model_dir(tiny_full_model_dir):
 
 @pytest.fixture(scope="module")
 def model(model_dir):
-    from vavl.pipeline import load_model
+    from vavl.inference.predict import load_model
 
     return load_model(model_dir)
 
@@ -196,7 +196,7 @@ def test_cli_human_readable_line(model_dir, clips, capsys):
 
 def test_an_unexpected_error_costs_one_file_and_leaves_its_traceback_in_the_log(tmp_path, model_dir, clips, capsys,
                                                                               monkeypatch):
-    import vavl.pipeline as pipeline
+    import vavl.inference.predict as pipeline
 
     real = pipeline.predict_clip
 

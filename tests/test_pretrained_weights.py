@@ -13,7 +13,7 @@ import torch
 import vavl
 from vavl.encoders import build_encoder
 from vavl.encoders.build import weights_identity
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 from tiny_encoders import tiny_wav2vec2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def test_named_encoders_are_pretrained_by_default_and_say_what_to_do_offline(tmp
         "    'timm': lambda: build_encoder('resnet18', pretrained=True)}.items():\n"
         "    try:\n"
         "        make(); out[key] = 'built'\n"
-        "    except vavl.errors.ConfigError as e:\n"
+        "    except vavl.core.errors.ConfigError as e:\n"
         "        out[key] = str(e)\n"
         "print(json.dumps(out))\n")
     done = offline(tmp_path, script)

@@ -10,10 +10,10 @@ import pytest
 from vavl.data import read_manifest
 from vavl.data.prepare import prepare
 from vavl.data.synthetic import ClipStyle, _Styler, make_corpus, synth_audio, synth_frames
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 from vavl.media.decode import decode
 
-CREMA = Path(__file__).resolve().parents[2] / "shared" / "data" / "crema-d"
+CREMA = Path(__file__).resolve().parent / "data" / "crema-d"
 NAMES = {
     "crema-d": r"(AudioWAV/\d{4}_[A-Z]{3}_(ANG|DIS|FEA|HAP|NEU|SAD)_XX\.wav|VideoFlash/\d{4}_[A-Z]{3}_[A-Z]{3}_XX\.flv)",
     "ravdess": r"Actor_(\d\d)/0[123]-0[12]-0[1-8]-0[12]-0[12]-0[12]-\1\.(mp4|wav)",

@@ -1,6 +1,6 @@
 """The official training procedures, reproduced by recipes/finetune.py itself.
 
-`../shared/fixtures/training-parity/` holds each official loop's weights before and after a few
+`tests/fixtures/training-parity/` holds each official loop's weights before and after a few
 optimiser steps (CPU, fp32, every dropout 0), the batches it consumed and the loss of every step.
 Here the recipe's command line runs the official config on those batches (written into a feature
 cache in the manifest's order; dropouts set to 0 by overrides, as in the fixture), from the
@@ -28,10 +28,10 @@ import vavl  # noqa: F401  (registers the model classes with AutoModel)
 from vavl.convert import load_official_vavl
 from vavl.data import write_manifest
 from vavl.data.cache import FeatureCache
-from vavl.labels import OFFICIAL_CLASSES
+from vavl.core.labels import OFFICIAL_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "training-parity"   # ../shared
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "training-parity"
 CLASSES = list(OFFICIAL_CLASSES["crema-d"])   # the fixtures' one-hot y are in the official order
 TOL = 1e-4
 

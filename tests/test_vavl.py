@@ -10,10 +10,10 @@ from transformers import AutoModel
 import vavl
 from vavl.cli import main as cli_main
 from vavl.convert import load_official_vavl
-from vavl.errors import ConfigError, DataError
+from vavl.core.errors import ConfigError, DataError
 from vavl.models.vavl import VAVLConfig, VAVLForEmotionRecognition
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference-parity" / "vavl"  # ../shared
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "reference-parity" / "vavl"
 OURS = {"pred_av": "fused_logits", "pred_a": "audio_logits", "pred_v": "visual_logits", "rec_a": "audio_reconstruction",
         "rec_v": "visual_reconstruction", "rep_a": "audio_embedding", "rep_v": "visual_embedding"}
 

@@ -9,7 +9,7 @@ from transformers import VideoMAEForVideoClassification
 from tiny_encoders import tiny_videomae_dir
 from vavl.encoders import build_encoder
 from vavl.encoders.videomae import window_indices
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from transformers import WhisperFeatureExtractor, WhisperModel
 from tiny_encoders import tiny_whisper_dir
 from vavl.encoders import build_encoder
 from vavl.encoders.build import encoder_from_spec, encoder_spec
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 
 SR = 16000
 

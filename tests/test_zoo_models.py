@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModel
 
 import vavl
-from vavl.errors import ConfigError
+from vavl.core.errors import ConfigError
 from vavl.models.base import EmotionModel
 
 # Shrinks entries whose defaults are too big for a CPU test. Applied to a model only for the
@@ -133,7 +133,7 @@ def test_entry_is_honest_plain_data(name):
     if entry.recipe:
         assert (root / entry.recipe.split()[0]).exists(), f"{name}: recipe {entry.recipe!r} does not exist"
     if entry.hub_id is None:
-        assert entry.status == vavl.registry.NO_WEIGHTS, f"{name}: no hub_id but status {entry.status!r}"
+        assert entry.status == vavl.models.registry.NO_WEIGHTS, f"{name}: no hub_id but status {entry.status!r}"
 
 
 def test_short_names_resolve_only_when_they_fit_one_architecture():

@@ -10,19 +10,19 @@ the public names below load on first use, and the model families register with t
 Auto classes as soon as transformers is imported (at once, if it already was; see `_autoload`).
 """
 from . import _autoload
-from .errors import ConfigError, DataError, MediaError, VavlError
+from .core.errors import ConfigError, DataError, MediaError, VavlError
 
 __version__ = "0.1.0"
 
 # public name -> the module that defines it; reading one imports every model family first, so the
 # registry is complete
 _LAZY = {
-    "EmotionRecognitionOutput": "vavl.outputs",
-    "ModelEntry": "vavl.registry",
-    "get_entry": "vavl.registry",
-    "list_models": "vavl.registry",
-    "register_model": "vavl.registry",
-    "create_model": "vavl.factory",
+    "EmotionRecognitionOutput": "vavl.models.outputs",
+    "ModelEntry": "vavl.models.registry",
+    "get_entry": "vavl.models.registry",
+    "list_models": "vavl.models.registry",
+    "register_model": "vavl.models.registry",
+    "create_model": "vavl.models.factory",
 }
 
 
@@ -38,8 +38,8 @@ def __getattr__(name: str):
 
 
 def predict(path, model, **kwargs):
-    """Emotion scores for one media file (see `vavl.pipeline.predict`)."""
-    from .pipeline import predict as _predict
+    """Emotion scores for one media file (see `vavl.inference.predict.predict`)."""
+    from .inference.predict import predict as _predict
 
     return _predict(path, model=model, **kwargs)
 

@@ -19,7 +19,7 @@ import sys
 
 WATCHED = "transformers"
 FAMILIES = "vavl.models"
-PIPELINE = "vavl.hf_pipeline"
+PIPELINE = "vavl.inference.hf_pipeline"
 
 
 def _initializing(except_module) -> bool:

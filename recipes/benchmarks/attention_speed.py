@@ -35,7 +35,7 @@ PATHS = ("cpu_kernel", "sdpa")
 
 
 def time_shapes(path: str, steps: int) -> dict:
-    from vavl.attention import AttentionMask, MultiHeadAttention
+    from vavl.nn.attention import AttentionMask, MultiHeadAttention
     from vavl.models.auxformer import AuxFormerConfig
     from vavl.models.vavl import VAVLConfig
     from vavl.models.vavl.conformer import RelativeSelfAttention
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(time_shapes(args.child, args.steps)))
         return 0
-    from vavl.native import availability
+    from vavl.nn.native import availability
 
     if not availability()[0]:
         sys.exit(f"the CPU attention kernel cannot run here: {availability()[1]}")

@@ -45,7 +45,7 @@ def build(impl: str, official_src: str | None, arch: str = "auxformer"):
     fn(audio, visual) -> logits)."""
     if impl.startswith("ours:"):
         import vavl
-        from vavl.native import availability
+        from vavl.nn.native import availability
 
         attn = impl.split(":")[1]
         if attn == "cpu_kernel" and not availability()[0]:

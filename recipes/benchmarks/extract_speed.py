@@ -32,7 +32,7 @@ CREMA_D_CLIPS = 7442
 def stage_times(records, args, audio_encoder, visual_encoder) -> dict:
     """Per-clip medians of each stage, run by hand on the same clips."""
     from vavl.data.extract import ClipLoader, encode_batch
-    from vavl.processing import AudioVisualProcessor
+    from vavl.media.processor import AudioVisualProcessor
 
     processor = AudioVisualProcessor.for_encoders(audio_encoder, visual_encoder, fps=args.fps,
                                                   device=args.face_device or args.device)

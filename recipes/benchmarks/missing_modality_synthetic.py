@@ -4,7 +4,7 @@
 
 Steps: vavl.data.synthetic (CREMA-D layout, signal="audio": the video shows a random class) ->
 prepare -> extract ("mfcc" audio, "face-rgb" MTCNN face crops, 5 fps) -> train a small early-fusion
-model on the train split of speaker-5fold fold 0 -> vavl.evaluation on the test split, twice:
+model on the train split of speaker-5fold fold 0 -> vavl.evaluation.scoring on the test split, twice:
 on cached features (av, audio, video, drop-frames, drop-audio) and on raw media through the same
 fusion model with its encoders in front (av, noise-snr, occlude-face). Expected: audio-only stays
 high, video-only falls to chance (1/6). Writes the scores, clip counts and wall times as JSON.
@@ -60,8 +60,8 @@ def main() -> None:
     from vavl.data.prepare import prepare
     from vavl.data.synthetic import make_corpus
     from vavl.data.datasets import RawClipDataset
-    from vavl.evaluation import evaluate
-    from vavl.reports import write_report
+    from vavl.evaluation.scoring import evaluate
+    from vavl.evaluation.reports import write_report
     from vavl.models.with_encoders import AudioVisualModel
 
     work = Path(args.work or tempfile.mkdtemp(prefix="vavl-mm-"))

@@ -5,8 +5,7 @@ The corpus (vavl.data.synthetic) puts the emotion in both modalities (audio: pit
 syllable rate; video: face tint, size, motion). Features come from small hand-crafted encoders
 that keep those cues: 40 MFCCs per 10 ms for audio, 32x32 RGB MTCNN face crops for video
 ("mfcc" and "face-rgb" in the encoder registry; no downloads). Training is recipes/finetune.py
-itself, which ships inside the package as `vavl.recipes.finetune`, so the demo runs the same loop
-as the recipes, from a checkout or from an installed wheel.
+itself, run by path as `vavl run finetune` runs it (from a checkout or an installed wheel).
 
 Leaves in DIR: corpus/, manifest.jsonl, features/, finetune/ (the recipe's output folder),
 model/ (encoders + fusion model, save_pretrained: loadable with AutoModel after `import vavl`,
@@ -18,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 AUDIO_ENCODER, VISUAL_ENCODER = "mfcc", "face-rgb"
 SIZES = {  # n_speakers, clips per class and speaker, epochs
@@ -30,15 +29,16 @@ SIZES = {  # n_speakers, clips per class and speaker, epochs
 def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, progress: bool = True) -> dict:
     """Run every step; returns the summary that is printed at the end."""
     import torch
+    import yaml
 
     import vavl
-    from .data import read_manifest, split_records
-    from .data.extract import extract
-    from .data.prepare import prepare
-    from .data.synthetic import make_corpus
-    from .loading import load_model
-    from .recipes import finetune as recipe
-    from .reports import write_report
+    from ..data import read_manifest, split_records
+    from ..data.extract import extract
+    from ..data.prepare import prepare
+    from ..data.synthetic import make_corpus
+    from ..evaluation.reports import write_report
+    from ..models.loading import load_model
+    from .run import run_recipe
 
     if size not in SIZES:
         raise ConfigError(f"--size {size!r} is not one of {sorted(SIZES)}")
@@ -64,7 +64,7 @@ def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, pro
             batch_size=8, max_side=160, progress=progress)
 
     step("fine-tune")
-    cfg = recipe.load_config(None, extra={
+    config = {
         "seed": seed, "output_dir": str(out / "finetune"),
         "model": {"name": "auxformer_w2v2l_effb2.crema_d",
                   "config": {"hidden_size": 32, "num_layers": 1, "num_heads": 4, "aux_repeats": 1, "embed_dropout": 0.1}},
@@ -73,23 +73,28 @@ def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, pro
                   "modality_dropout": {"audio": 0.2, "visual": 0.2}},
         "log": {"wandb": False, "progress": progress, "every": 5},
         "evaluate": {"conditions": ["av", "audio", "video"], "bootstrap": 200},
-    })
+    }
+    config_path = out / "finetune.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)          # a model this small gains nothing from threads, and loses a lot on a busy CPU
     try:
-        trained = recipe.main(cfg)
+        code = run_recipe("finetune", ["--config", str(config_path)])
     finally:
         torch.set_num_threads(threads)
+    if code:
+        raise ConfigError(f"the fine-tune recipe stopped (exit code {code}); its config is {config_path}")
+    trained = json.loads((out / "finetune" / "results.json").read_text())   # what the recipe measured
 
-    step("report")                    # the recipe scored the test split with vavl.evaluation, as `vavl evaluate` does
+    step("report")                    # the recipe scored the test split with vavl.evaluation.scoring, as `vavl evaluate` does
     meta = {"model": str(out / "model"), "manifest": str(manifest), "protocol": "speaker-5fold", "fold": 0,
             "split": "test", "source": "feature cache"}
-    results = {**meta, **json.loads((out / "finetune" / "results.json").read_text())["metrics"]["test"]}
+    results = {**meta, **trained["metrics"]["test"]}
     write_report(results, out / "report")
     test = split_records(read_manifest(manifest), "speaker-5fold", 0)["test"]
 
     step("save model")
-    from .models.with_encoders import AudioVisualModel
+    from ..models.with_encoders import AudioVisualModel
 
     fusion = load_model(str(out / "finetune"))
     full = AudioVisualModel.from_parts(fusion, audio_encoder=AUDIO_ENCODER, visual_encoder=VISUAL_ENCODER,
@@ -111,7 +116,7 @@ def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, pro
         "UA": {c: conds[c]["fused"]["UA"] for c in conds},
         "prediction": {"clip": clip["id"], "gold": clip["label"], "predicted": _top(prediction)},
         "seconds": {name: round(t1 - t0, 1) for (name, t0), t1 in zip(list(times.items())[:-1], list(times.values())[1:])},
-        "best_dev_UA": trained["summary"]["best"],
+        "best_dev_UA": trained["dev_best"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(format_summary(summary))

@@ -56,10 +56,11 @@ def _ffmpeg() -> str | None:
 
 
 def _kernel() -> dict[str, Any]:
-    from . import native
+    from ..nn import native
 
     available, reason = native.availability()
-    return {"available": available, "reason": reason}
+    auto = os.environ.get("VAVL_ATTENTION") or "sdpa"
+    return {"available": available, "reason": reason, "auto_attention": auto}
 
 
 def _caches() -> dict[str, str]:
@@ -74,7 +75,7 @@ def _caches() -> dict[str, str]:
         pass
     out["torch_hub"] = os.environ.get("TORCH_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "WANDB_MODE", "VAVL_NATIVE", "VAVL_NATIVE_ISA"):
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "WANDB_MODE", "VAVL_ATTENTION", "VAVL_NATIVE", "VAVL_NATIVE_ISA"):
         if os.environ.get(var) is not None:
             out[f"${var}"] = os.environ[var]
     return out
@@ -117,6 +118,8 @@ def runtime_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
     k = info["cpu_attention_kernel"]
     rows.append(("CPU attention kernel", "available" + (f" ({k['reason']})" if k["reason"] else "")
                  if k["available"] else f"not available: {k['reason']}"))
+    rows.append(("attention \"auto\"", k["auto_attention"] + ("" if os.environ.get("VAVL_ATTENTION") else
+                                                              " (set VAVL_ATTENTION=cpu_kernel to opt in to the kernel)")))
     return rows + [(f"cache: {name}", path) for name, path in info["caches"].items()]
 
 

@@ -4,7 +4,7 @@ metrics.json, report.md, robustness.png, confusion PNGs.
     vavl evaluate --model DIR --manifest M --protocol vavl-1 --split test --cache CACHE \
         --conditions av,audio,video,drop-frames:0.5,drop-audio:0.3 --out REPORT
 
-Conditions: vavl.data.conditions; scoring: vavl.evaluation; the report: vavl.reports. Under
+Conditions: vavl.data.conditions; scoring: vavl.evaluation.scoring; the report: vavl.evaluation.reports. Under
 `accelerate launch` the clips are sharded and each is counted once.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .data.conditions import DEFAULT_CONDITIONS, VALID_CONDITIONS, check_conditions_for_source, parse_conditions
+from ..data.conditions import DEFAULT_CONDITIONS, VALID_CONDITIONS, check_conditions_for_source, parse_conditions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,17 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import loading
-    from .data import read_manifest
-    from .data.datasets import check_labels, data_source, select_records
-    from .evaluation import distributed, evaluate
-    from .reports import markdown_report, write_report
+    from ..data import read_manifest
+    from ..data.datasets import check_labels, data_source, model_dataset, select_records
+    from ..models.loading import load_model
+    from ..evaluation.scoring import distributed, evaluate
+    from ..evaluation.reports import markdown_report, write_report
 
     conditions = parse_conditions(args.conditions)          # every check before any model runs
     records = select_records(read_manifest(args.manifest), args.protocol, args.split, args.fold)
-    model = loading.load_model(args.model)
-    check_labels(loading.emotion_config(model), read_manifest(args.manifest), args.manifest)
-    dataset = loading.model_dataset(model, args.model, records, args.cache)
+    model = load_model(args.model)
+    check_labels(model.emotion_config, read_manifest(args.manifest), args.manifest)
+    dataset = model_dataset(model, args.model, records, args.cache)
     check_conditions_for_source(conditions, data_source(dataset))
     if not distributed():
         model.to(args.device)

@@ -22,7 +22,7 @@ from transformers import Wav2Vec2Model
 
 from ..encoders.hf import load_weights
 from ..encoders.speech import SpeechEncoder
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from ..models.baselines import PooledHeadConfig, PooledHeadForEmotionRecognition
 from ..models.with_encoders import AudioVisualModel
 
@@ -93,7 +93,7 @@ def load_audeering(directory):
 
 
 def card(source) -> dict:
-    """The model card of a converted folder (vavl.models.card.write_card): what it is, where it came
+    """The model card of a converted folder (vavl.models.cards.write_card): what it is, where it came
     from, and its license, which is the weights' own (audeering's CC BY-NC-SA 4.0)."""
     body = f"""# audeering dimensional speech emotion model, converted for vavl
 

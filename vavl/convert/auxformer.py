@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from ..models.auxformer import AuxFormerConfig, AuxFormerForEmotionRecognition
 from .official import label_fields
 

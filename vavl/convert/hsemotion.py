@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..encoders.faces import FaceEncoder, create_backbone
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 LABELS_8 = ["anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
 LABELS_7 = ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]

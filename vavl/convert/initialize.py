@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .auxformer import load_official_auxformer
 from .vavl import load_official_vavl
 
@@ -13,7 +13,7 @@ def _source_state(model, source: Path, labels: list[str] | None) -> dict:
     c = model.config
     names = {"task": "regression"} if c.task == "regression" else {"labels": labels or c.label_names}
     if source.is_dir() and (source / "config.json").is_file():
-        from ..loading import load_model
+        from ..models.loading import load_model
 
         return load_model(str(source)).state_dict()
     if source.is_file():

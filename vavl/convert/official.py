@@ -9,8 +9,8 @@ labels' 1-5 scale.
 """
 from __future__ import annotations
 
-from ..errors import DataError
-from ..labels import OFFICIAL_ATTRIBUTES, OFFICIAL_CLASSES, id2label
+from ..core.errors import DataError
+from ..core.labels import OFFICIAL_ATTRIBUTES, OFFICIAL_CLASSES, id2label
 
 CORPORA = tuple(OFFICIAL_CLASSES)
 CORPUS_NAMES = {"crema-d": "CREMA-D", "msp-improv": "MSP-IMPROV"}

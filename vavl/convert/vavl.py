@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .official import label_fields
 
 # official file -> (prefix in the file, prefix in our model); encoder keys are renamed below

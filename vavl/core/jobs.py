@@ -3,7 +3,6 @@ before the work starts, one-line reasons for failed items, and a log file that t
 tracebacks of unexpected errors (the console gets one line per item, never a traceback)."""
 from __future__ import annotations
 
-import argparse
 import os
 import traceback
 from pathlib import Path
@@ -20,24 +19,6 @@ def exit_code(done: int, failed: int) -> int:
     if not failed:
         return OK
     return SOME_FAILED if done else NOTHING_USABLE
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a positive, finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return int(text)
 
 
 def check_output_file(path: str | os.PathLike, option: str) -> Path:

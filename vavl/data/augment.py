@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .conditions import shut_off_draw, zero_modality
 
 # (audio mask key, visual mask key) for each batch layout, first match wins

@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .collate import collate, encode_labels
 
 SETTINGS = "cache.json"

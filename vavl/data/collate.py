@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..losses import IGNORE_INDEX
+from ..nn.losses import IGNORE_INDEX
 
 FEATURE_INPUTS = ("audio_features", "audio_mask", "visual_features", "visual_mask")
 RAW_INPUTS = ("input_values", "attention_mask", "pixel_values", "pixel_mask")

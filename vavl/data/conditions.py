@@ -1,5 +1,5 @@
 """Evaluation conditions: what a collated batch looks like with a modality removed, dropped in part
-or corrupted. `vavl evaluate` runs a model under each (see vavl.evaluation).
+or corrupted. `vavl evaluate` runs a model under each (see vavl.evaluation.scoring).
 
   av               nothing removed
   audio            all visual input removed (audio only)
@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 CONDITION_KINDS = {  # kind -> (takes a parameter, valid range, needs raw media)
     "av": (False, None, False),

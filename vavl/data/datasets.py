@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .cache import FeatureCache, FeatureDataset
 from .collate import encode_labels
 from .manifest import split_records
@@ -203,3 +203,20 @@ def fill_feature_statistics(model, train_set: FeatureDataset) -> None:
         if stats is None:
             raise DataError(f"feature_normalization lists {modality}, but no training clip has {modality} features")
         model.set_feature_statistics(modality, *stats)
+
+
+def model_dataset(model, model_dir: str, records: list[dict], cache: str | None):
+    """The dataset a saved model reads: its cached features, or the clips' media through the
+    processor saved with it (models with encoders)."""
+    from ..models.loading import takes_raw_media
+
+    if cache is not None:
+        return cached_dataset(cache, records, model.emotion_config)
+    if not takes_raw_media(model):
+        raise ConfigError(f"{model_dir}: this model takes encoder features, not media; give --cache CACHE "
+                          "(made by `vavl extract` with the model's encoders)")
+    from ..media.processor import AudioVisualProcessor
+
+    if not Path(model_dir, "preprocessor_config.json").is_file():
+        raise ConfigError(f"{model_dir}: no preprocessor_config.json; save the AudioVisualProcessor next to the model")
+    return RawClipDataset(records, AudioVisualProcessor.from_pretrained(model_dir), model.emotion_config)

@@ -42,8 +42,8 @@ from typing import Any
 
 import torch
 
-from ..batch import EXIT_CODES, describe, exit_code, positive_float, positive_int
-from ..errors import DataError
+from ..core.jobs import describe
+from ..core.errors import DataError
 from .cache import FeatureCache
 from .extract_batches import encode_sorted, find_faces
 from .manifest import read_manifest
@@ -175,7 +175,7 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     clips are grouped: in shared batches MTCNN's dense layers differ by ~1e-7, which moves a box
     by ~1e-5 px and now and then a crop pixel by one grey level). Returns a summary."""
     from ..encoders.build import weights_identity
-    from ..processing import AudioVisualProcessor
+    from ..media.processor import AudioVisualProcessor
     from .cache import BackgroundWriter
 
     log = log or sys.stderr
@@ -353,48 +353,3 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     os.replace(tmp, path)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--manifest", required=True, help="manifest from `vavl prepare`")
-    parser.add_argument("--out", required=True, help="cache folder (created; re-running resumes)")
-    parser.add_argument("--audio-encoder", help="preset name (its pretrained weights), saved encoder folder, or transformers folder")
-    parser.add_argument("--visual-encoder", help="preset or timm model name (its pretrained weights), or saved encoder folder")
-    parser.add_argument("--random-init", action="store_true",
-                        help="named encoders with untrained (random) weights: for benchmarks and tests; cache.json says so")
-    parser.add_argument("--fps", type=positive_float, default=5.0, help="video frames per second fed to the face encoder")
-    parser.add_argument("--batch-size", type=positive_int, default=4, help="clips per encoder forward pass")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (under accelerate: each rank's own GPU)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="encoder weights cast to this precision")
-    parser.add_argument("--bf16", action="store_true",
-                        help="encoders under bfloat16 autocast, weights kept fp32 (cache.json: precision bf16-autocast); "
-                             f"{BF16_TOLERANCE}")
-    parser.add_argument("--face-device", help="where MTCNN finds faces (default: --device): cpu runs it in the worker "
-                                              "processes, a GPU in this process on the frames of several clips at once")
-    parser.add_argument("--face-batch", type=positive_int, help="frames per MTCNN forward (default 16 on the CPU, "
-                                                                  f"{GPU_FACE_BATCH} on a GPU)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="processes decoding clips (and finding faces, when they run on the CPU); pinned memory on CUDA")
-    parser.add_argument("--max-seconds", type=positive_float, help="use at most this many seconds of each clip")
-    parser.add_argument("--max-side", type=positive_int, default=640, help="scale video so its longer side is at most this")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.epilog = EXIT_CODES.format(items="clip")
-
-
-def run(args) -> int:
-    from ..devices import check_device
-    device = check_device(args.device)
-    face_device = check_device(args.face_device, "--face-device") if args.face_device else device
-    if args.workers < 0:
-        raise DataError(f"--workers {args.workers}: give 0 (decode in this process) or more")
-    if args.bf16 and args.precision != "fp32":
-        raise DataError(f"--bf16 keeps the weights fp32 and autocasts; it does not go with --precision {args.precision}")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # under accelerate: each rank's own GPU
-        device, face_device = (f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if d == "cuda" else d for d in (device, face_device))
-    summary = extract(args.manifest, args.out, args.audio_encoder, args.visual_encoder, fps=args.fps,
-                      batch_size=args.batch_size, device=device, workers=args.workers, max_seconds=args.max_seconds,
-                      max_side=args.max_side, precision="bf16-autocast" if args.bf16 else args.precision,
-                      progress=not args.no_progress, random_init=args.random_init, face_device=face_device,
-                      face_batch=args.face_batch)
-    return exit_code(summary.get("cached", summary["written"]), summary["failed"])

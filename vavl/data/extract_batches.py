@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from ..batch import describe
+from ..core.jobs import describe
 
 
 def batch_or_each(fn: Callable[[list], list], items: list) -> list:

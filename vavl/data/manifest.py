@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 REQUIRED = ("id",)
 SPLITS = ("train", "dev", "test")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..media.write import write_clip
 
 LAYOUTS = ("crema-d", "ravdess", "msp-improv", "custom")

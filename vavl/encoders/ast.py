@@ -7,8 +7,8 @@ window of audio, the role VGGish plays in the correspondence and song/speech rec
 
 (b, n) 16 kHz waveforms, (b, n) mask -> (b, w, 768) one row per window, (b, w) mask; w = 1 +
 ceil((n - window) / hop) windows, the last one shorter when the clip does not fill it. Each window
-gets the model's own Kaldi fbank (ASTFeatureExtractor; a short window is padded in the fbank, as the
-extractor pads to its max_length) and the pooled output (mean of the CLS and distillation tokens).
+gets the model's own Kaldi fbank (ASTFeatureExtractor's settings and normalisation, computed by
+vavl.media.spectral; a short window is padded in the fbank, as the extractor pads to its max_length) and the pooled output (mean of the CLS and distillation tokens).
 AST was trained on 10.24 s inputs (101 patch columns): a shorter window takes the first columns of
 the positional table instead of padding every window to 10 s.
 """
@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from transformers import ASTConfig, ASTFeatureExtractor, ASTModel
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
+from ..media.spectral import kaldi_fbank
 from .base import EncoderPreset, pad_rows, register_encoder
 from .hf import TransformersEncoder, extractor_from_dict, feature_extractor_from, load_weights, read_saved
 
@@ -61,8 +63,7 @@ class ASTEncoder(TransformersEncoder):
         self.frame_rate = 1.0 / self.hop
         self.output_dim = cfg.hidden_size
         self.feature_extractor = feature_extractor
-        # the same extractor, padding each window's fbank to the window's length instead of to max_length
-        self.window_extractor = type(feature_extractor).from_dict({**feature_extractor.to_dict(), "max_length": frames})
+        self.window_frames = frames   # each window's fbank is padded to the window's length, not to max_length
 
     # ---- forward ---------------------------------------------------------------------------
     def windows(self, samples: int) -> list[tuple[int, int]]:
@@ -81,11 +82,20 @@ class ASTEncoder(TransformersEncoder):
         pieces = [np.pad(waves[i, a:b], (0, max(FBANK_WINDOW - (b - a), 0))) for i, a, b in spans]   # >= one fbank window
         embeddings = []
         for k in range(0, len(pieces), self.chunk):
-            fbank = self.window_extractor(pieces[k:k + self.chunk], sampling_rate=SAMPLE_RATE, return_tensors="pt")
-            embeddings.append(self.embed(fbank["input_values"].to(x.device, self.model.dtype)))
+            fbank = torch.stack([self.fbank(piece) for piece in pieces[k:k + self.chunk]])
+            embeddings.append(self.embed(fbank.to(x.device, self.model.dtype)))
         flat = torch.cat(embeddings) if embeddings else x.new_zeros(0, self.output_dim)
         rows = [flat[[j for j, s in enumerate(spans) if s[0] == i]] for i in range(x.shape[0])]
         return pad_rows(rows, self.output_dim, x.device)
+
+    def fbank(self, piece: np.ndarray) -> torch.Tensor:
+        """One window's samples -> (frames, mel bins): the extractor's Kaldi fbank, zero rows after the
+        log up to the window's length, then its normalisation (x - mean) / (2 std)."""
+        fe = self.feature_extractor
+        fb = kaldi_fbank(torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32)), num_mel_bins=fe.num_mel_bins,
+                         sample_rate=SAMPLE_RATE)[: self.window_frames]
+        fb = F.pad(fb, (0, 0, 0, self.window_frames - fb.shape[0]))
+        return (fb - fe.mean) / (fe.std * 2) if fe.do_normalize else fb
 
     def embed(self, fbank: torch.Tensor) -> torch.Tensor:
         """(w, frames, mel bins) normalised fbank -> (w, d) pooled embedding, with the first

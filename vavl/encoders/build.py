@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .base import Encoder, _load_presets, _PRESETS, unreachable_weights
 
 CONFIG_NAME = "encoder_config.json"

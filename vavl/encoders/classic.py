@@ -15,7 +15,7 @@ import os
 import torch
 from einops import rearrange
 
-from .. import features
+from . import features
 from .base import Encoder, EncoderPreset, pad_rows, register_encoder
 
 CONFIG_NAME = "encoder_config.json"
@@ -46,7 +46,7 @@ class AudioFeatureEncoder(ClassicEncoder):
 
     def __init__(self, fn, output_dim: int, sample_rate: int = 16000, **options):
         super().__init__(sample_rate=sample_rate, **options)
-        # fn: a plain callable (vavl.features), so the encoder has no state to save
+        # fn: a plain callable (vavl.encoders.features), so the encoder has no state to save
         self.fn, self.output_dim, self.sample_rate = fn, output_dim, sample_rate
         self.frame_rate = sample_rate / features.frame_sizes(sample_rate)[1]
 

@@ -18,7 +18,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .base import Encoder, EncoderPreset, register_encoder, unreachable_weights
 
 CONFIG_NAME = "encoder_config.json"

@@ -3,7 +3,7 @@
 Axis letters: n samples, t frames, f frequency bins, m mel bands, c channels, h/w pixels.
 Audio functions take one mono waveform (n,) and return (t, d) with t = n // hop + 1 (frames
 centred on multiples of the hop, reflect-padded at the edges, as torchaudio does with
-center=True). Image functions take (t, c, h, w) images in [0, 1].
+center=True; computed by vavl.media.spectral, without torchaudio). Image functions take (t, c, h, w) images in [0, 1].
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-import torchaudio
+
+from ..media import spectral
 
 SAMPLE_RATE = 16000
 WIN_MS, HOP_MS = 25.0, 10.0
@@ -34,53 +35,38 @@ def _pad_short(wave: torch.Tensor, win: int) -> torch.Tensor:
 
 
 # ---- audio -------------------------------------------------------------------------------------
-def _melkwargs(sample_rate: int, n_mels: int) -> dict:
-    win, hop = frame_sizes(sample_rate)
-    return dict(n_fft=win, win_length=win, hop_length=hop, n_mels=n_mels, center=True, pad_mode="reflect",
-                power=2.0, mel_scale="htk")
-
-
 class LogMel:
-    """log(mel power + 1e-6) per frame: (n,) -> (t, n_mels). HTK mel scale, Hann window.
-    A plain callable, not an nn.Module: nothing of it is saved with a model. The torchaudio
-    transform is made on first use, on the CPU (models may be built on the meta device)."""
+    """log(mel power + 1e-6) per frame: (n,) -> (t, n_mels). HTK mel scale, Hann window. A plain
+    callable, not an nn.Module: nothing of it is saved with a model."""
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, n_mels: int = 40):
         self.sample_rate, self.n_mels = sample_rate, n_mels
         self.win, self.hop = frame_sizes(sample_rate)
-        self._mel = None
 
     @torch.no_grad()
     def __call__(self, wave: torch.Tensor) -> torch.Tensor:
-        if self._mel is None:
-            with torch.device("cpu"):
-                self._mel = torchaudio.transforms.MelSpectrogram(self.sample_rate, **_melkwargs(self.sample_rate, self.n_mels))
         t = num_frames(wave.shape[-1], self.hop)
-        mel = self._mel(_pad_short(wave.float().cpu(), self.win))  # (m, t')
+        mel = spectral.mel_spectrogram(_pad_short(wave.float().cpu(), self.win), self.sample_rate, self.win, self.hop,
+                                       self.n_mels)  # (m, t')
         return torch.log(mel + 1e-6).T[:t]
 
 
 class MFCC:
-    """MFCCs (torchaudio.transforms.MFCC on log-mel energies, orthonormal DCT-II), optionally
-    with first and second time derivatives: (n,) -> (t, n_mfcc * (3 if deltas else 1))."""
+    """MFCCs (orthonormal DCT-II of log-mel energies), optionally with first and second time
+    derivatives: (n,) -> (t, n_mfcc * (3 if deltas else 1))."""
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, n_mfcc: int = 40, n_mels: int = 40, deltas: bool = False):
         self.sample_rate, self.n_mfcc, self.n_mels, self.deltas = sample_rate, n_mfcc, n_mels, deltas
         self.win, self.hop = frame_sizes(sample_rate)
-        self._mfcc = None
 
     @torch.no_grad()
     def __call__(self, wave: torch.Tensor) -> torch.Tensor:
-        if self._mfcc is None:  # made on first use, on the CPU (see LogMel)
-            with torch.device("cpu"):
-                self._mfcc = torchaudio.transforms.MFCC(self.sample_rate, n_mfcc=self.n_mfcc, dct_type=2, norm="ortho",
-                                                        log_mels=True, melkwargs=_melkwargs(self.sample_rate, self.n_mels))
         t = num_frames(wave.shape[-1], self.hop)
-        c = self._mfcc(_pad_short(wave.float().cpu(), self.win))[:, :t]  # (n_mfcc, t)
+        c = spectral.mfcc(_pad_short(wave.float().cpu(), self.win), self.sample_rate, self.n_mfcc, self.win, self.hop,
+                          self.n_mels)[:, :t]  # (n_mfcc, t)
         if self.deltas:
-            d1 = torchaudio.functional.compute_deltas(c, win_length=5)
-            d2 = torchaudio.functional.compute_deltas(d1, win_length=5)
-            c = torch.cat([c, d1, d2], dim=0)
+            d1 = spectral.deltas(c, win_length=5)
+            c = torch.cat([c, d1, spectral.deltas(d1, win_length=5)], dim=0)
         return c.T
 
 

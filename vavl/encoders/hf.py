@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .base import Encoder, unreachable_weights
 
 CONFIG_NAME = "encoder_config.json"

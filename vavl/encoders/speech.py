@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .base import EncoderPreset, register_encoder
 from .hf import LayerChoice, TransformersEncoder, load_weights, read_saved
 

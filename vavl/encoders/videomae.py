@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from transformers import VideoMAEConfig, VideoMAEImageProcessor, VideoMAEModel
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .base import EncoderPreset, pad_rows, register_encoder
 from .hf import TransformersEncoder, load_weights, read_saved
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .base import EncoderPreset, pad_rows, register_encoder
 from .hf import LayerChoice, TransformersEncoder, extractor_from_dict, feature_extractor_from, load_weights, read_saved
 

@@ -7,8 +7,8 @@ writes embedding_<source>.png (pooled representations in 2-D, coloured by label 
 saliency_<clip>.png + saliency_<clip>.json (which seconds of each modality drive the prediction),
 errors.md + errors.json (per-class recall, most confused pairs). The same from Python:
 
-    from vavl.analysis import embedding_map, saliency_over_time, error_summary
-    pred = vavl.evaluation.predict_dataset(model, dataset, "av", embeddings=True)
+    from vavl.evaluation.analysis import embedding_map, saliency_over_time, error_summary
+    pred = vavl.evaluation.scoring.predict_dataset(model, dataset, "av", embeddings=True)
 
 Saliency works on encoder features (a feature cache): gradient x input summed over the feature
 axis per frame (|sum_d grad * x|), or occlusion: the drop in the predicted class' probability
@@ -17,18 +17,14 @@ when a window of frames is masked out. Frame times are spread evenly over the cl
 """
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from . import metrics as M
-from .errors import ConfigError
-from .evaluation import Predictions, gold_classes, predict_dataset
-from .loading import emotion_config, load_model, model_dataset, takes_raw_media
+from ..core.errors import ConfigError
+from .scoring import Predictions, gold_classes
 
 SOURCES = ("fused", "audio", "visual")
 
@@ -81,10 +77,7 @@ def saliency_over_time(model, sample: dict[str, Any], method: str = "gradient", 
     Returns {"target": int, "audio": (ta,) array or None, "visual": (tv,) array or None}.
     Regression models: the target is an attribute index (default 0) and its predicted value is used.
     """
-    model = getattr(model, "fusion", model)   # a model with encoders: its fusion model takes the features
-    if takes_raw_media(model):
-        raise ConfigError("saliency over time works on encoder features; evaluate a feature model with --cache")
-    config = emotion_config(model)
+    config = model.emotion_config   # a model with encoders takes the features as its fusion model does
     inputs = {f"{m}_features": sample[f"{m}_features"].unsqueeze(0).float()
               for m in ("audio", "visual") if sample.get(f"{m}_features") is not None}
     if not inputs:
@@ -160,64 +153,3 @@ def error_markdown(summary: dict[str, Any]) -> str:
 
 
 # ---- command line -----------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="folder written by save_pretrained")
-    parser.add_argument("--manifest", required=True)
-    parser.add_argument("--cache", default=None, help="feature cache (needed for saliency)")
-    parser.add_argument("--protocol", default=None)
-    parser.add_argument("--fold", type=int, default=None)
-    parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
-    parser.add_argument("--condition", default="av", help="condition the clips are run under (see vavl evaluate)")
-    parser.add_argument("--out", required=True, help="folder for the figures and summaries")
-    parser.add_argument("--embedding", default="pca", choices=("pca", "tsne", "none"))
-    parser.add_argument("--source", default="fused", choices=SOURCES, help="which pooled representation to plot")
-    parser.add_argument("--clip", default=None, help="clip id for the saliency plot (default: the first clip)")
-    parser.add_argument("--saliency", default="gradient", choices=("gradient", "occlusion", "none"))
-    parser.add_argument("--batch-size", type=int, default=16)
-
-
-def run(args: argparse.Namespace) -> int:
-    from .data import read_manifest
-    from .data.conditions import parse_condition
-    from .data.datasets import check_labels, select_records
-    from .plots import plot_saliency
-
-    condition = parse_condition(args.condition)
-    records = select_records(read_manifest(args.manifest), args.protocol, args.split, args.fold)
-    if args.clip is not None and args.clip not in {r["id"] for r in records}:
-        raise ConfigError(f"clip {args.clip!r} is not among the {len(records)} clips chosen from {args.manifest}")
-    if args.saliency != "none" and args.cache is None:
-        raise ConfigError("saliency needs encoder features: give --cache, or --saliency none")
-    model = load_model(args.model)
-    config = emotion_config(model)
-    check_labels(config, read_manifest(args.manifest), args.manifest)
-    dataset = model_dataset(model, args.model, records, args.cache)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    pred = predict_dataset(model, dataset, condition, batch_size=args.batch_size, embeddings=True)
-    written = []
-    if args.embedding != "none":
-        path = out / f"embedding_{args.source}.png"
-        embedding_map(pred, config.label_names, path, args.source, args.embedding, config.task == "regression")
-        written.append(path.name)
-    if config.task != "regression":
-        summary = error_summary(pred, config.label_names)
-        (out / "errors.json").write_text(json.dumps(summary, indent=2))
-        (out / "errors.md").write_text(error_markdown(summary))
-        written += ["errors.md", "errors.json"]
-        print(error_markdown(summary))
-    if args.saliency != "none":
-        clip = args.clip or dataset.records[0]["id"]
-        index = [r["id"] for r in dataset.records].index(clip)
-        sample = dataset[index]
-        duration = dataset.cache.read(clip)["meta"].get("duration")
-        sal = saliency_over_time(model, sample, args.saliency)
-        tracks = {m: (frame_times(len(sal[m]), duration), sal[m]) for m in ("audio", "visual") if sal[m] is not None}
-        target = config.label_names[sal["target"]]
-        name = f"saliency_{clip}"
-        plot_saliency(tracks, out / f"{name}.png", title=f"{clip}: {args.saliency} saliency for '{target}'")
-        (out / f"{name}.json").write_text(json.dumps({"clip": clip, "target": target, "method": args.saliency,
-                                                      **{m: {"times": t.tolist(), "saliency": s.tolist()} for m, (t, s) in tracks.items()}}))
-        written += [f"{name}.png", f"{name}.json"]
-    print(f"wrote {', '.join(written)} to {out}")
-    return 0

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data.collate import pad_frames
-from .errors import DataError
+from ..data.collate import pad_frames
+from ..core.errors import DataError
 
 KINDS = ("shift", "swap")
 

@@ -3,7 +3,7 @@ CCC, Pearson, RMSE, bootstrap intervals (over clips, or over speakers as cluster
 breakdowns.
 
 Everything here works on plain arrays of ALL samples. Distributed evaluation gathers the
-per-sample predictions first (`accelerator.gather_for_metrics`, see vavl.evaluation) and then
+per-sample predictions first (`accelerator.gather_for_metrics`, see vavl.evaluation.scoring) and then
 calls these functions once, so the numbers are the same on 1 or N processes — no averaging of
 per-process scores, which would be wrong for every metric here except accuracy.
 
@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .labels import IGNORE_INDEX
+from ..core.labels import IGNORE_INDEX
 
 CLASS_METRICS = ("UA", "WA", "macro_f1", "micro_f1")
 REGRESSION_METRICS = ("ccc", "pearson", "rmse")

@@ -1,11 +1,12 @@
-"""Evaluation and analysis figures: confusion matrix, robustness chart, embedding map, saliency
-over time. Each function writes one PNG with matplotlib's Agg backend (no display needed) and
-returns its path. (Prediction timelines for single clips live with the inference pipeline.)
+"""Figures: confusion matrix, robustness chart, embedding map, saliency over time, and one clip's
+prediction timeline. Each function writes one PNG with matplotlib's Agg backend (no display
+needed), atomically (a temporary file renamed into place), and returns its path.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -21,11 +22,13 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> Path:
+def _save(fig, path, **options) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, **{"dpi": 110, "bbox_inches": "tight", **options})
     _pyplot().close(fig)
+    os.replace(tmp, path)
     return path
 
 
@@ -113,3 +116,28 @@ def plot_saliency(tracks: dict[str, tuple[np.ndarray, np.ndarray]], path, title:
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def plot_timeline(result: dict[str, Any], path) -> str:
+    """Line per class (or attribute) over time; grey bands where no face was used. Returns the path."""
+    plt = _pyplot()
+    entries = [e for e in result["timeline"] if e["scores"] is not None]
+    names = list(entries[0]["scores"]) if entries else list(result.get("scores") or {})
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for e in result["timeline"]:
+        if "visual" not in e["modalities"]:
+            ax.axvspan(e["start"], e["end"], color="0.9", lw=0)
+    mids = np.array([(e["start"] + e["end"]) / 2 for e in entries])
+    for name in names:
+        ax.plot(mids, [e["scores"][name] for e in entries], marker="o", ms=3, label=name)
+    regression = result.get("task") == "regression"
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("value" if regression else "probability")
+    if not regression:
+        ax.set_ylim(0, 1)
+    ax.set_xlim(0, max(result.get("duration") or 0, mids.max() if len(mids) else 1))
+    title = f"{Path(result['file']).name}: {result['label'] or ''} ({'+'.join(result['modalities']) or 'no input'})"
+    ax.set_title(title + "  — grey: no face", fontsize=9)
+    ax.legend(fontsize=7, ncol=min(len(names), 4), loc="upper right")
+    fig.tight_layout()
+    return str(_save(fig, path, dpi=100, bbox_inches=None))

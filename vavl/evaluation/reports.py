@@ -1,4 +1,4 @@
-"""Report files of a missing-modality evaluation (the dict vavl.evaluation.evaluate returns):
+"""Report files of a missing-modality evaluation (the dict vavl.evaluation.scoring.evaluate returns):
 metrics.json, report.md, robustness.png and one confusion matrix per condition (classes)."""
 from __future__ import annotations
 

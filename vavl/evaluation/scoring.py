@@ -1,14 +1,14 @@
 """Missing-modality evaluation: one trained model scored under audio+video, audio only, video only
 and partly dropped or corrupted modalities (the conditions of vavl.data.conditions).
 
-    from vavl.evaluation import evaluate, primary_metric
+    from vavl.evaluation.scoring import evaluate, primary_metric
     results = evaluate(model, dataset, conditions=["av", "audio", "video"])   # the metrics.json dict
     primary_metric(results)   # UA (classes) or mean CCC (attributes) of the fused head under "av"
 
-`vavl evaluate` (vavl.evaluate_cli) writes these results as a report (vavl.reports); the fine-tune
+`vavl evaluate` (vavl.cli.evaluate) writes these results as a report (vavl.evaluation.reports); the fine-tune
 recipe scores its dev and test splits through the same `evaluate`.
 
-Metrics per condition and head (see vavl.metrics): "fused" is the model's `logits`, the answer a
+Metrics per condition and head (see vavl.evaluation.metrics): "fused" is the model's `logits`, the answer a
 user gets (for "audio" it comes from the audio head, for "video" from the visual head); "audio"
 and "visual" are the auxiliary heads on the clips where that modality is present. Each head also
 gets the model's own training loss for that head (`EmotionModel.head_loss`) on those clips. A head
@@ -32,12 +32,11 @@ import numpy as np
 import torch
 
 from . import metrics as M
-from .data.collate import collate, model_inputs
-from .data.conditions import Condition, apply_condition, check_conditions_for_source, parse_condition, parse_conditions
-from .data.datasets import IndexedDataset, data_source
-from .errors import ConfigError, DataError
-from .loading import emotion_config, emotion_model
-from .outputs import EmotionRecognitionOutput
+from ..data.collate import collate, model_inputs
+from ..data.conditions import Condition, apply_condition, check_conditions_for_source, parse_condition, parse_conditions
+from ..data.datasets import IndexedDataset, data_source
+from ..core.errors import ConfigError, DataError
+from ..models.outputs import EmotionRecognitionOutput
 
 BOOTSTRAP_UNITS = ("speaker", "clip")
 EMBEDDINGS = ("fused_embedding", "audio_embedding", "visual_embedding")
@@ -94,8 +93,7 @@ def predict_conditions(model, dataset, conditions: Sequence[Condition], *, batch
     model.eval()
     parts: dict[str, list[dict[str, torch.Tensor]]] = {c.name: [] for c in conditions}
     names = ", ".join(parts)
-    fusion = emotion_model(model)
-    origins = {m: fusion.input_origin(m) for m in ("audio", "visual")} if hasattr(fusion, "input_origin") else None
+    origins = {m: model.input_origin(m) for m in ("audio", "visual")} if hasattr(model, "input_origin") else None
     for batch in tqdm(loader, desc=f"evaluate {names}", unit="batch", disable=not (progress and main), leave=False):
         for condition in conditions:
             part = _run_batch(model, apply_condition(batch, condition, seed, origins), device, embeddings)
@@ -112,7 +110,7 @@ def _run_batch(model, batch: dict[str, Any], device, embeddings: bool = False) -
     if kwargs:
         out = model(**{k: v.to(device) for k, v in kwargs.items()})
     else:  # no input left: no prediction (scored as "no clip has any input"); same keys on every process
-        b, c = len(batch["ids"]), emotion_config(model).num_labels
+        b, c = len(batch["ids"]), model.emotion_config.num_labels
         nothing = torch.zeros(b, dtype=torch.bool, device=device)
         out = EmotionRecognitionOutput(logits=torch.zeros(b, c, device=device), audio_logits=torch.zeros(b, c, device=device),
                                        visual_logits=torch.zeros(b, c, device=device), audio_present=nothing, visual_present=nothing)
@@ -247,7 +245,7 @@ def evaluate(model, dataset, conditions: str | Sequence[str | Condition] = ("av"
     if bootstrap_unit not in BOOTSTRAP_UNITS:
         raise ConfigError(f"bootstrap unit {bootstrap_unit!r} must be one of {BOOTSTRAP_UNITS}")
     conditions = parse_conditions(conditions)
-    config = emotion_config(model)
+    config = model.emotion_config
     check_conditions_for_source(conditions, data_source(dataset))
     if accelerator is None and distributed():
         from accelerate import Accelerator  # only distributed runs need Accelerate
@@ -258,7 +256,7 @@ def evaluate(model, dataset, conditions: str | Sequence[str | Condition] = ("av"
                                "condition_semantics": {c.name: c.describe() for c in conditions}, "conditions": {}}
     preds = predict_conditions(model, dataset, conditions, batch_size=batch_size, seed=seed, accelerator=accelerator,
                                num_workers=num_workers, progress=progress)
-    head_loss = getattr(emotion_model(model), "head_loss", None)
+    head_loss = getattr(model, "head_loss", None)
     for c in conditions:
         results["conditions"][c.name] = score_predictions(preds[c.name], c, config, bootstrap=bootstrap, seed=seed,
                                                           head_loss=head_loss, bootstrap_unit=bootstrap_unit)

@@ -1,7 +1,7 @@
 """`vavl export onnx`: a trained model as an ONNX graph, checked with onnxruntime against PyTorch.
 
     vavl export onnx --model runs/crema_d/auxformer --out auxformer.onnx
-    vavl.export.export_onnx(model, "auxformer.onnx")   # -> the largest |onnx - torch| of the check
+    vavl.inference.export.export_onnx(model, "auxformer.onnx")   # -> the largest |onnx - torch| of the check
 
 Fusion models take encoder features: inputs audio_features (b, ta, da), audio_mask (b, ta) bool,
 visual_features (b, tv, dv), visual_mask (b, tv) bool, with batch and both time axes dynamic (at
@@ -14,14 +14,13 @@ the `onnx` extra: pip install "vavl[onnx]".
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
-from .errors import ConfigError, VavlError
-from .loading import emotion_model, load_model
-from .models.with_encoders import AudioVisualModel
+from ..core.errors import ConfigError, VavlError
+from ..models.loading import load_model
+from ..models.with_encoders import AudioVisualModel
 
 OUTPUTS = ("logits", "fused_logits", "audio_logits", "visual_logits")
 TOLERANCE = 1e-4
@@ -96,9 +95,8 @@ def export_onnx(model, out, optimize: bool = True, check: bool = True) -> float 
             outputs.append(name)
             seen.append(x)
     graph = _Graph(model, list(inputs), outputs).eval()
-    fusion = emotion_model(model)
-    before = getattr(fusion.config, "_attn_implementation", None)
-    fusion.set_attn_implementation("sdpa")
+    before = getattr(model.emotion_config, "_attn_implementation", None)
+    model.set_attn_implementation("sdpa")
     try:
         torch.onnx.export(graph, tuple(inputs.values()), str(out), dynamo=True, optimize=optimize,
                           dynamic_shapes=_dynamic_shapes(inputs), input_names=list(inputs), output_names=outputs,
@@ -107,7 +105,7 @@ def export_onnx(model, out, optimize: bool = True, check: bool = True) -> float 
         raise VavlError(f"{type(model).__name__} does not export to ONNX ({type(err).__name__}: "
                         f"{str(err).strip().splitlines()[0][:200]})") from None
     finally:
-        fusion.set_attn_implementation(before or "auto")
+        model.set_attn_implementation(before or "auto")
     return check_onnx(out, model, outputs) if check else None
 
 
@@ -124,17 +122,3 @@ def check_onnx(path, model, outputs: list[str], seed: int = 1) -> float:
     if not worst <= TOLERANCE:
         raise VavlError(f"{path}: onnxruntime differs from PyTorch by {worst:.2e} (> {TOLERANCE}); do not use this export")
     return worst
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
-    p = sub.add_parser("onnx", help="ONNX graph (dynamic batch and time axes), checked with onnxruntime")
-    p.add_argument("--model", required=True, help="folder written by save_pretrained")
-    p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument("--no-optimize", action="store_true", help="skip onnxscript's graph optimisation (faster export)")
-
-
-def run(args: argparse.Namespace) -> int:
-    worst = export_onnx(args.model, args.out, optimize=not args.no_optimize)
-    print(f"wrote {args.out}; onnxruntime matches PyTorch within {worst:.1e}")
-    return 0

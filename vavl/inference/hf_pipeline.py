@@ -11,7 +11,7 @@
 
 Each input gives the record `vavl predict --json` prints (label, scores, modalities, head, frames,
 face_frames, duration, decoded, notes, timings; the per-second timeline with return_timeline=True),
-computed by the same function (`vavl.pipeline.predict_clip`). Inputs are grouped `batch_size` at a
+computed by the same function (`vavl.inference.predict.predict_clip`). Inputs are grouped `batch_size` at a
 time, as in other pipelines; each clip then runs through the encoders on its own length (speech
 encoders such as Whisper take no padding mask), so a record does not depend on its companions.
 The task is registered when `import vavl` registers the models (vavl._autoload).
@@ -26,10 +26,10 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .errors import ConfigError
-from .media.arrays import ArrayClip
-from .models.with_encoders import AudioVisualModel
-from .pipeline import predict_clip
+from ..core.errors import ConfigError
+from ..media.arrays import ArrayClip
+from ..models.with_encoders import AudioVisualModel
+from .predict import predict_clip
 
 TASK = "audio-visual-emotion-recognition"
 

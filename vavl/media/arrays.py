@@ -13,8 +13,9 @@ import av
 import numpy as np
 import torch
 
-from ..errors import MediaError
+from ..core.errors import MediaError
 from .decode import DecodedClip, MediaInfo, _scaled_size
+from .spectral import resample
 
 
 @dataclass
@@ -67,9 +68,7 @@ class ArrayClip:
             part = np.where(finite, part, 0.0).astype(np.float32)
             peak = float(np.abs(part).max()) if len(part) else 0.0
             if self.sample_rate != sample_rate and len(part):
-                import torchaudio
-
-                part = torchaudio.functional.resample(torch.from_numpy(part), self.sample_rate, sample_rate).numpy()
+                part = resample(torch.from_numpy(part), self.sample_rate, sample_rate).numpy()
             wave = np.clip(part, -1.0, 1.0)
         frames = times = None
         if video and self.frames is not None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..errors import MediaError
+from ..core.errors import MediaError
 
 MEDIA_SUFFIXES = (".mp4", ".flv", ".avi", ".mkv", ".mov", ".webm", ".wav", ".mp3", ".m4a", ".flac", ".ogg")
 MAX_BAD_PACKETS = 50  # corrupt packets tolerated once something decoded

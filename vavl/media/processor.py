@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ConfigError
-from .media.decode import DecodedClip, decode
+from ..core.errors import ConfigError
+from .decode import DecodedClip, decode
 
 CONFIG_NAME = "preprocessor_config.json"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -63,7 +63,7 @@ class AudioVisualProcessor:
     @property
     def cropper(self):
         if self._cropper is None:
-            from .media.faces import FaceCropper
+            from .faces import FaceCropper
 
             self._cropper = FaceCropper(size=self.face_size, device=self.device, **self.face)
         return self._cropper

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .. import losses
-from ..attention import check_implementation
-from ..errors import ConfigError
-from ..outputs import EmotionRecognitionOutput
+from ..nn import losses
+from ..nn.attention import check_implementation
+from ..core.errors import ConfigError
+from .outputs import EmotionRecognitionOutput
 
 TASKS = ("single_label_classification", "soft_label_classification", "regression")
 LOSS_TERMS = ("logits", "fused", "audio", "visual", "audio_reconstruction", "visual_reconstruction")
@@ -49,7 +49,7 @@ class EmotionConfig(PretrainedConfig):
         them from the training clips, as the official AuxFormer / VAVL loaders do for video).
     ccc_reduction: regression loss over the attributes: "mean" of 1 - CCC, or their "sum" (official VAVL).
     attn_implementation (transformers' keyword, kept in `_attn_implementation` and not saved):
-        "auto" (default), "sdpa", "eager" or "cpu_kernel"; see vavl/attention.py.
+        "auto" (default), "sdpa", "eager" or "cpu_kernel"; see vavl/nn/attention.py.
     """
 
     model_type = "vavl_emotion"
@@ -144,11 +144,30 @@ class EmotionModel(PreTrainedModel):
             self.register_buffer(f"{modality}_feature_std", torch.ones(dim))
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Config, weights and a Hub-ready README.md (vavl.models.card)."""
-        from .card import write_card
+        """Config, weights and a Hub-ready README.md (vavl.models.cards)."""
+        from .cards import write_card
 
         super().save_pretrained(save_directory, *args, **kwargs)
         write_card(save_directory, self, modalities={m for m in ("audio", "visual")})
+
+    # ---- what callers ask of a model; AudioVisualModel answers the same for its fusion model -----
+    @property
+    def emotion_config(self) -> EmotionConfig:
+        """The config that names the labels, the task, the prediction rule and the loss weights."""
+        return self.config
+
+    @property
+    def fusion_model(self) -> "EmotionModel":
+        """The model that takes encoder features (b, t, d): this one."""
+        return self
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.config.label_names
 
     def set_feature_statistics(self, modality: str, mean: torch.Tensor, std: torch.Tensor) -> None:
         """The per-dimension mean and standard deviation the model z-scores `modality` with."""
@@ -167,7 +186,7 @@ class EmotionModel(PreTrainedModel):
     main_input_name = "audio_features"
 
     def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
-        """transformers' hook for `attn_implementation=`: vavl's own choices (vavl/attention.py)."""
+        """transformers' hook for `attn_implementation=`: vavl's own choices (vavl/nn/attention.py)."""
         return check_implementation(requested_attention or "auto")
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask) -> dict[str, torch.Tensor]:
@@ -322,7 +341,7 @@ class EmotionModel(PreTrainedModel):
             elif w and term in inputs and inputs[term][0] is not None:
                 rec, x, mask = inputs[term]
                 if rec.dim() == 2:  # a pooled reconstruction targets the pooled input
-                    from ..layers import masked_mean
+                    from ..nn.layers import masked_mean
                     x, mask = masked_mean(x, mask), mask.any(1)
                 terms.append(w * losses.masked_mse(rec, x, mask))
         return sum(terms) if terms else out.logits.sum() * 0.0

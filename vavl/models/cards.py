@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from ..core.errors import ConfigError
 from ..encoders.base import encoder_cards
 from .registry import ModelEntry, get_entry, list_models
 

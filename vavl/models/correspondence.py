@@ -1,6 +1,6 @@
 """Audio-visual correspondence: does this audio belong to this silent video?
 
-Two towers turn per-second audio and visual features (see vavl.correspondence.pool_seconds)
+Two towers turn per-second audio and visual features (see vavl.evaluation.correspondence.pool_seconds)
 into unit-length embeddings per second; the score of a pair is the mean cosine similarity of
 the seconds both have, aligned in time, scaled and shifted into a logit. Aligned similarity
 (not similarity of clip means) is what lets the model catch audio shifted within its own clip.
@@ -19,8 +19,8 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ..errors import ConfigError
-from ..registry import ModelEntry, register_model
+from ..core.errors import ConfigError
+from .registry import ModelEntry, register_model
 from .auto import register_auto
 from .base import check_positive_int, check_probability
 
@@ -122,7 +122,7 @@ class AVCorrespondenceModel(PreTrainedModel):
         if features is None or features.dim() != 3 or features.shape[-1] != dim:
             shape = None if features is None else tuple(features.shape)
             raise ValueError(f"{modality}_features has shape {shape}; expected (batch, seconds, {modality}_dim={dim}) "
-                             "— correspondence needs both modalities, pooled per second (vavl.correspondence.pool_seconds)")
+                             "— correspondence needs both modalities, pooled per second (vavl.evaluation.correspondence.pool_seconds)")
         mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device) if mask is None else mask.bool()
         tower = self.audio_tower if modality == "audio" else self.visual_tower
         return tower(features * mask.unsqueeze(-1).to(features.dtype), mask), mask

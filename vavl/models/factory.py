@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ConfigError
-from .models.with_encoders import AudioVisualModel
+from ..core.errors import ConfigError
+from .with_encoders import AudioVisualModel
 from .registry import get_entry
 
 

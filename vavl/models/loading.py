@@ -1,9 +1,4 @@
-"""Loading a trained model, and what the rest of vavl asks of one.
-
-    model = load_model("runs/auxformer")              # a save_pretrained folder -> model in eval mode
-    model = load_model("runs/av", media=True)         # it must take media files (encoders in front)
-    emotion_config(model).label_names                 # the fusion model's labels, task, class weights
-    data = model_dataset(model, "runs/auxformer", records, cache="cache/crema_d")   # what it reads
+"""Loading a trained model: `load_model("runs/auxformer")` -> the model in eval mode.
 
 Used by `vavl predict`, `vavl evaluate`, `vavl analyze` and the fine-tune recipe alike. Loading is
 strict: the folder's weights must be exactly the model's (no parameter missing, none left over).
@@ -14,13 +9,13 @@ import inspect
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def load_model(model, device: str = "cpu", media: bool = False):
     """A save_pretrained folder, a zoo name with published weights, or a model -> the model in eval
     mode on `device`. media=True: it must take media files (an AudioVisualModel with encoders)."""
-    from .models.with_encoders import AudioVisualModel
+    from .with_encoders import AudioVisualModel
 
     if isinstance(model, (str, os.PathLike)):
         name = str(model)
@@ -40,7 +35,7 @@ def _from_folder(path: str):
     from safetensors import SafetensorError
     from transformers import AutoModel
 
-    from . import models  # noqa: F401  (registers vavl's classes with AutoModel)
+    from .. import models  # noqa: F401  (registers vavl's classes with AutoModel)
 
     if not Path(path, "config.json").is_file():
         raise ConfigError(f"{path}: no config.json; give a folder written by save_pretrained "
@@ -63,38 +58,6 @@ def _from_folder(path: str):
                           f"{missing[:3]}; {len(extra)} unexpected, e.g. {extra[:3]}; {len(mismatched)} of another "
                           "shape); save the model again with save_pretrained")
     return model
-
-
-def model_dataset(model, model_dir: str, records: list[dict], cache: str | None):
-    """The dataset a saved model reads: its cached features, or the clips' media through the
-    processor saved with it (models with encoders)."""
-    from .data.datasets import RawClipDataset, cached_dataset
-
-    if cache is not None:
-        return cached_dataset(cache, records, emotion_config(model))
-    if not takes_raw_media(model):
-        raise ConfigError(f"{model_dir}: this model takes encoder features, not media; give --cache CACHE "
-                          "(made by `vavl extract` with the model's encoders)")
-    from .processing import AudioVisualProcessor
-
-    if not Path(model_dir, "preprocessor_config.json").is_file():
-        raise ConfigError(f"{model_dir}: no preprocessor_config.json; save the AudioVisualProcessor next to the model")
-    return RawClipDataset(records, AudioVisualProcessor.from_pretrained(model_dir), emotion_config(model))
-
-
-def emotion_model(model):
-    """The module that holds the emotion config (labels, task): the model, or the fusion model
-    inside a model with encoders."""
-    for module in model.modules():
-        cfg = getattr(module, "config", None)
-        if cfg is not None and hasattr(cfg, "label_names"):
-            return module
-    raise ConfigError(f"{type(model).__name__} has no emotion config (label names, task); is it a vavl model?")
-
-
-def emotion_config(model):
-    """The EmotionConfig that names the model's labels (a wrapped fusion model's, if need be)."""
-    return emotion_model(model).config
 
 
 def takes_raw_media(model) -> bool:

@@ -1,5 +1,5 @@
 """Model registry in the timm manner: names `arch.tag` -> plain-data entries. Data only: the
-model families fill it when imported, `vavl.factory.create_model` builds from it.
+model families fill it when imported, `vavl.models.factory.create_model` builds from it.
 
     vavl.list_models("auxformer*")          # names
     vavl.get_entry("auxformer_w2v2l_effb2.crema_d").corpus
@@ -10,7 +10,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 NO_WEIGHTS = "architecture only — no trained weights published yet"
 

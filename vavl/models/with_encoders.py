@@ -20,8 +20,8 @@ import torch
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from ..encoders.base import Encoder
-from ..errors import ConfigError
-from ..outputs import EmotionRecognitionOutput
+from ..core.errors import ConfigError
+from .outputs import EmotionRecognitionOutput
 from .auto import register_auto
 
 
@@ -94,7 +94,7 @@ class AudioVisualModel(PreTrainedModel):
             d.update(dims)
             d.pop("model_type", None)
             fusion = type(fusion)(type(fcfg)(**d))
-        from ..processing import AudioVisualProcessor
+        from ..media.processor import AudioVisualProcessor
 
         proc = AudioVisualProcessor.for_encoders(encoders["audio"], encoders["visual"], **(processor or {}))
         specs = {m: None if e is None else {**encoder_spec(e), "weights": getattr(e, "_vavl_weights", {}).get("weights")}
@@ -111,7 +111,7 @@ class AudioVisualModel(PreTrainedModel):
     def processor(self):
         """The AudioVisualProcessor this model takes its inputs from."""
         if self._processor is None:
-            from ..processing import AudioVisualProcessor
+            from ..media.processor import AudioVisualProcessor
 
             self._processor = AudioVisualProcessor.for_encoders(self.audio_encoder, self.visual_encoder,
                                                                 **{k: v for k, v in (self.config.processor or {}).items()
@@ -123,9 +123,43 @@ class AudioVisualModel(PreTrainedModel):
         self._processor = value
         self.config.processor = value.to_dict()
 
+    # ---- the fusion model's answers, so that no caller asks which shape it holds ----------------
+    @property
+    def emotion_config(self):
+        """The fusion model's config: labels, task, prediction rule, loss weights."""
+        return self.fusion.config
+
+    @property
+    def fusion_model(self) -> PreTrainedModel:
+        """The model that takes encoder features (b, t, d)."""
+        return self.fusion
+
+    @property
+    def task(self) -> str:
+        return self.fusion.config.task
+
     @property
     def label_names(self) -> list[str]:
         return self.fusion.config.label_names
+
+    def input_origin(self, modality: str) -> torch.Tensor | None:
+        return self.fusion.input_origin(modality)
+
+    def head_loss(self, pred: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fusion.head_loss(pred, labels, keep)
+
+    def set_feature_statistics(self, modality: str, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.fusion.set_feature_statistics(modality, mean, std)
+
+    def branches(self) -> dict:
+        """The fusion model's branches (VAVL's schedule), if it has them."""
+        if not hasattr(self.fusion, "branches"):
+            raise AttributeError(f"{type(self.fusion).__name__} has no branches()")
+        return self.fusion.branches()
+
+    def set_attn_implementation(self, attn_implementation: str) -> None:
+        """The fusion model's attention (the encoders keep transformers' own)."""
+        self.fusion.set_attn_implementation(attn_implementation)
 
     def layer_ids(self) -> dict[str, int]:
         """Layer-wise learning-rate decay over the whole model: parameter name -> layer id. Each
@@ -140,8 +174,8 @@ class AudioVisualModel(PreTrainedModel):
         return out
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Config, weights, the processor and a Hub-ready README.md (vavl.models.card)."""
-        from .card import write_card
+        """Config, weights, the processor and a Hub-ready README.md (vavl.models.cards)."""
+        from .cards import write_card
 
         self.config.processor = self.processor.to_dict()
         super().save_pretrained(save_directory, *args, **kwargs)
@@ -154,7 +188,7 @@ class AudioVisualModel(PreTrainedModel):
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
         path = os.path.join(str(pretrained_model_name_or_path), "preprocessor_config.json")
         if os.path.exists(path):
-            from ..processing import AudioVisualProcessor
+            from ..media.processor import AudioVisualProcessor
 
             model._processor = AudioVisualProcessor.from_pretrained(str(pretrained_model_name_or_path))
         return loaded

@@ -7,34 +7,44 @@ set `config._attn_implementation`, which every attention layer reads at each cal
 - "sdpa": `F.scaled_dot_product_attention`, on every device; a mask is passed only where one is
   needed (`is_causal` for a plain causal mask), so GPUs reach their fused kernels.
 - "eager": `eager_attention`, a few plain lines: for debugging, and the reference in tests.
-- "cpu_kernel": vavl's fused C kernel (vavl/native), float32 on the CPU; a call it cannot take
-  raises ConfigError saying why.
-- "auto" (the default): the kernel for float32 on the CPU where it was built, for heads up to
-  AUTO_MAX_WIDTH wide (AuxFormer's and MulT's 5); SDPA everywhere else, wider heads included
-  (faster there on CPU too: VAVL's and the baselines' 64).
+- "cpu_kernel": vavl's fused C kernel (vavl/nn/native), float32 on the CPU, where it was built
+  (`VAVL_BUILD_KERNEL=1` at install); a call it cannot take raises ConfigError saying why.
+- "auto" (the default): SDPA, on every machine, so a config computes the same function wherever
+  vavl was installed. The environment variable VAVL_ATTENTION=cpu_kernel makes "auto" opt in to the
+  kernel for the calls it can take (float32 CPU heads up to AUTO_MAX_WIDTH wide), SDPA elsewhere.
 
 Axis letters: b batch, h heads, tq / tk query / key frames, e head width, C = h * e channels.
 """
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 from .native import attention as native
 
 IMPLEMENTATIONS = ("auto", "sdpa", "eager", "cpu_kernel")
-AUTO_MAX_WIDTH = 16  # widest heads "auto" gives the kernel: it wins at 5 and 16, SDPA at 64 (attention_speed.py)
+AUTO_MAX_WIDTH = 16  # widest heads "auto" gives the opted-in kernel: it wins at 5 and 16, SDPA at 64 (attention_speed.py)
+AUTO_CHOICES = ("sdpa", "cpu_kernel")   # what VAVL_ATTENTION may make "auto" mean
 
 
 def check_implementation(name) -> str:
     if name not in IMPLEMENTATIONS:
         raise ConfigError(f"attn_implementation={name!r} is not one of {', '.join(map(repr, IMPLEMENTATIONS))}")
     return name
+
+
+def auto_choice() -> str:
+    """What "auto" means here: VAVL_ATTENTION (sdpa or cpu_kernel), sdpa when unset."""
+    value = os.environ.get("VAVL_ATTENTION", "sdpa") or "sdpa"
+    if value not in AUTO_CHOICES:
+        raise ConfigError(f"VAVL_ATTENTION={value!r} is not one of {', '.join(AUTO_CHOICES)}")
+    return value
 
 
 def implementation_of(config) -> str:
@@ -164,13 +174,15 @@ def choose(implementation: str, q: torch.Tensor, heads: int) -> str:
     """What one call with this attn_implementation runs: "sdpa", "eager" or "cpu_kernel"."""
     if check_implementation(implementation) in ("sdpa", "eager"):
         return implementation
+    if implementation == "auto" and auto_choice() == "sdpa":
+        return "sdpa"
     why = _kernel_refusal(q, heads)
     if implementation == "cpu_kernel":
         if why is not None:
-            raise ConfigError(f"attn_implementation='cpu_kernel': {why}; use 'auto' (the kernel where it can run, "
-                              "SDPA elsewhere) or 'sdpa'")
+            raise ConfigError(f"attn_implementation='cpu_kernel': {why}; use 'sdpa' (or 'auto'), or install vavl "
+                              "with VAVL_BUILD_KERNEL=1 for the kernel")
         return "cpu_kernel"
-    if q.shape[-1] // heads > AUTO_MAX_WIDTH:
+    if q.shape[-1] // heads > AUTO_MAX_WIDTH:   # "auto" opted in to the kernel by VAVL_ATTENTION=cpu_kernel
         return "sdpa"
     if why is None:
         return "cpu_kernel"

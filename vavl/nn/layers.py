@@ -1,5 +1,5 @@
 """Building blocks shared by the fusion models: masked pooling, positions, the MulT / AuxFormer
-cross-modal transformer, residual heads. Attention itself lives in vavl/attention.py.
+cross-modal transformer, residual heads. Attention itself lives in vavl/nn/attention.py.
 
 Axis letters: b batch, t time (ta audio, tv visual), d width, h heads.
 Masks are bool (b, t), True where a frame is real.

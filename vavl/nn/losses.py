@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .labels import IGNORE_INDEX
+from ..core.labels import IGNORE_INDEX
 
 
 

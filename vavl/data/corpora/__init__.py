@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Callable
 
-from ...errors import DataError
+from ...core.errors import DataError
 
 CORPORA = {
     "crema-d": "vavl.data.corpora.crema_d",

@@ -26,8 +26,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ...labels import CREMA_D_CLASSES
-from ...errors import DataError
+from ...core.labels import CREMA_D_CLASSES
+from ...core.errors import DataError
 from . import number, read_csv, speaker_folds, vavl_partitions
 
 CLASSES = CREMA_D_CLASSES

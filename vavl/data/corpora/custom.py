@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...errors import DataError
+from ...core.errors import DataError
 from . import find_file, number, read_csv, speaker_folds
 
 KNOWN = {"id", "path", "audio", "video", "label", "speaker", "gender", "split", "fold"}

@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ...errors import DataError
+from ...core.errors import DataError
 from . import find_file, number, read_csv, vavl_partitions
 
 CLASSES = ("angry", "happy", "neutral", "sad")

@@ -1,6 +1,6 @@
 """AuxFormer (Goncalves & Busso 2022): config, model, Auto registration and zoo entries."""
-from ...labels import CREMA_D_CLASSES, OFFICIAL_CLASSES, id2label
-from ...registry import ModelEntry, register_model
+from ...core.labels import CREMA_D_CLASSES, OFFICIAL_CLASSES, id2label
+from ..registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_auxformer import AuxFormerConfig
 from .modeling_auxformer import AuxFormerForEmotionRecognition

@@ -2,7 +2,7 @@
 auxiliary unimodal networks with their own heads."""
 from __future__ import annotations
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from ..base import EmotionConfig, check_divides, check_positive_int, check_probability
 
 

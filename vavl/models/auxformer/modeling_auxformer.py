@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...attention import AttentionMask
-from ...layers import CrossModalEncoder, ResidualHead, mask_positions, masked_last, official_init, xavier_init
+from ...nn.attention import AttentionMask
+from ...nn.layers import CrossModalEncoder, ResidualHead, mask_positions, masked_last, official_init, xavier_init
 from ..base import EmotionModel
 from .configuration_auxformer import AuxFormerConfig
 

@@ -1,6 +1,6 @@
 """Simple baselines: unimodal audio / visual, early fusion, late fusion; Auto registration and zoo entries."""
-from ...labels import CREMA_D_CLASSES, id2label
-from ...registry import ModelEntry, register_model
+from ...core.labels import CREMA_D_CLASSES, id2label
+from ..registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_baselines import AudioOnlyConfig, EarlyFusionConfig, LateFusionConfig, VisualOnlyConfig
 from .early_fusion import EarlyFusionForEmotionRecognition

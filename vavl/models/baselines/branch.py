@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...attention import AttentionMask, attention, implementation_of
-from ...layers import masked_mean
+from ...nn.attention import AttentionMask, attention, implementation_of
+from ...nn.layers import masked_mean
 
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention with nn.MultiheadAttention's parameters (in_proj_weight,
-    in_proj_bias, out_proj) and initialisation, through `vavl.attention.attention`."""
+    in_proj_bias, out_proj) and initialisation, through `vavl.nn.attention.attention`."""
 
     def __init__(self, dim: int, heads: int, dropout: float, config):
         super().__init__()

@@ -1,7 +1,7 @@
 """Configurations of the simple baselines: unimodal audio / visual, early fusion, late fusion."""
 from __future__ import annotations
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from ..base import EmotionConfig, check_divides, check_positive_int, check_probability
 
 

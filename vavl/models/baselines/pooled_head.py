@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...errors import ConfigError
-from ...layers import masked_mean
+from ...core.errors import ConfigError
+from ...nn.layers import masked_mean
 from ..base import EmotionConfig, EmotionModel, check_probability
 
 

@@ -1,10 +1,9 @@
 """Classic baselines on hand-crafted features: Auto registration and zoo entries."""
-from ...labels import CREMA_D_CLASSES, id2label
-from ...registry import ModelEntry, register_model
+from ...core.labels import CREMA_D_CLASSES, id2label
+from ..registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_classic import BiLSTMConfig, ClassicConfig, ClassicEarlyFusionConfig, ClassicLateFusionConfig, FaceCNNConfig
-from .modeling_classic import (BiLSTMForEmotionRecognition, ClassicEarlyFusionForEmotionRecognition,
-                               ClassicLateFusionForEmotionRecognition, FaceCNNForEmotionRecognition)
+from .modeling_classic import BiLSTMForEmotionRecognition, ClassicEarlyFusionForEmotionRecognition, ClassicLateFusionForEmotionRecognition, FaceCNNForEmotionRecognition
 
 CREMA_D_LABELS = id2label(CREMA_D_CLASSES)
 RECIPE = "recipes/finetune.py"

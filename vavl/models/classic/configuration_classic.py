@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from ..base import EmotionConfig, check_positive_int, check_probability
 
 

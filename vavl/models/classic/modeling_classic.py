@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ...layers import masked_mean
+from ...nn.layers import masked_mean
 from ..base import EmotionModel
-from .configuration_classic import (BiLSTMConfig, ClassicConfig, ClassicEarlyFusionConfig, ClassicLateFusionConfig,
-                                    FaceCNNConfig, image_shape)
+from .configuration_classic import BiLSTMConfig, ClassicConfig, ClassicEarlyFusionConfig, ClassicLateFusionConfig, FaceCNNConfig, image_shape
 
 
 # ---- building blocks -----------------------------------------------------------------------------

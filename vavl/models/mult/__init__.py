@@ -1,6 +1,6 @@
 """MulT-style cross-modal baseline (no auxiliary networks): config, model, Auto registration, zoo entry."""
-from ...labels import CREMA_D_CLASSES, id2label
-from ...registry import ModelEntry, register_model
+from ...core.labels import CREMA_D_CLASSES, id2label
+from ..registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_mult import MulTConfig
 from .modeling_mult import MulTForEmotionRecognition

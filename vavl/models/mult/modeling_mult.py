@@ -12,8 +12,8 @@ import torch
 
 from ..auxformer.modeling_auxformer import CrossModalInit, CrossModalStreams, input_projection, projected_inputs
 from ..base import EmotionModel
-from ...attention import AttentionMask
-from ...layers import ResidualHead
+from ...nn.attention import AttentionMask
+from ...nn.layers import ResidualHead
 from .configuration_mult import MulTConfig
 
 

@@ -1,6 +1,6 @@
 """VAVL (Goncalves et al. 2023): config, model, Auto registration and zoo entries."""
-from ...labels import CREMA_D_CLASSES, OFFICIAL_CLASSES, id2label
-from ...registry import ModelEntry, register_model
+from ...core.labels import CREMA_D_CLASSES, OFFICIAL_CLASSES, id2label
+from ..registry import ModelEntry, register_model
 from ..auto import register_auto
 from .configuration_vavl import VAVLConfig
 from .modeling_vavl import VAVLForEmotionRecognition

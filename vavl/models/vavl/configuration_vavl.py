@@ -1,7 +1,7 @@
 """Configuration of VAVL (Goncalves et al., "Versatile audiovisual learning", 2023)."""
 from __future__ import annotations
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from ..base import EmotionConfig, check_divides, check_positive_int, check_probability
 
 

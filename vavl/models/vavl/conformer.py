@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ...attention import AttentionMask, attention, implementation_of
+from ...nn.attention import AttentionMask, attention, implementation_of
 
 
 def relative_table(length: int, dim: int, device=None) -> torch.Tensor:
@@ -72,7 +72,7 @@ class FeedForward(nn.Module):
 class RelativeSelfAttention(nn.Module):
     """Self-attention with Transformer-XL relative positions: score(i, j) =
     ((q_i + u)·k_j + (q_i + v)·P(i - j)) / √e, P a projected sinusoid of the distance. The position
-    term is an additive per-head bias of `vavl.attention.attention`, which runs the implementation
+    term is an additive per-head bias of `vavl.nn.attention.attention`, which runs the implementation
     of `config` (the model's attn_implementation)."""
 
     def __init__(self, dim: int, heads: int, dropout: float, config=None):

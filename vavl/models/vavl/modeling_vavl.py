@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...layers import masked_mean
+from ...nn.layers import masked_mean
 from ..base import EmotionModel
 from .configuration_vavl import VAVLConfig
 from .conformer import ConformerEncoder, MaskedBatchNorm1d

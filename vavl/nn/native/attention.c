@@ -1,5 +1,5 @@
 /* Fused CPU attention for small heads, float32: the kernel behind vavl's "cpu_kernel"
- * attention (vavl/native/attention.py binds it with ctypes and registers it as the
+ * attention (vavl/nn/native/attention.py binds it with ctypes and registers it as the
  * torch.library op vavl::cpu_attention).
  *
  * Built once, at install time, by the package build (setup.py), with no -march flag: the sweeps

@@ -55,7 +55,7 @@ def bind(lib: ctypes.CDLL, name: str) -> tuple[Kernel | None, str]:
     abi, size = lib.vavl_attention_abi(), lib.vavl_attention_job_size()
     if abi != ABI_VERSION or size != ctypes.sizeof(Job):
         return None, (f"{name} was built for ABI {abi} with a {size}-byte Job, this vavl expects ABI {ABI_VERSION} with "
-                      f"{ctypes.sizeof(Job)} bytes: rebuild it by reinstalling vavl (pip install -e . or pip install .)")
+                      f"{ctypes.sizeof(Job)} bytes: rebuild it by reinstalling vavl with VAVL_BUILD_KERNEL=1")
     for fn in (lib.vavl_attention_forward, lib.vavl_attention_backward):
         fn.argtypes, fn.restype = [ctypes.POINTER(Job), _I64, ctypes.c_int, ctypes.c_int], ctypes.c_int
     lib.vavl_attention_keep.argtypes = [ctypes.c_uint32, _I64, _I64, _I64, ctypes.c_int32, ctypes.c_float, _F]
@@ -79,10 +79,10 @@ def load() -> tuple[Kernel | None, str]:
         return None, "turned off by VAVL_NATIVE=0"
     path = library_path()
     if path is None:
-        return None, ("not built at install (the package build needs a C compiler; reinstall vavl with gcc or clang "
-                      "on PATH to get it)")
+        return None, ("not built: it is opt-in; reinstall vavl with VAVL_BUILD_KERNEL=1 (and gcc or clang on PATH) "
+                      "to get it")
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as err:
-        return None, f"{path.name} does not load ({err}); reinstall vavl"
+        return None, f"{path.name} does not load ({err}); reinstall vavl with VAVL_BUILD_KERNEL=1"
     return bind(lib, path.name)

@@ -1,0 +1,57 @@
+"""`vavl convert SOURCE CHECKPOINT --out DIR`: checkpoints trained elsewhere as vavl model folders (vavl.convert)."""
+from __future__ import annotations
+
+import argparse
+
+from ..convert import converted_card, load_audeering, load_hsemotion, load_official_auxformer, load_official_vavl
+from ..convert.official import CORPORA, TASKS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    p = sub.add_parser("auxformer", help="official AuxFormer final_head.pt")
+    p.add_argument("checkpoint")
+    p.add_argument("--num-heads", type=int, default=10)
+    p.add_argument("--no-causal-mask", action="store_true", help="the checkpoint was trained with attn_mask=False")
+    p = sub.add_parser("vavl", help="folder with the official VAVL *_head.pt files")
+    p.add_argument("checkpoint")
+    p.add_argument("--num-heads", type=int, default=8)
+    p.add_argument("--batch-first", action="store_true",
+                   help="use our batch-first temporal model instead of the official frame-wise behaviour")
+    for name in ("auxformer", "vavl"):
+        p = sub.choices[name]
+        p.add_argument("--corpus", choices=CORPORA, help="the corpus it was trained on: names the outputs in the official "
+                                                          "class order (crema-d: angry, sad, disgust, fear, neutral, happy)")
+        p.add_argument("--labels", type=lambda s: s.split(","), help="class names in the checkpoint's order, comma-separated "
+                                                                       "(instead of --corpus)")
+        p.add_argument("--task", choices=TASKS, default="classification",
+                       help="regression: a dimensional checkpoint (arousal, dominance, valence; outputs mapped from "
+                            "(x - 1) / 4 back to 1-5)")
+    p = sub.add_parser("hsemotion", help="HSEmotion EfficientNet-B2 face-emotion checkpoint (.pt)")
+    p.add_argument("checkpoint")
+    p = sub.add_parser("audeering", help="folder of audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim (CC-BY-NC-SA-4.0)")
+    p.add_argument("checkpoint", metavar="DIR")
+    for p in sub.choices.values():
+        p.add_argument("--out", required=True, help="folder to write (save_pretrained layout)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.source in ("auxformer", "vavl"):
+        labels = {"corpus": args.corpus, "task": args.task, "labels": args.labels}
+        if args.source == "auxformer":
+            model = load_official_auxformer(args.checkpoint, num_heads=args.num_heads, causal_mask=not args.no_causal_mask,
+                                            **labels)
+        else:
+            model = load_official_vavl(args.checkpoint, num_heads=args.num_heads, framewise=not args.batch_first, **labels)
+    elif args.source == "hsemotion":
+        model = load_hsemotion(args.checkpoint)
+    else:
+        model = load_audeering(args.checkpoint)
+    model.save_pretrained(args.out)
+    card = converted_card(args.source, args.checkpoint, getattr(args, "corpus", None))
+    if card is not None:
+        from ..models.cards import write_card
+
+        write_card(args.out, model, **card)
+    print(f"wrote {args.out}")
+    return 0

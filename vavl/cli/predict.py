@@ -1,0 +1,153 @@
+"""`vavl predict`: emotion scores for media files and folders.
+
+    vavl predict clip.mp4 folder/ --model runs/auxformer --json --csv out.csv --timeline out.png
+
+Every file of a batch is accounted for: scored, reported with no prediction (and why), or listed as
+failed with its reason; one bad file never stops the others, and unexpected errors leave their
+traceback in a log file instead of on the console (exit codes in vavl/core/jobs.py).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import MediaError
+from ..core.jobs import EXIT_CODES, ErrorLog, check_output_file, describe, exit_code
+from ..media.decode import MEDIA_SUFFIXES, is_media_file
+from .args import positive_float
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Files as given; folders -> their media files (recursive, sorted), broken links included so
+    that they are reported rather than skipped without a word."""
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            out += sorted(str(f) for f in Path(p).rglob("*")
+                          if (f.is_file() or f.is_symlink() and not f.exists()) and is_media_file(f))
+        else:
+            out.append(p)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="media files or folders")
+    parser.add_argument("--model", required=True, help="folder written by save_pretrained (or a zoo name with weights)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file per line on stdout")
+    parser.add_argument("--csv", metavar="FILE", help="also write a table: one row per file (failed ones too)")
+    parser.add_argument("--timeline", metavar="PNG", help="plot scores over time (several files: PNG_<name>.png)")
+    parser.add_argument("--log", metavar="FILE", help="where tracebacks of unexpected errors go "
+                        "(default: vavl-predict-<time>.log in the temporary folder, written only if needed)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    parser.add_argument("--window", type=positive_float, default=30.0, help="seconds decoded and encoded at a time")
+    parser.add_argument("--step", type=positive_float, default=1.0, help="seconds per timeline entry")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU: all model stages; CPU: the speech encoder)")
+    parser.epilog = EXIT_CODES.format(items="file")
+
+
+def _summary(r: dict[str, Any]) -> str:
+    if r["scores"] is None:
+        what = "no prediction"
+    elif r["label"] is None:
+        what = " ".join(f"{k}={v:.3f}" for k, v in r["scores"].items())
+    else:
+        what = f"{r['label']} {r['scores'][r['label']]:.2f}"
+    mods = "+".join(r["modalities"]) or "nothing"
+    note = f"; {'; '.join(r['notes'])}" if r["notes"] else ""
+    return f"{r['file']}: {what} ({mods}; face in {r['face_frames']}/{r['frames']} frames{note})"
+
+
+def _timeline_paths(base: str, files: list[str]) -> dict[str, str]:
+    """One PNG per file: `base` itself for one file, else base_<stem>.png (numbered where stems repeat)."""
+    if len(files) == 1:
+        return {files[0]: base}
+    b, seen, out = Path(base), {}, {}
+    for file in files:
+        stem = Path(file).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        name = stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"
+        out[file] = str(b.with_name(f"{b.stem}_{name}{b.suffix or '.png'}"))
+    return out
+
+
+def _write_csv(path: str, results: list[dict[str, Any]]) -> None:
+    """One row per file; a failed file has its reason in `error` and empty scores."""
+    names = []
+    for r in results:
+        for k in r.get("scores") or {}:
+            if k not in names:
+                names.append(k)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "label", "modalities", "frames", "face_frames", "duration", "decoded", "notes", "error", *names])
+        for r in results:
+            s = r.get("scores") or {}
+            w.writerow([r["file"], r.get("label") or "", "+".join(r.get("modalities", [])), r.get("frames", ""),
+                        r.get("face_frames", ""), r.get("duration", ""), r.get("decoded", ""),
+                        "; ".join(r.get("notes", [])), r.get("error", ""), *[s.get(n, "") for n in names]])
+    os.replace(tmp, path)
+
+
+def _default_log() -> str:
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"vavl-predict-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..core.devices import check_device
+    from ..inference.predict import predict
+    from ..models.loading import load_model
+
+    for option, path in (("--csv", args.csv), ("--timeline", args.timeline), ("--log", args.log)):
+        if path:
+            check_output_file(path, option)   # before any work, not after it
+    device = check_device(args.device)
+    files = expand_paths(args.paths)
+    if not files:
+        raise MediaError(f"{' '.join(args.paths)}: no media files ({', '.join(MEDIA_SUFFIXES)})")
+    model = load_model(args.model, device, media=True)
+    log = ErrorLog(args.log or _default_log())
+    pngs = _timeline_paths(args.timeline, files) if args.timeline else {}
+    rows, failures, unscored = [], [], 0
+    for file in tqdm(files, desc="predict", unit="file", disable=len(files) == 1, file=sys.stderr):
+        try:
+            r = predict(file, model, device=device, window=args.window, step=args.step, bf16=args.bf16)
+            line = json.dumps(r, allow_nan=False) if args.json else _summary(r)
+            if args.timeline and r["scores"] is not None:
+                from ..evaluation.plots import plot_timeline
+
+                plot_timeline(r, pngs[file])
+        except Exception as e:   # one bad file never stops the batch
+            msg = log.record(file, *describe(file, e))
+            failures.append(file)
+            rows.append({"file": file, "error": msg})
+            tqdm.write(f"vavl predict: error: {msg}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": file, "error": msg}), flush=True)
+            continue
+        unscored += r["scores"] is None
+        rows.append(r)
+        print(line, flush=True)
+    if args.csv:
+        _write_csv(args.csv, rows)
+    if len(files) > 1:
+        scored = len(files) - len(failures) - unscored
+        parts = [f"{len(files)} files: {scored} scored, {unscored} with no prediction, {len(failures)} failed"]
+        if failures:
+            parts.append(", ".join(failures[:10]) + (f" and {len(failures) - 10} more" if len(failures) > 10 else ""))
+        if log.count:
+            parts.append(f"tracebacks of {log.count} unexpected errors in {log.path}")
+        if args.csv:
+            parts.append(f"table: {args.csv}")
+        print(f"vavl predict: {'; '.join(parts)}", file=sys.stderr)
+    return exit_code(len(files) - len(failures), len(failures))

@@ -1,0 +1,1 @@
+"""Using trained models: `predict` on media files, the transformers pipeline, ONNX export."""
