@@ -1,23 +1,45 @@
-"""The package build's one addition to pyproject.toml: vavl's optional C attention kernel.
+"""The package build's two additions to pyproject.toml.
 
-vavl/native/attention.c becomes vavl/native/_attention*.so (loaded with ctypes, see
-vavl/native/attention.py), with no -march flag: it carries its own sweeps for each ISA level and
-picks one at run time. OpenMP is used when the compiler has it; when the kernel cannot be built at
-all the install goes on without it (with a warning) and vavl runs PyTorch's SDPA instead.
+1. The recipes ship as package data: recipes/*.py, their configs and README are copied into the
+   wheel as vavl/_recipes/ (files, not a package: `vavl run finetune` executes them by path).
+2. vavl's optional C attention kernel (vavl/nn/native/attention.c -> vavl/nn/native/_attention*.so,
+   loaded with ctypes), built only when asked for: `VAVL_BUILD_KERNEL=1 pip install ...`. It carries
+   its own sweeps for each ISA level and picks one at run time (no -march flag); OpenMP is used when
+   the compiler has it. A build that fails warns and installs without it. Models use it only with
+   attn_implementation="cpu_kernel" (docs/design/kernel.md).
 """
+import os
+import shutil
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 OPENMP = ["-fopenmp"]
 KERNEL = Extension(
-    "vavl.native._attention",
-    sources=["vavl/native/attention.c"],
-    depends=["vavl/native/attention_sweeps.h"],
+    "vavl.nn.native._attention",
+    sources=["vavl/nn/native/attention.c"],
+    depends=["vavl/nn/native/attention_sweeps.h"],
     extra_compile_args=["-O3", "-g0", "-std=gnu11", *OPENMP],
     extra_link_args=OPENMP,
 )
+BUILD_KERNEL = os.environ.get("VAVL_BUILD_KERNEL", "0") == "1"
+RECIPE_FILES = ("*.py", "README.md", "configs/*/*.yaml")
+
+
+class BuildWithRecipes(build_py):
+    """build_py that also copies the recipes into the wheel as vavl/_recipes/."""
+
+    def run(self):
+        super().run()
+        source, target = Path("recipes"), Path(self.build_lib, "vavl", "_recipes")
+        for pattern in RECIPE_FILES:
+            for path in source.glob(pattern):
+                dest = target / path.relative_to(source)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
 
 
 class OptionalKernel(build_ext):
@@ -46,9 +68,10 @@ class OptionalKernel(build_ext):
 
     @staticmethod
     def skip(err):
-        print(f"WARNING: vavl: the CPU attention kernel could not be built ({err}); installing without it. "
-              "vavl will use PyTorch's SDPA attention ('vavl env' says so); install gcc or clang and reinstall "
-              "to get the faster kernel.", file=sys.stderr)
+        print(f"WARNING: vavl: VAVL_BUILD_KERNEL=1 but the CPU attention kernel could not be built ({err}); "
+              "installing without it. attn_implementation='cpu_kernel' will say so; every other implementation "
+              "works. Install gcc or clang and reinstall to get it.", file=sys.stderr)
 
 
-setup(ext_modules=[KERNEL], cmdclass={"build_ext": OptionalKernel})
+setup(ext_modules=[KERNEL] if BUILD_KERNEL else [],
+      cmdclass={"build_ext": OptionalKernel, "build_py": BuildWithRecipes})
