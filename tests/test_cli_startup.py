@@ -54,4 +54,5 @@ def test_vavl_env_reports_the_installed_versions():
     assert set(info["cpu_attention_kernel"]) == {"available", "reason", "auto_attention"}
     assert "huggingface_hub" in info["caches"]
     table = subprocess.run([sys.executable, "-m", "vavl.cli", "env"], capture_output=True, text=True, timeout=120).stdout
-    assert "torchaudio" in table and version("torchaudio") in table and "FFmpeg" in table
+    assert "torchvision" in table and version("torchvision") in table and "FFmpeg" in table
+    assert "torchaudio" not in info["packages"]  # vavl does not use it

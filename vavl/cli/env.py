@@ -17,7 +17,7 @@ from importlib import metadata
 from typing import Any
 
 # distribution names, in the order a report lists them
-PACKAGES = ("vavl", "torch", "torchvision", "torchaudio", "transformers", "timm", "accelerate", "facenet-pytorch",
+PACKAGES = ("vavl", "torch", "torchvision", "transformers", "timm", "accelerate", "facenet-pytorch",
             "av", "wandb", "huggingface_hub", "safetensors", "numpy")
 
 
