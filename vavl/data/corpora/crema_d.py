@@ -17,7 +17,8 @@ turned into one class: `label` is null. Perceived and soft labels also carry
 `label_distribution` (votes / responses of the matching presentation).
 
 Folds: "speaker-5fold" (actor-disjoint, sex-balanced: 91 actors dealt into 5 folds) and the
-VAVL partitions "vavl-1".."vavl-5" (shipped in vavl/data/partitions/CREMA-D, MIT).
+VAVL partitions "vavl-1".."vavl-5" (shipped in vavl/data/partitions/CREMA-D, MIT) and HiCMAE's
+"hicmae-1".."hicmae-5" (see hicmae.py; they score the intended label: prepare with the default label).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from typing import Any
 
 from ...core.labels import CREMA_D_CLASSES
 from ...core.errors import DataError
-from . import number, read_csv, speaker_folds, vavl_partitions
+from . import hicmae, number, read_csv, speaker_folds, vavl_partitions
 
 CLASSES = CREMA_D_CLASSES
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
@@ -39,6 +40,7 @@ LABELS = ("intended", "perceived-av", "perceived-audio", "perceived-video", "sof
 PRESENTATION = {"perceived-audio": ("VoiceVote", "1"), "perceived-video": ("FaceVote", "2"),
                 "perceived-av": ("MultiModalVote", "3"), "soft": ("MultiModalVote", "3")}
 SUMMARY_COLUMNS = tuple(sorted({col for col, _ in PRESENTATION.values()}))
+AUDIO_ALIASES = {"1040_ITH_SAD_XX": "1040_ITH_SAD_X"}   # the only audio file not named as its clip
 CLIP_ID = re.compile(r"(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})")
 
 
@@ -109,7 +111,7 @@ def index(root: str | os.PathLike, label: str = "intended", metadata_dir: str | 
             "id": clip_id,
             "speaker": info["speaker"],
             "gender": genders[info["speaker"]],
-            "audio": str((root / "AudioWAV" / f"{clip_id}.wav").resolve()),
+            "audio": str((root / "AudioWAV" / f"{_audio_name(root, clip_id)}.wav").resolve()),
             "video": str((root / "VideoFlash" / f"{clip_id}.flv").resolve()),
             "label": info["intended"] if label == "intended" else perceived[label],
             "sentence": info["sentence"],
@@ -119,9 +121,17 @@ def index(root: str | os.PathLike, label: str = "intended", metadata_dir: str | 
         if clip_id in distributions:
             rec["label_distribution"] = distributions[clip_id]
         rec["folds"] = {"speaker-5fold": folds[info["speaker"]],
-                        **{p: split[clip_id] for p, split in partitions.items() if clip_id in split}}
+                        **{p: split[clip_id] for p, split in partitions.items() if clip_id in split},
+                        **hicmae.folds("crema-d", hicmae.crema_d_fold(clip_id))}
         records.append(rec)
     return records
+
+
+def _audio_name(root: Path, clip_id: str) -> str:
+    """CREMA-D ships one clip's audio under another name: 1040_ITH_SAD_X.wav for 1040_ITH_SAD_XX."""
+    if clip_id in AUDIO_ALIASES and not (root / "AudioWAV" / f"{clip_id}.wav").exists():
+        return AUDIO_ALIASES[clip_id]
+    return clip_id
 
 
 def _gender(row: dict[str, str] | None) -> str | None:

@@ -19,7 +19,9 @@ outside these four (no consensus) give a null `label`. Attributes go to `attribu
 `flip_arousal=None` (default) Evalution.txt arousal is flipped to match, CSVs are taken as is.
 
 Folds: "session-6fold" (leave one session out: the fold is the session 1-6 minus one) and the
-VAVL partitions "vavl-1".."vavl-5" (vavl/data/partitions/MSP-IMPROV, MIT).
+VAVL partitions "vavl-1".."vavl-5" (vavl/data/partitions/MSP-IMPROV, MIT) and HiCMAE's
+"hicmae-1".."hicmae-6" (test = session k, train = the other five, on the 7,787 clips HiCMAE lists;
+see hicmae.py).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import DataError
-from . import find_file, number, read_csv, vavl_partitions
+from . import find_file, hicmae, number, read_csv, vavl_partitions
 
 CLASSES = ("angry", "happy", "neutral", "sad")
 ATTRIBUTES = ("arousal", "valence", "dominance")
@@ -126,6 +128,7 @@ def index(root: str | os.PathLike, labels: str | os.PathLike | None = None, flip
             "label": entry["label"], "attributes": entry["attributes"] or None,
             "session": info["session"], "scenario": info["scenario"], "type": info["type"],
             "folds": {"session-6fold": info["session"] - 1,
-                      **{p: split[clip_id] for p, split in partitions.items() if clip_id in split}},
+                      **{p: split[clip_id] for p, split in partitions.items() if clip_id in split},
+                      **hicmae.folds("msp-improv", hicmae.msp_improv_fold(clip_id, info["session"]))},
         })
     return records

@@ -13,7 +13,8 @@ files of one utterance are paired: video from the 01 .mp4, else the 02 .mp4; aud
 audio track. An utterance with only a 02 file is video-only; only a 03 file, audio-only.
 
 Folds: "speaker-6fold", 6 folds of 4 consecutive actors (2 male, 2 female each): actors 1-4 are
-fold 0, 5-8 fold 1, ...
+fold 0, 5-8 fold 1, ...; HiCMAE's "hicmae-1".."hicmae-6" (the same actor folds, speech only,
+train/test; see hicmae.py).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import DataError
+from . import hicmae
 
 CLASSES = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 NAME = re.compile(r"(0[123])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d\d)\.(mp4|wav)", re.IGNORECASE)
@@ -66,6 +68,7 @@ def index(root: str | os.PathLike, **_: Any) -> list[dict[str, Any]]:
             "audio": str(audio) if audio else None, "video": str(video) if video else None,
             "label": p["emotion"], "channel": p["channel"], "intensity": p["intensity"],
             "statement": p["statement"], "repetition": p["repetition"],
-            "folds": {"speaker-6fold": (p["actor"] - 1) // 4},
+            "folds": {"speaker-6fold": (p["actor"] - 1) // 4,
+                      **hicmae.folds("ravdess", hicmae.ravdess_fold(p["actor"], p["channel"]))},
         })
     return records
