@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from mafw_corpus import build_mafw, read_folds
 from vavl.data import read_manifest, split_records
 from vavl.data.corpora import get_indexer, hicmae, msp_improv
 from vavl.data.prepare import prepare
@@ -128,3 +129,12 @@ def test_msp_improv_hicmae_folds_leave_one_session_out_on_the_listed_clips(tmp_p
     assert sorted(r["id"] for r in written) == sorted(some)
     assert all(r["folds"] == by_id[r["id"]]["folds"] for r in written)
 
+
+def test_mafw_hicmae_folds_are_mafws_sets_less_the_clips_without_audio(tmp_path):
+    # MAFW's 9,172 single-label clip ids and sets, in MAFW's layout (lists only: the indexer needs no media)
+    single = read_folds(HERE / "fixtures" / "hicmae-splits" / "mafw_single_folds.txt")
+    build_mafw(tmp_path / "MAFW", single, media=False)
+    records = get_indexer("mafw")(tmp_path / "MAFW")
+    check_against_official(records, "mafw", speaker_key=None)     # MAFW names no speakers
+    assert sorted(r["id"] for r in records if "hicmae-1" not in r["folds"]) == sorted(hicmae.MAFW_NO_AUDIO)
+    assert all(r["folds"]["mafw-1"] for r in records) and len(records) == 9172

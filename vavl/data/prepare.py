@@ -3,6 +3,7 @@
     vavl prepare crema-d --root CREMA-D --out crema_d.jsonl --label perceived-av --drop-ambiguous
     vavl prepare ravdess --root RAVDESS --out ravdess.jsonl
     vavl prepare msp-improv --root MSP-IMPROV --out msp.jsonl [--labels Evalution.txt]
+    vavl prepare mafw --root MAFW --out mafw.jsonl [--labels "MAFW/Train & Test Set"]
     vavl prepare custom --root my_clips.csv --out mine.jsonl
 
 A listed clip whose media file is missing is reported (count and first ids) and either kept with
@@ -23,14 +24,14 @@ from .manifest import write_manifest
 SHOW = 5   # ids named in a report
 
 
-CORPUS_NAMES = {"crema-d": "CREMA-D", "ravdess": "RAVDESS", "msp-improv": "MSP-IMPROV"}
+CORPUS_NAMES = {"crema-d": "CREMA-D", "ravdess": "RAVDESS", "msp-improv": "MSP-IMPROV", "mafw": "MAFW"}
 
 
 def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_ambiguous: bool = False,
             missing: str = "keep", log=None, **options: Any) -> dict[str, Any]:
     """Index `root` as `corpus` and write the manifest to `out`. Options go to the corpus
-    indexer (crema-d: label, metadata_dir; msp-improv: labels, flip_arousal; custom: csv,
-    attributes). Returns a summary: clips written, and the ids dropped or kept without media."""
+    indexer (crema-d: label, metadata_dir; msp-improv: labels, flip_arousal; mafw: labels;
+    custom: csv, attributes). Returns a summary: clips written, and the ids dropped or kept without media."""
     log = log or sys.stderr
     if missing not in ("keep", "drop"):
         raise DataError(f"missing={missing!r}: choose 'keep' or 'drop'")
@@ -74,8 +75,8 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_a
         print(f"vavl prepare: {len(no_media)} clips have no media at all (dropped), e.g. {_first(no_media)}", file=log)
     if ambiguous:
         action = "dropped (--drop-ambiguous)" if drop_ambiguous else "kept with label null"
-        print(f"vavl prepare: {len(ambiguous)} clips have no single label (tied votes), {action}, "
-              f"e.g. {_first(ambiguous)}", file=log)
+        print(f"vavl prepare: {len(ambiguous)} clips have no single label (tied votes; MAFW: several emotions), "
+              f"{action}, e.g. {_first(ambiguous)}", file=log)
     print(f"vavl prepare: wrote {len(kept)} clips to {out}", file=log)
     return {"manifest": str(out), "listed": listed, "clips": len(kept), "missing_audio": lacking["audio"],
             "missing_video": lacking["video"], "dropped_missing": dropped, "dropped_no_media": no_media,

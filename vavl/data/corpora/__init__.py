@@ -17,6 +17,7 @@ CORPORA = {
     "crema-d": "vavl.data.corpora.crema_d",
     "ravdess": "vavl.data.corpora.ravdess",
     "msp-improv": "vavl.data.corpora.msp_improv",
+    "mafw": "vavl.data.corpora.mafw",
     "custom": "vavl.data.corpora.custom",
 }
 PARTITIONS = Path(__file__).resolve().parents[1] / "partitions"
