@@ -138,3 +138,11 @@ def test_mafw_hicmae_folds_are_mafws_sets_less_the_clips_without_audio(tmp_path)
     check_against_official(records, "mafw", speaker_key=None)     # MAFW names no speakers
     assert sorted(r["id"] for r in records if "hicmae-1" not in r["folds"]) == sorted(hicmae.MAFW_NO_AUDIO)
     assert all(r["folds"]["mafw-1"] for r in records) and len(records) == 9172
+
+
+def test_clips_outside_hicmaes_speakers_get_no_fold():
+    assert hicmae.crema_d_fold("1000_DFA_ANG_XX") is None and hicmae.crema_d_fold("1092_DFA_ANG_XX") is None
+    assert hicmae.crema_d_fold("1091_DFA_ANG_XX") == 5 and hicmae.crema_d_fold("1018_DFA_ANG_XX") == 1
+    assert hicmae.ravdess_fold(25, "speech") is None and hicmae.ravdess_fold(24, "song") is None
+    assert hicmae.folds("ravdess", None) == {} and hicmae.folds("ravdess", hicmae.ravdess_fold(24, "speech")) == {
+        **{f"hicmae-{k}": "train" for k in range(1, 6)}, "hicmae-6": "test"}

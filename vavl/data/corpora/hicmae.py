@@ -44,13 +44,14 @@ def folds(corpus: str, test_fold: int | None) -> dict[str, str]:
 
 def crema_d_fold(clip_id: str) -> int | None:
     """Actors 1001-1018 -> 1, 1019-1036 -> 2, ..., 1073-1091 -> 5 (the last fold takes the 91st actor)."""
-    if clip_id in CREMA_D_BROKEN or clip_id in CREMA_D_AUDIO_MISNAMED:
+    actor = int(clip_id[:4])
+    if clip_id in CREMA_D_BROKEN or clip_id in CREMA_D_AUDIO_MISNAMED or not 1001 <= actor <= 1091:
         return None
-    return min((int(clip_id[:4]) - 1001) // 18, 4) + 1
+    return min((actor - 1001) // 18, 4) + 1
 
 
 def ravdess_fold(actor: int, channel: str) -> int | None:
-    return (actor - 1) // 4 + 1 if channel == "speech" else None
+    return (actor - 1) // 4 + 1 if channel == "speech" and 1 <= actor <= 24 else None
 
 
 def msp_improv_fold(clip_id: str, session: int) -> int | None:
