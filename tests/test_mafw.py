@@ -92,3 +92,13 @@ def test_cli_prepare_mafw(corpus, tmp_path, capsys):
     assert counts == {"train": 44, "test": 11, None: 12}
     assert main(["prepare", "mafw", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.jsonl")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_hicmae_folds_score_as_they_are_and_ask_for_a_dev_split_to_train(corpus, tmp_path):
+    from vavl.data.datasets import select_records, training_splits
+
+    prepare("mafw", corpus[0], tmp_path / "m.jsonl", drop_ambiguous=True, log=QUIET)
+    records = read_manifest(tmp_path / "m.jsonl")
+    assert len(select_records(records, "hicmae-2", "test", None)) == 11     # set 2 less the two without audio
+    with pytest.raises(DataError, match="no dev clips under protocol 'hicmae-2'"):
+        training_splits(records, "hicmae-2", None)
