@@ -19,6 +19,9 @@ CORPORA = {
     "msp-improv": "vavl.data.corpora.msp_improv",
     "custom": "vavl.data.corpora.custom",
 }
+CORPORA["iemocap"] = "vavl.data.corpora.iemocap"
+CORPORA["msp-podcast"] = "vavl.data.corpora.msp_podcast"
+CORPORA["meld"] = "vavl.data.corpora.meld"
 PARTITIONS = Path(__file__).resolve().parents[1] / "partitions"
 
 
