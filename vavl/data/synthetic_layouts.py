@@ -110,3 +110,90 @@ def frame_index(frame: np.ndarray) -> int:
     block = frame.shape[1] // BITS
     strip = frame[-STRIP + 3:-3].astype(float)
     return sum(1 << b for b in range(BITS) if strip[:, b * block + 3:(b + 1) * block - 3].mean() > 128)
+
+
+# ---- MSP-Podcast ---------------------------------------------------------------------------------
+MSP_CODES = "ASHUFDCNOX"
+MSP_SPLITS = ("Train", "Development", "Test1", "Test2", "Test3")
+
+
+def make_msp_podcast(root, clips_per_split: int = 12, detailed: bool = True) -> list[dict]:
+    """Audios/, Labels/labels_consensus.csv (every EmoClass code, O and X included; a third of
+    the Test2 clips with speaker Unknown), Labels/labels_detailed.csv (3-5 raters a clip, some
+    choosing Other-...), Transcripts/ for every other clip. Speakers differ between splits."""
+    root = Path(root)
+    (root / "Labels").mkdir(parents=True, exist_ok=True)
+    names = {"A": "Angry", "S": "Sad", "H": "Happy", "U": "Surprise", "F": "Fear", "D": "Disgust", "C": "Contempt",
+             "N": "Neutral"}
+    truth, consensus, raters, n = [], [], [], 0
+    for s, split in enumerate(MSP_SPLITS):
+        for j in range(clips_per_split):
+            clip = f"MSP-PODCAST_{s + 1:04d}_{j + 1:04d}"
+            code = MSP_CODES[n % len(MSP_CODES)]
+            speaker = "Unknown" if split == "Test2" and j % 3 == 0 else str(100 * (s + 1) + j % 4)
+            gender = "Unknown" if speaker == "Unknown" else ("Female" if j % 2 else "Male")
+            act, val, dom = 1 + n % 7, 1 + (n * 3) % 7, 1 + (n * 5) % 7
+            consensus.append([f"{clip}.wav", code, f"{act:.1f}", f"{val:.1f}", f"{dom:.1f}", speaker, gender, split])
+            votes = [names.get(code, "Other-bored")] * 2 + [names[MSP_CODES[(n + 1) % 8]]] + (["Other-amused"] if j % 2 else [])
+            raters += [[f"{clip}.wav", f"WORKER{w:05d}", v, "Neutral", act, val, dom] for w, v in enumerate(votes)]
+            _touch(root / "Audios" / f"{clip}.wav")
+            text = f"clip {j} of {split}" if j % 2 == 0 else None
+            if text:
+                (root / "Transcripts").mkdir(exist_ok=True)
+                (root / "Transcripts" / f"{clip}.txt").write_text(text + "\n")
+            truth.append({"id": clip, "code": code, "speaker": speaker, "gender": gender, "split": split,
+                          "attributes": {"arousal": float(act), "valence": float(val), "dominance": float(dom)},
+                          "votes": votes, "text": text})
+            n += 1
+    _write_rows(root / "Labels" / "labels_consensus.csv",
+                ["FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set"], consensus)
+    if detailed:
+        _write_rows(root / "Labels" / "labels_detailed.csv",
+                    ["FileName", "WorkerID", "EmoClass_Major", "EmoClass_Second", "EmoAct", "EmoVal", "EmoDom"], raters)
+    return truth
+
+
+def _write_rows(path: Path, header: list[str], rows: list[list]) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
+# ---- MELD ----------------------------------------------------------------------------------------
+MELD_EMOTIONS = ("neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust")
+MELD_SENTIMENT = {"neutral": "neutral", "joy": "positive", "surprise": "positive", "sadness": "negative",
+                  "anger": "negative", "fear": "negative", "disgust": "negative"}
+MELD_SPLITS = {"train": ("train", "train_sent_emo.csv", "train_splits"),
+               "dev": ("dev", "dev_sent_emo.csv", "dev_splits_complete"),
+               "test": ("test", "test_sent_emo.csv", "output_repeated_splits_test")}
+MELD_SPEAKERS = ("Ross", "Rachel", "Monica", "Joey", "Chandler", "Phoebe", "Gunther")
+
+
+def make_meld(root, dialogs: int = 3, utterances: int = 4) -> list[dict]:
+    """MELD.Raw: <split>/<split>_sent_emo.csv and <split>/<video folder>/dia<D>_utt<U>.mp4
+    (empty files) for train / dev / test; the last utterance of train's first dialog has no
+    video (as train dia125_utt3 in the real corpus)."""
+    root = Path(root)
+    truth, n = [], 0
+    for split, (folder, csv_name, videos) in MELD_SPLITS.items():
+        rows = []
+        for d in range(dialogs):
+            for u in range(utterances):
+                emotion = MELD_EMOTIONS[n % 7]
+                speaker = MELD_SPEAKERS[n % len(MELD_SPEAKERS)]
+                text = f"Utterance {u} of dialogue {d}, it\u2019s {emotion}."
+                rows.append([n + 1, text, speaker, emotion, MELD_SENTIMENT[emotion], d, u, 3, 7,
+                             "00:00:01,000", "00:00:02,500"])
+                has_video = not (split == "train" and d == 0 and u == utterances - 1)
+                if has_video:
+                    _touch(root / folder / videos / f"dia{d}_utt{u}.mp4")
+                truth.append({"id": f"{split}_dia{d}_utt{u}", "split": split, "speaker": speaker, "emotion": emotion,
+                              "sentiment": MELD_SENTIMENT[emotion], "text": text, "video": has_video})
+                n += 1
+        _write_rows(root / folder / csv_name, ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID",
+                                               "Utterance_ID", "Season", "Episode", "StartTime", "EndTime"], rows)
+    return truth
