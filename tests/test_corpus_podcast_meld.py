@@ -147,3 +147,21 @@ def test_the_cli_refuses_a_leak_in_one_line(tmp_path, capsys):
     assert main(["prepare", "custom", "--root", str(root), "--out", str(tmp_path / "m.jsonl"),
                  "--allow-speaker-overlap"]) == 0
     assert "split-speaker-overlap" in (tmp_path / "m.jsonl").read_text()
+
+
+def test_recipes_and_evaluate_refuse_a_leaky_protocol_at_the_start(tmp_path):
+    """A manifest written by hand (or by an older vavl) is checked again where training and scoring split it."""
+    from vavl.data.datasets import select_records, training_splits
+    from vavl.data.protocols import OVERLAP
+
+    records = [{"id": f"c{i}", "speaker": f"s{i % 3}", "label": "happy",
+                "folds": {"p": "train" if i < 6 else "dev" if i < 8 else "test", "k": i % 3}} for i in range(10)]
+    for call in (lambda: training_splits(records, "p", None), lambda: select_records(records, "p", "test", None),
+                 lambda: split_records(records, "p")):
+        with pytest.raises(DataError, match=r"protocol 'p' puts 3 speaker\(s\) in more than one of its parts: "
+                                            r"s0 \(dev, test, train\), s1 \(dev, train\), s2 \(test, train\)"):
+            call()
+    assert len(training_splits(records, "k", 0)["test"]) == 4      # k: speaker s_j in fold j only: no leak
+    for r in records:
+        r["folds"]["p" + OVERLAP] = r["folds"].pop("p")
+    assert len(select_records(records, "p" + OVERLAP, "test", None)) == 2

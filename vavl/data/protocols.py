@@ -56,3 +56,14 @@ def check_protocols(records: list[dict[str, Any]], allow_overlap: bool = False, 
                 folds[protocol + OVERLAP] = folds.pop(protocol)
         renamed.append(protocol + OVERLAP)
     return renamed
+
+
+def refuse_speaker_overlap(records: list[dict[str, Any]], protocol: str, source: str = "manifest") -> None:
+    """DataError naming the shared speakers when `protocol` (not named *-speaker-overlap) leaks."""
+    if protocol.endswith(OVERLAP):
+        return
+    shared = overlapping_speakers(records, protocol)
+    if shared:
+        raise DataError(f"{source}: protocol {protocol!r} puts {len(shared)} speaker(s) in more than one of its parts: "
+                        f"{describe(shared)}; re-run `vavl prepare` with a speaker-independent split, or with "
+                        f"--allow-speaker-overlap to name it {protocol + OVERLAP!r}")
