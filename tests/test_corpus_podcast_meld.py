@@ -165,3 +165,17 @@ def test_recipes_and_evaluate_refuse_a_leaky_protocol_at_the_start(tmp_path):
     for r in records:
         r["folds"]["p" + OVERLAP] = r["folds"].pop("p")
     assert len(select_records(records, "p" + OVERLAP, "test", None)) == 2
+
+
+def test_the_msp_podcast_auxformer_config_trains_with_the_video_missing_everywhere(tmp_path):
+    """MSP-Podcast is audio-only: the AuxFormer config learns from cached audio with no clip's video there."""
+    import json
+
+    from test_finetune import ROOT, finetune, make_corpus, tiny_overrides
+
+    corpus = make_corpus(tmp_path / "c", missing=lambda i: "visual")
+    path = ROOT / "recipes" / "configs" / "msp_podcast" / "auxformer_missing_video.yaml"
+    cfg = finetune.load_config(path, tiny_overrides(path, corpus, tmp_path / "out") + ["train.max_steps=2", "train.epochs=1"])
+    assert finetune.main(cfg, str(path))["summary"]["step"] == 2
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    assert results["test/audio"]["n"] == results["test/audio+video"]["n"] == 8 and results["test/video"]["n"] == 0
