@@ -179,3 +179,25 @@ def test_the_msp_podcast_auxformer_config_trains_with_the_video_missing_everywhe
     assert finetune.main(cfg, str(path))["summary"]["step"] == 2
     results = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     assert results["test/audio"]["n"] == results["test/audio+video"]["n"] == 8 and results["test/video"]["n"] == 0
+
+
+def test_known_broken_clips_are_reported_and_dropped_on_request(tmp_path):
+    """CREMA-D's four clips reported broken upstream (issue #8 of its repository), on the real metadata."""
+    from pathlib import Path
+
+    from vavl.data.corpora.crema_d import KNOWN_BAD
+
+    metadata = Path(__file__).resolve().parent / "data" / "crema-d"
+    root = tmp_path / "crema"
+    for sub, suffix in (("AudioWAV", "wav"), ("VideoFlash", "flv")):
+        (root / sub).mkdir(parents=True)
+        for name in [*KNOWN_BAD, "1001_DFA_ANG_XX"]:
+            (root / sub / f"{name}.{suffix}").touch()
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        summary = prepare("crema-d", root, tmp_path / "m.jsonl", metadata_dir=metadata, log=f)
+    assert sorted(summary["known_bad"]) == sorted(KNOWN_BAD) and summary["clips"] == 5
+    assert "4 clips are known to be broken in the released corpus (kept;" in log.read_text()
+    assert "1076_MTI_SAD_XX (the audio is silent and the video shows no face)" in log.read_text()
+    summary = prepare("crema-d", root, tmp_path / "d.jsonl", metadata_dir=metadata, drop_known_bad=True, log=QUIET)
+    assert summary["clips"] == 1 and [r["id"] for r in read_manifest(tmp_path / "d.jsonl")] == ["1001_DFA_ANG_XX"]

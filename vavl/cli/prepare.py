@@ -29,6 +29,8 @@ def add_arguments(parser) -> None:
                         help="iemocap: do not cut video clips (the manifest holds audio and text only)")
     parser.add_argument("--drop-unlabelled", action="store_true",
                         help="leave out clips whose class is outside the label set (e.g. IEMOCAP fru/xxx under 4class)")
+    parser.add_argument("--drop-known-bad", action="store_true",
+                        help="leave out the clips known to be broken in the released corpus (prepare lists them either way)")
     parser.add_argument("--allow-speaker-overlap", action="store_true",
                         help="keep a protocol that puts a speaker in two of train/dev/test, renamed <name>-speaker-overlap")
 
@@ -36,7 +38,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     options = {k: getattr(args, k) for k in ("label", "metadata_dir", "labels", "csv", "attributes")}
     options.update({k: getattr(args, k) for k in ("label_set", "face_side", "clips_dir", "drop_unlabelled",
-                                                  "allow_speaker_overlap")})
+                                                  "allow_speaker_overlap", "drop_known_bad")})
     options["cut_video"] = not args.no_cut_video
     options["flip_arousal"] = None if args.flip_arousal is None else args.flip_arousal == "yes"
     prepare(args.corpus, args.root, args.out, drop_ambiguous=args.drop_ambiguous, missing=args.missing, **options)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import DataError
-from .corpora import get_indexer
+from .corpora import get_indexer, known_bad
 from .manifest import write_manifest
 from .protocols import check_protocols
 
@@ -39,7 +39,8 @@ CORPUS_NAMES["meld"] = "MELD"
 
 def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_ambiguous: bool = False,
             missing: str = "keep", log=None, drop_unlabelled: bool = False, allow_speaker_overlap: bool = False,
-            clips_dir: str | os.PathLike | None = None, cut_video: bool = True, **options: Any) -> dict[str, Any]:
+            clips_dir: str | os.PathLike | None = None, cut_video: bool = True, drop_known_bad: bool = False,
+            **options: Any) -> dict[str, Any]:
     """Index `root` as `corpus` and write the manifest to `out`. Options go to the corpus
     indexer (crema-d: label, metadata_dir; msp-improv: labels, flip_arousal; custom: csv,
     attributes; iemocap: label_set, face_side). `drop_unlabelled`: leave out clips whose `label`
@@ -52,6 +53,10 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_a
         raise DataError(f"{root}: corpus folder not found")
     records = get_indexer(corpus)(root, **{k: v for k, v in options.items() if v is not None})
     renamed = check_protocols(records, allow_speaker_overlap, source=f"{corpus} at {root}")
+    bad = known_bad(corpus)
+    broken = [r["id"] for r in records if r["id"] in bad]
+    if drop_known_bad:
+        records = [r for r in records if r["id"] not in bad]
     for rec in records:   # which corpus a clip is from travels with it (model cards name it, with its license)
         if corpus in CORPUS_NAMES:
             rec.setdefault("corpus", CORPUS_NAMES[corpus])
@@ -107,6 +112,10 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_a
     if drop_unlabelled and unlabelled:
         print(f"vavl prepare: {len(unlabelled)} clips have no label in this label set (dropped, --drop-unlabelled), "
               f"e.g. {_first(unlabelled)}", file=log)
+    if broken:
+        action = "dropped (--drop-known-bad)" if drop_known_bad else "kept; --drop-known-bad leaves them out"
+        print(f"vavl prepare: {len(broken)} clips are known to be broken in the released corpus ({action}): "
+              + "; ".join(f"{i} ({bad[i]})" for i in broken[:SHOW]) + ("; ..." if len(broken) > SHOW else ""), file=log)
     for name in renamed:
         print(f"vavl prepare: protocol {name[:-len('-speaker-overlap')]!r} shares speakers between its parts; "
               f"kept as {name!r} (--allow-speaker-overlap)", file=log)
@@ -115,7 +124,8 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_a
             "missing_video": lacking["video"], "dropped_missing": dropped, "dropped_no_media": no_media,
             "ambiguous": ambiguous, "dropped_ambiguous": ambiguous if drop_ambiguous else [],
             "dropped_unlabelled": unlabelled if drop_unlabelled else [], "overlap_protocols": renamed,
-            "clips_cut": cut["written"], "clips_reused": cut["kept"]}
+            "clips_cut": cut["written"], "clips_reused": cut["kept"], "known_bad": broken,
+            "dropped_known_bad": broken if drop_known_bad else []}
 
 
 class _ExistsCache:

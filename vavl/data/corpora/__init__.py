@@ -31,6 +31,12 @@ def get_indexer(name: str) -> Callable[..., list[dict[str, Any]]]:
     return importlib.import_module(CORPORA[name]).index
 
 
+def known_bad(name: str) -> dict[str, str]:
+    """Clip id -> what is wrong with it, for clips known to be broken in the released corpus
+    (the indexer module's KNOWN_BAD; empty when it has none)."""
+    return dict(getattr(importlib.import_module(CORPORA[name]), "KNOWN_BAD", {})) if name in CORPORA else {}
+
+
 def speaker_folds(speakers: dict[str, str | None], n_folds: int) -> dict[str, int]:
     """Speaker -> test-fold index, disjoint by speaker and balanced by gender: speakers sorted
     within each gender and dealt round-robin, so every fold holds both genders."""

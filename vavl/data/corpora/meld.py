@@ -8,7 +8,8 @@
 The CSVs: Sr No., Utterance, Speaker, Emotion, Sentiment, Dialogue_ID, Utterance_ID, Season,
 Episode, StartTime, EndTime. One record per row, id `<split>_dia<D>_utt<U>` (dialogue and
 utterance numbers restart in each split). Audio and video both come from the utterance's .mp4.
-macOS resource files (`._dia0_utt0.mp4`) in the archives are ignored.
+macOS resource files (`._dia0_utt0.mp4`) in the archives are ignored. KNOWN_BAD lists the clips
+known to be broken; `vavl prepare` reports them.
 
 Labels (`label_set=`): "emotion" (default; neutral, joy, sadness, anger, surprise, fear,
 disgust) or "sentiment" (positive, negative, neutral); `labels` holds both, `text` the utterance.
@@ -37,6 +38,9 @@ FOLDERS = {"train": ("train_splits",), "dev": ("dev_splits_complete", "dev_split
 COLUMNS = ("Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID")
 VIDEO = re.compile(r"dia(\d+)_utt(\d+)\.mp4", re.IGNORECASE)
 PROTOCOL = "official" + OVERLAP
+# reported by several public MELD loaders, which skip them
+KNOWN_BAD = {"train_dia125_utt3": "the .mp4 does not decode (no playable audio or video)",
+             "dev_dia110_utt7": "no .mp4 in the MELD.Raw package"}
 
 
 def _read(path: Path) -> list[dict[str, str]]:
