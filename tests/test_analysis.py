@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
         audio[SIGNAL] += prototypes[i % 4]
         cache.write(f"c{i:03d}", audio, torch.randn(5, 8, generator=g), {"duration": 2.0})
         records.append({"id": f"c{i:03d}", "speaker": f"s{i % 4 // 2}{i % 3}", "label": LABELS[i % 4],
-                        "folds": {"p": "train" if i < 120 else "test"}})
+                        "folds": {"p-speaker-overlap": "train" if i < 120 else "test"}})
     write_manifest(records, root / "manifest.jsonl")
     torch.manual_seed(0)
     model = vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16, num_layers=0,
@@ -94,7 +94,7 @@ def test_vavl_analyze_writes_figures_and_summaries(trained, tmp_path):
     root, _, _ = trained
     out = tmp_path / "analysis"
     args = ["analyze", "--model", str(root / "model"), "--manifest", str(root / "manifest.jsonl"), "--cache", str(root / "cache"),
-            "--protocol", "p", "--split", "test", "--out", str(out), "--clip", "c130", "--saliency", "occlusion"]
+            "--protocol", "p-speaker-overlap", "--split", "test", "--out", str(out), "--clip", "c130", "--saliency", "occlusion"]
     assert cli.main(args) == 0
     for name in ("embedding_fused.png", "errors.md", "errors.json", "saliency_c130.png"):
         assert (out / name).stat().st_size > 0

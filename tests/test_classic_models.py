@@ -128,7 +128,7 @@ def make_cache(root: Path) -> Path:
     for i, (a, v, y) in enumerate(featurise(24, 3)):
         split = "train" if i < 16 else "dev" if i < 20 else "test"
         cache.write(f"c{i:02d}", a, v, {})
-        recs.append({"id": f"c{i:02d}", "speaker": str(i % 4), "label": CLASSES[y], "labels": {"intended": CLASSES[y]},
+        recs.append({"id": f"c{i:02d}", "speaker": f"{split}-{i % 4}", "label": CLASSES[y], "labels": {"intended": CLASSES[y]},
                      "folds": {"vavl-1": split}})
     write_manifest(recs, root / "manifest.jsonl")
     return root

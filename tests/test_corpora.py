@@ -321,4 +321,4 @@ def test_cli_prepare_and_user_errors(tmp_path, capsys):
     assert main(["prepare", "msp-improv", "--root", str(tmp_path), "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "--labels" in capsys.readouterr().err
     with pytest.raises(DataError, match="unknown corpus"):
-        prepare("iemocap", tmp_path, tmp_path / "x.jsonl")
+        prepare("no-such-corpus", tmp_path, tmp_path / "x.jsonl")

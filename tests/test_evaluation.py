@@ -225,7 +225,7 @@ def audio_signal_corpus(root, n_train=160, n_test=80, dim=8):
         cid = f"clip{i:03d}"
         cache.write(cid, audio, visual, {"label": LABELS[label]})
         records.append({"id": cid, "speaker": f"spk{i % 5}", "audio": None, "video": None, "label": LABELS[label],
-                        "folds": {"synthetic": "train" if i < n_train else "test"}})
+                        "folds": {"synthetic-speaker-overlap": "train" if i < n_train else "test"}})
     write_manifest(records, root / "manifest.jsonl")
     return cache, records
 
@@ -236,7 +236,7 @@ def train_small(records, cache, steps=120):
     torch.manual_seed(0)
     model = vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16,
                               num_layers=0, dropout=0.0, id2label=LABELS)
-    ds = FeatureDataset(cache, [r for r in records if r["folds"]["synthetic"] == "train"], model.config)
+    ds = FeatureDataset(cache, [r for r in records if r["folds"]["synthetic-speaker-overlap"] == "train"], model.config)
     batch = collate([{**ds[i], "index": i} for i in range(len(ds))])
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
@@ -255,11 +255,12 @@ def test_audio_only_signal_scores_high_with_audio_and_at_chance_with_video(tmp_p
     model.save_pretrained(tmp_path / "model")
     out = tmp_path / "report"
     code = cli.main(["evaluate", "--model", str(tmp_path / "model"), "--manifest", str(tmp_path / "manifest.jsonl"),
-                     "--protocol", "synthetic", "--split", "test", "--cache", str(tmp_path / "cache"),
+                     "--protocol", "synthetic-speaker-overlap", "--split", "test", "--cache", str(tmp_path / "cache"),
                      "--conditions", "av,audio,video,drop-frames:0.5,drop-audio:0.5", "--bootstrap", "100", "--out", str(out)])
     assert code == 0
     res = json.loads((out / "metrics.json").read_text())
     c = res["conditions"]
+    assert res["protocol"] == "synthetic-speaker-overlap"     # speakers shared by train and test: said in metrics.json
     assert res["n_samples"] == 80 and set(c) == {"av", "audio", "video", "drop-frames:0.5", "drop-audio:0.5"}
     assert c["audio"]["fused"]["UA"] > 0.9 and c["audio"]["audio"]["UA"] > 0.9
     assert c["video"]["fused"]["UA"] < 0.45 and c["av"]["visual"]["UA"] < 0.45          # chance is 0.25

@@ -4,6 +4,10 @@ metrics.json, report.md, robustness.png, confusion PNGs.
     vavl evaluate --model DIR --manifest M --protocol vavl-1 --split test --cache CACHE \
         --conditions av,audio,video,drop-frames:0.5,drop-audio:0.3 --out REPORT
 
+Cross-corpus: `--label-map PRESET|FILE` scores a model on another corpus' manifest, its labels
+mapped to the model's classes (vavl.data.label_maps); what the map drops is counted, and
+metrics.json names the training and test corpora.
+
 Conditions: vavl.data.conditions; scoring: vavl.evaluation.scoring; the report: vavl.evaluation.reports. Under
 `accelerate launch` the clips are sharded and each is counted once.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..core.errors import DataError
 from ..data.conditions import DEFAULT_CONDITIONS, VALID_CONDITIONS, check_conditions_for_source, parse_conditions
 
 
@@ -30,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the intervals resample: speakers, as clusters (default; speaker-independent test sets), "
                              "or clips")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frame dropping / noise / occlusion and the bootstrap")
+    parser.add_argument("--label-map", default=None,
+                        help="cross-corpus: a preset (e.g. ravdess-to-crema-d) or a JSON / CSV file mapping the manifest's "
+                             "labels to the model's classes (null: drop the clip)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (single process; accelerate launch picks its own)")
 
 
@@ -43,17 +51,53 @@ def run(args: argparse.Namespace) -> int:
     conditions = parse_conditions(args.conditions)          # every check before any model runs
     records = select_records(read_manifest(args.manifest), args.protocol, args.split, args.fold)
     model = load_model(args.model)
-    check_labels(model.emotion_config, read_manifest(args.manifest), args.manifest)
+    cross = {}
+    if args.label_map:
+        from ..data.label_maps import apply_label_map, load_label_map
+
+        name, mapping = load_label_map(args.label_map)
+        records, dropped = apply_label_map(records, mapping, model.emotion_config.label_names, f"label map {name}")
+        if not any(r.get("label") is not None for r in records):
+            raise DataError(f"{args.manifest}: no clip keeps a label under the label map {name}")
+        cross = {"label_map": name, "dropped_by_label_map": dropped, "dropped_clips": sum(dropped.values()),
+                 "train_corpus": train_corpus(args.model),
+                 "test_corpus": ", ".join(sorted({str(r.get("corpus") or "unnamed") for r in records}))}
+    else:
+        check_labels(model.emotion_config, read_manifest(args.manifest), args.manifest)
     dataset = model_dataset(model, args.model, records, args.cache)
     check_conditions_for_source(conditions, data_source(dataset))
     if not distributed():
         model.to(args.device)
     meta = {"model": str(args.model), "manifest": str(args.manifest), "protocol": args.protocol, "fold": args.fold,
-            "split": args.split if args.protocol else "all clips", "source": "feature cache" if args.cache else "raw media"}
+            "split": args.split if args.protocol else "all clips", "source": "feature cache" if args.cache else "raw media",
+            **cross}
     results = evaluate(model, dataset, conditions, batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed, meta=meta,
                        bootstrap_unit=args.bootstrap_unit)
     if int(os.environ.get("RANK", "0")) == 0:
         out = write_report(results, args.out)
         print(markdown_report(results))
+        if cross:
+            print(f"label map {cross['label_map']}: {cross['dropped_clips']} clips dropped {cross['dropped_by_label_map']}; "
+                  f"trained on {cross['train_corpus'] or 'an unnamed corpus'}, scored on {cross['test_corpus']}")
         print(f"wrote {out}/metrics.json, report.md, robustness.png")
     return 0
+
+
+def train_corpus(model_dir) -> str | None:
+    """The corpus a model folder's card (README.md, written by the finetune recipe) says it was trained on."""
+    from pathlib import Path
+
+    import yaml
+
+    card = Path(model_dir) / "README.md"
+    if not card.is_file():
+        return None
+    text = card.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---"):
+        return None
+    try:
+        header = yaml.safe_load(text.split("---", 2)[1]) or {}
+    except yaml.YAMLError:
+        return None
+    datasets = header.get("datasets") if isinstance(header, dict) else None
+    return ", ".join(map(str, datasets)) if isinstance(datasets, list) and datasets else None

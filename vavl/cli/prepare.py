@@ -21,10 +21,26 @@ def add_arguments(parser) -> None:
                         help="msp-improv: yes/no: store 6 - arousal (default: yes for Evalution.txt, no for CSVs)")
     parser.add_argument("--csv", help="custom: the CSV when --root is a folder")
     parser.add_argument("--attributes", help="custom: comma-separated attribute columns (default: all numeric columns)")
+    parser.add_argument("--label-set", help="iemocap: 4class (ang, hap+exc, neu, sad; default) | 6class | raw; "
+                        "msp-podcast: 8class (default) | 4class; meld: emotion (default) | sentiment")
+    parser.add_argument("--face-side", choices=("marker-left", "marker-right"),
+                        help="iemocap: the half of the dialog video where the actor wearing markers sits (default marker-left)")
+    parser.add_argument("--clips-dir", help="iemocap: where the turns' video clips are cut to (default: <out>_clips/ beside the manifest)")
+    parser.add_argument("--no-cut-video", action="store_true",
+                        help="iemocap: do not cut video clips (the manifest holds audio and text only)")
+    parser.add_argument("--drop-unlabelled", action="store_true",
+                        help="leave out clips whose class is outside the label set (e.g. IEMOCAP fru/xxx under 4class)")
+    parser.add_argument("--drop-known-bad", action="store_true",
+                        help="leave out the clips known to be broken in the released corpus (prepare lists them either way)")
+    parser.add_argument("--allow-speaker-overlap", action="store_true",
+                        help="keep a protocol that puts a speaker in two of train/dev/test, renamed <name>-speaker-overlap")
 
 
 def run(args) -> int:
     options = {k: getattr(args, k) for k in ("label", "metadata_dir", "labels", "csv", "attributes")}
+    options.update({k: getattr(args, k) for k in ("label_set", "face_side", "clips_dir", "drop_unlabelled",
+                                                  "allow_speaker_overlap", "drop_known_bad")})
+    options["cut_video"] = not args.no_cut_video
     options["flip_arousal"] = None if args.flip_arousal is None else args.flip_arousal == "yes"
     prepare(args.corpus, args.root, args.out, drop_ambiguous=args.drop_ambiguous, missing=args.missing, **options)
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..core.errors import DataError
+from .protocols import refuse_speaker_overlap
 
 REQUIRED = ("id",)
 SPLITS = ("train", "dev", "test")
@@ -72,7 +73,12 @@ def split_records(records: list[dict[str, Any]], protocol: str, fold: int | None
     Split protocols (values "train"/"dev"/"test", e.g. "vavl-1"): taken as written; clips
     without the key are left out. Fold protocols (integer test-fold index, e.g.
     "speaker-5fold"): test = `fold`, dev = the next fold, train = the rest.
+
+    A protocol that puts a speaker in two of its parts is refused (vavl.data.protocols) unless
+    its name ends in "-speaker-overlap" (what `vavl prepare --allow-speaker-overlap` names it):
+    recipes and `vavl evaluate` split through here, so a leaky protocol stops them at the start.
     """
+    refuse_speaker_overlap(records, protocol)
     values = [r["folds"].get(protocol) for r in records]
     known = [v for v in values if v is not None]
     if not known:

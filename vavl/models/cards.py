@@ -27,6 +27,8 @@ CORPORA = {  # corpus -> (Hub dataset type, license of the data)
     "RAVDESS": ("ravdess", "cc-by-nc-sa-4.0"),
     "MSP-IMPROV": ("msp-improv", "other"),          # academic license agreement
     "MSP-Podcast": ("msp-podcast", "other"),
+    "IEMOCAP": ("iemocap", "other"),                # USC release agreement
+    "MELD": ("meld", "other"),                      # the MELD repository's terms; its clips come from a TV series
 }
 MARK = "library_name: vavl"   # how a card vavl wrote is recognised
 TASK_NAME = "Audio-visual emotion recognition"

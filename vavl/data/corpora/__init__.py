@@ -20,6 +20,9 @@ CORPORA = {
     "mafw": "vavl.data.corpora.mafw",
     "custom": "vavl.data.corpora.custom",
 }
+CORPORA["iemocap"] = "vavl.data.corpora.iemocap"
+CORPORA["msp-podcast"] = "vavl.data.corpora.msp_podcast"
+CORPORA["meld"] = "vavl.data.corpora.meld"
 PARTITIONS = Path(__file__).resolve().parents[1] / "partitions"
 
 
@@ -27,6 +30,12 @@ def get_indexer(name: str) -> Callable[..., list[dict[str, Any]]]:
     if name not in CORPORA:
         raise DataError(f"unknown corpus {name!r}; choose one of {sorted(CORPORA)}")
     return importlib.import_module(CORPORA[name]).index
+
+
+def known_bad(name: str) -> dict[str, str]:
+    """Clip id -> what is wrong with it, for clips known to be broken in the released corpus
+    (the indexer module's KNOWN_BAD; empty when it has none)."""
+    return dict(getattr(importlib.import_module(CORPORA[name]), "KNOWN_BAD", {})) if name in CORPORA else {}
 
 
 def speaker_folds(speakers: dict[str, str | None], n_folds: int) -> dict[str, int]:

@@ -41,6 +41,13 @@ PRESENTATION = {"perceived-audio": ("VoiceVote", "1"), "perceived-video": ("Face
                 "perceived-av": ("MultiModalVote", "3"), "soft": ("MultiModalVote", "3")}
 SUMMARY_COLUMNS = tuple(sorted({col for col, _ in PRESENTATION.values()}))
 AUDIO_ALIASES = {"1040_ITH_SAD_XX": "1040_ITH_SAD_X"}   # the only audio file not named as its clip
+# reported in github.com/CheyneyComputerScience/CREMA-D/issues/8
+KNOWN_BAD = {
+    "1076_MTI_NEU_XX": "the audio does not play and the video has no sound",
+    "1076_MTI_SAD_XX": "the audio is silent and the video shows no face",
+    "1064_TIE_SAD_XX": "the video (and mp3) have no duration",
+    "1064_IEO_DIS_MD": "the video (and mp3) run about a minute and hold several emotions",
+}
 CLIP_ID = re.compile(r"(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})")
 
 
