@@ -40,7 +40,7 @@ register_model(ModelEntry(
     model_class=AuxFormerForEmotionRecognition,
     config={"audio_dim": 1024, "visual_dim": 1408, "task": "regression", "attributes": ["arousal", "valence", "dominance"]},
     description="AuxFormer regressing arousal, valence and dominance (1 - CCC loss)",
-    corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal flipped as in VAVL)",
+    corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal as `vavl prepare msp-improv` stores it)",
     protocol="VAVL partitions 1-5 (the recipe runs partition 1)", recipe="recipes/configs/msp_improv/auxformer.yaml",
     paper=PAPER, **ENCODERS,
 ))

@@ -40,7 +40,7 @@ register_model(ModelEntry(
     config={"audio_dim": 1024, "visual_dim": 1408, "task": "regression",
             "attributes": ["arousal", "valence", "dominance"], "reconstruction_loss_weight": 1.0},
     description="VAVL regressing arousal, valence and dominance (1 - CCC loss)",
-    corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal flipped as in VAVL)",
+    corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal as `vavl prepare msp-improv` stores it)",
     protocol="VAVL partitions 1-5", recipe="recipes/configs/msp_improv/vavl_regression.yaml", paper=PAPER, **ENCODERS,
 ))
 

@@ -17,11 +17,11 @@ class VAVLConfig(EmotionConfig):
     dropout: inside the Conformers. head_dropout: in the MLP heads (official out_dropout 0.2).
     framewise: False = batch-first temporal model (attention and convolution across frames);
         True = every frame processed alone then mean-pooled, which is what the official code
-        computes at batch size 1, its test setting (use it for checkpoints trained with the
-        official code). It reproduces the official outputs at batch size 1 only: the official code
-        hands (time, batch, dim) to a batch-first Conformer, so in official training, at larger
-        batches, attention and convolution ran across the clips of each batch, and officially
-        trained checkpoints are batch-dependent.
+        computes at batch size 1. It reproduces the official outputs at batch size 1 only: the
+        official code hands (time, batch, dim) to a batch-first Conformer, so at larger batches
+        attention and convolution run across the clips of each batch; officially trained
+        checkpoints are batch-dependent, and the official numbers come from batch 32 (CREMA-D) /
+        9 (MSP-IMPROV), in training and in train.py's dev and test passes (VAVL has no test.py).
     reconstruction_loss_weight: weight of the pooled-input reconstruction losses (official: 2 for
         classification, 1 for regression).
     """
