@@ -22,6 +22,13 @@ class VAVLConfig(EmotionConfig):
         attention and convolution run across the clips of each batch; officially trained
         checkpoints are batch-dependent, and the official numbers come from batch 32 (CREMA-D) /
         9 (MSP-IMPROV), in training and in train.py's dev and test passes (VAVL has no test.py).
+    official_batching: compute the official function of a zero-padded batch (takes precedence over
+        framewise, whose function it equals at batch size 1): each branch hands (time, batch, dim) to
+        the Conformer as the official code does, so attention (the official scores: √width scaling,
+        absolute positions through the Transformer-XL shift, no mask), the depthwise convolution and
+        BatchNorm run across the clips of the batch at each padded step; representations average
+        over every padded step, and reconstruction targets are the mean of the padded input. A clip's
+        outputs then depend on its batch companions and their order, as in the official code.
     reconstruction_loss_weight: weight of the pooled-input reconstruction losses (official: 2 for
         classification, 1 for regression).
     """
@@ -40,6 +47,7 @@ class VAVLConfig(EmotionConfig):
     dropout: float = 0.1
     head_dropout: float = 0.2
     framewise: bool = False
+    official_batching: bool = False
     reconstruction_loss_weight: float = 1.0
 
     def validate(self) -> None:
@@ -50,5 +58,6 @@ class VAVLConfig(EmotionConfig):
         if self.conv_kernel_size % 2 != 1:
             raise ConfigError(f"conv_kernel_size={self.conv_kernel_size} must be odd (the convolution keeps the length)")
         check_probability(self, "dropout", "head_dropout")
-        if not isinstance(self.framewise, bool):
-            raise ConfigError(f"framewise={self.framewise!r} must be true or false")
+        for name in ("framewise", "official_batching"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
