@@ -358,3 +358,33 @@ def test_condition_that_leaves_no_input_gives_null_not_garbage():
     res = evaluate(model, data, "av,video", bootstrap=10, progress=False)
     assert res["conditions"]["video"]["fused"]["UA"] is None and "no clip has any input" in res["conditions"]["video"]["fused"]["note"]
     assert res["conditions"]["av"]["visual"]["UA"] is None and res["conditions"]["av"]["fused"]["n"] == 4
+
+
+@pytest.mark.parametrize("kind,zeroed,kept", [("zero-audio", "audio", "visual"), ("zero-video", "visual", "audio")])
+def test_zero_conditions_multiply_one_modality_by_zero_in_every_clip_and_keep_the_masks(kind, zeroed, kept):
+    data = feature_clips()
+    ref = collate([{**s, "index": i} for i, s in enumerate(data)])
+    got = seen_by(kind, data, batch_size=4)
+    assert torch.all(got[f"{zeroed}_features"] == 0) and ref[f"{zeroed}_features"].abs().sum() > 0
+    for k in (f"{zeroed}_mask", f"{kept}_features", f"{kept}_mask"):
+        assert torch.equal(got[k], ref[k])
+
+
+def test_zero_conditions_keep_the_prediction_rule_while_audio_video_answer_with_one_head():
+    data = feature_clips()
+    model = SpyModel(SpyConfig(audio_dim=4, visual_dim=3, id2label=LABELS, prediction="heads_mean")).eval()
+    ref = collate([{**s, "index": i} for i, s in enumerate(data)])
+    with torch.no_grad():
+        zeroed = model(audio_features=ref["audio_features"] * 0, audio_mask=ref["audio_mask"],
+                       visual_features=ref["visual_features"], visual_mask=ref["visual_mask"])
+    assert torch.equal(zeroed.head_used, torch.full((6,), 3))      # the mean of the three heads answers
+    zero_audio = predict_dataset(model, data, "zero-audio", batch_size=6, progress=False)
+    video = predict_dataset(model, data, "video", batch_size=6, progress=False)
+    assert torch.allclose(zero_audio.logits, zeroed.logits, atol=1e-6)
+    assert torch.allclose(video.logits, zeroed.visual_logits, atol=1e-6)   # head-based: the visual head alone
+    assert not torch.allclose(zero_audio.logits, video.logits, atol=1e-3)
+    assert bool(zero_audio.audio_present.all()) and not bool(video.audio_present.any())
+    results = evaluate(model, data, ["zero-audio", "zero-video", "audio", "video"], batch_size=6, bootstrap=0, progress=False)
+    assert results["conditions"]["zero-audio"]["audio"]["n"] == 6        # the clips still have (zeroed) audio
+    assert results["conditions"]["video"]["audio"]["note"].startswith("audio removed")
+    assert "multiplied by 0" in results["condition_semantics"]["zero-video"]
