@@ -388,3 +388,39 @@ def test_zero_conditions_keep_the_prediction_rule_while_audio_video_answer_with_
     assert results["conditions"]["zero-audio"]["audio"]["n"] == 6        # the clips still have (zeroed) audio
     assert results["conditions"]["video"]["audio"]["note"].startswith("audio removed")
     assert "multiplied by 0" in results["condition_semantics"]["zero-video"]
+
+
+@pytest.mark.parametrize("task", ["single_label_classification", "regression"])
+def test_a_speaker_bootstrap_over_too_few_speakers_is_flagged_and_replaced_by_the_clip_bootstrap(tmp_path, task):
+    from vavl.evaluation.reports import write_report
+    from vavl.evaluation.scoring import MIN_BOOTSTRAP_CLUSTERS
+
+    kw = {"id2label": LABELS} if task != "regression" else {"task": task}
+    model = SpyModel(SpyConfig(audio_dim=4, visual_dim=3, **kw)).eval()
+    key = "UA" if task != "regression" else "mean_ccc"
+
+    def clips(n, speakers):
+        data = feature_clips(n)
+        g = torch.Generator().manual_seed(1)
+        for i, s in enumerate(data):
+            s["speaker"] = f"s{i % speakers}"
+            if task == "regression":
+                s["labels"] = torch.rand(3, generator=g) * 4 + 1
+        return data
+
+    two = clips(12, 2)   # two speakers: three distinct speaker resamples
+    by_speaker = evaluate(model, two, ["av"], batch_size=6, bootstrap=200, progress=False)
+    by_clip = evaluate(model, two, ["av"], batch_size=6, bootstrap=200, progress=False, bootstrap_unit="clip")
+    fused = by_speaker["conditions"]["av"]["fused"]
+    assert fused["ci_unit"] == "clip" and "degenerate" in fused["ci_note"] and "2 speaker" in fused["ci_note"]
+    assert fused["ci95"] == by_clip["conditions"]["av"]["fused"]["ci95"]
+    assert "ci_note" not in by_clip["conditions"]["av"]["fused"]
+    assert by_speaker["bootstrap"]["min_clusters"] == MIN_BOOTSTRAP_CLUSTERS
+    write_report(by_speaker, tmp_path / "few")
+    report = (tmp_path / "few" / "report.md").read_text()
+    assert " †" in report and "speaker bootstrap degenerate" in report
+    assert json.loads((tmp_path / "few" / "metrics.json").read_text())["conditions"]["av"]["fused"]["ci_unit"] == "clip"
+
+    many = clips(24, MIN_BOOTSTRAP_CLUSTERS)
+    fused = evaluate(model, many, ["av"], batch_size=6, bootstrap=200, progress=False)["conditions"]["av"]["fused"]
+    assert fused["ci_unit"] == "speaker" and "ci_note" not in fused and fused["ci95"][key][0] is not None
