@@ -93,3 +93,46 @@ def test_vavl_official_batching_depends_on_the_order_of_the_clips_and_the_defaul
 def test_official_batching_must_be_a_boolean(config_class):
     with pytest.raises(ConfigError, match="official_batching"):
         config_class(official_batching="yes")
+
+
+def test_vavl_official_init_is_pytorch_defaults_with_the_conformers_xavier_layers():
+    import math
+
+    from torch import nn
+
+    from vavl.models.vavl import VAVLForEmotionRecognition
+    from vavl.models.vavl.conformer import FeedForward, RelativeSelfAttention
+
+    config = dict(audio_dim=40, visual_dim=30, proj_dim=20, hidden_size=32, head_hidden_size=16, num_attention_heads=4,
+                  num_audio_layers=1, num_visual_layers=1, num_shared_layers=1, conv_kernel_size=3)
+    torch.manual_seed(0)
+    official = VAVLForEmotionRecognition(VAVLConfig(init_scheme="official", **config))
+    torch.manual_seed(0)
+    ours = VAVLForEmotionRecognition(VAVLConfig(**config))
+
+    def xavier_bound(w):
+        return math.sqrt(6 / (w.shape[0] + w.shape[1]))
+
+    def default_bound(w):   # PyTorch's kaiming_uniform(a=sqrt(5)) on weights and its bias rule: 1 / sqrt(fan_in)
+        return 1 / math.sqrt(w[0].numel())
+
+    xavier_layers = [official.audio_encoder.input_proj]
+    for m in official.modules():
+        if isinstance(m, RelativeSelfAttention):
+            xavier_layers += [m.query, m.key, m.value, m.pos, m.out]
+            for uv in (m.u_bias, m.v_bias):   # Xavier, not zeros
+                assert 0.5 * xavier_bound(uv) < uv.abs().max() <= xavier_bound(uv)
+        elif isinstance(m, FeedForward):
+            xavier_layers += [m.fc1, m.fc2]
+    for layer in xavier_layers:
+        assert layer.weight.abs().max() <= xavier_bound(layer.weight) + 1e-7
+        assert layer.bias is None or not layer.bias.any()
+    # PyTorch's defaults elsewhere: heads, the input projections, the convolutions keep non-zero biases
+    for layer in (official.fusion_head.fc1, official.audio_head.out, official.audio_encoder.layers[0].conv.pointwise_in):
+        assert layer.bias.abs().max() > 0 and layer.bias.abs().max() <= default_bound(layer.weight)
+        assert layer.weight.abs().max() <= default_bound(layer.weight) + 1e-7
+    assert official.audio_proj.weight.abs().max() <= default_bound(official.audio_proj.weight) + 1e-7
+    # vavl's own scheme: every Linear / Conv1d Xavier with zero bias, u / v at zero
+    assert not ours.fusion_head.fc1.bias.any() and not ours.audio_encoder.layers[0].attention.u_bias.any()
+    with pytest.raises(ConfigError, match="init_scheme"):
+        VAVLConfig(init_scheme="kaiming")

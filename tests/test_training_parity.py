@@ -47,7 +47,7 @@ def write_corpus(root: Path, steps: list[dict], held_out: dict) -> tuple[Path, P
                 clip = f"{split}{k:02d}_{i}"
                 cache.write(clip, batch["x_aud"][i], batch["x_vid"][i], {})
                 label = CLASSES[int(batch["y"][i].argmax())] if "y" in batch else records[0]["label"]
-                records.append({"id": clip, "speaker": f"s{i % 3}", "label": label, "labels": {"perceived-av": label},
+                records.append({"id": clip, "speaker": f"s{i % 3}", "label": label, "labels": {"perceived-av": label, "consensus-av": label},
                                 "folds": {"fixture": split}})
     write_manifest(records, root / "manifest.jsonl")
     return root / "manifest.jsonl", root / "cache"

@@ -22,7 +22,7 @@ register_model(ModelEntry(
     description="VAVL at the official shape (1024-d wav2vec2 frames, 1408-d face features, Conformers 3 / 3 / 2 "
                 "layers of width 512, 8 heads) and the official CREMA-D class order; import official checkpoints with "
                 "`vavl convert vavl --corpus crema-d`",
-    corpus="CREMA-D", labels="the raters' perceived audio-visual emotion (labels.perceived-av), 6 classes in the official order",
+    corpus="CREMA-D", labels="the official consensus label (labels.consensus-av: the argmax of the VAVL consensus files, the raters' audio-visual majority on 5,814 of 5,820 clips), 6 classes in the official order",
     protocol="VAVL partitions 1-5", recipe="recipes/configs/crema_d/vavl_official.yaml", paper=PAPER, **ENCODERS,
 ))
 register_model(ModelEntry(

@@ -31,6 +31,10 @@ class VAVLConfig(EmotionConfig):
         outputs then depend on its batch companions and their order, as in the official code.
     reconstruction_loss_weight: weight of the pooled-input reconstruction losses (official: 2 for
         classification, 1 for regression).
+    init_scheme: "xavier" (vavl: every Linear / Conv1d Xavier-uniform with zero biases, u / v at 0)
+        or "official" (the official code's: Xavier-uniform with zero biases for the Conformers' own
+        Linear layers, Xavier-uniform u / v, PyTorch's defaults for everything else; see
+        conformer.official_init).
     """
 
     model_type = "vavl"
@@ -49,6 +53,7 @@ class VAVLConfig(EmotionConfig):
     framewise: bool = False
     official_batching: bool = False
     reconstruction_loss_weight: float = 1.0
+    init_scheme: str = "xavier"
 
     def validate(self) -> None:
         super().validate()
@@ -58,6 +63,8 @@ class VAVLConfig(EmotionConfig):
         if self.conv_kernel_size % 2 != 1:
             raise ConfigError(f"conv_kernel_size={self.conv_kernel_size} must be odd (the convolution keeps the length)")
         check_probability(self, "dropout", "head_dropout")
+        if self.init_scheme not in ("xavier", "official"):
+            raise ConfigError(f"init_scheme={self.init_scheme!r} must be 'xavier' or 'official'")
         for name in ("framewise", "official_batching"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")

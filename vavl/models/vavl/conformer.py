@@ -176,6 +176,31 @@ class ConformerBlock(nn.Module):
         return self.norm(x)
 
 
+@torch.no_grad()
+def official_init(model: nn.Module) -> None:
+    """The official VAVL initialisation, on a model built with PyTorch's default initialisation (which
+    the official code keeps for its heads, projections, convolutions and norms): the Conformer's own
+    `Linear` wrapper (Xavier-uniform weight, zero bias; VAVL conformer/modules.py:36-46) for the input
+    projection, the attention's query / key / value / position / output projections and the
+    feed-forward layers, and Xavier-uniform relative-position biases u / v (conformer/attention.py:65-68)."""
+    def xavier(linear: nn.Linear) -> None:
+        nn.init.xavier_uniform_(linear.weight)
+        if linear.bias is not None:
+            nn.init.zeros_(linear.bias)
+
+    for m in model.modules():
+        if isinstance(m, ConformerEncoder):
+            xavier(m.input_proj)
+        elif isinstance(m, RelativeSelfAttention):
+            for linear in (m.query, m.key, m.value, m.pos, m.out):
+                xavier(linear)
+            nn.init.xavier_uniform_(m.u_bias)
+            nn.init.xavier_uniform_(m.v_bias)
+        elif isinstance(m, FeedForward):
+            xavier(m.fc1)
+            xavier(m.fc2)
+
+
 class ConformerEncoder(nn.Module):
     """Linear input projection + dropout, then `layers` Conformer blocks. (b, t, in) -> (b, t, d).
 

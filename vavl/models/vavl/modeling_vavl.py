@@ -11,7 +11,7 @@ from torch import nn
 from ...nn.layers import masked_mean
 from ..base import EmotionModel
 from .configuration_vavl import VAVLConfig
-from .conformer import ConformerEncoder, MaskedBatchNorm1d
+from .conformer import ConformerEncoder, MaskedBatchNorm1d, official_init
 
 
 class MLPHead(nn.Module):
@@ -58,6 +58,8 @@ class VAVLForEmotionRecognition(EmotionModel):
         self.post_init()
 
     def _init_weights(self, module):
+        if self.config.init_scheme == "official":   # PyTorch's defaults, then official_init (post_init)
+            return
         if isinstance(module, (nn.Linear, nn.Conv1d)):
             nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
@@ -67,6 +69,11 @@ class VAVLForEmotionRecognition(EmotionModel):
             nn.init.zeros_(module.bias)
         elif isinstance(module, MaskedBatchNorm1d):
             module.reset_parameters()
+
+    def post_init(self):
+        super().post_init()
+        if self.config.init_scheme == "official":
+            official_init(self)
 
     def branches(self) -> dict[str, list[nn.Module]]:
         """The parameter groups of VAVL's published schedule (one optimiser each): the acoustic and
