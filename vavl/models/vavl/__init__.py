@@ -31,7 +31,7 @@ register_model(ModelEntry(
     config={"audio_dim": 1024, "visual_dim": 1408, "id2label": CREMA_D_LABELS, "reconstruction_loss_weight": 2.0},
     description="VAVL: Conformer branches + shared Conformer + unimodal and fusion heads + reconstruction heads",
     corpus="CREMA-D", protocol="VAVL partitions 1-5",
-    labels="the actor's intended emotion, 6 classes (recipes/configs/crema_d/vavl_official.yaml: the perceived label)",
+    labels="the actor's intended emotion, 6 classes (recipes/configs/crema_d/vavl_official.yaml: the official consensus label)",
     recipe="recipes/configs/crema_d/vavl.yaml", paper=PAPER, **ENCODERS,
 ))
 register_model(ModelEntry(
