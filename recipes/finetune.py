@@ -62,6 +62,8 @@ def setup(cfg: DictConfig) -> dict:
     d = cfg.data
     records = relabel(read_manifest(d.manifest), d.label_field, f"{d.manifest} (data.label_field)")
     splits = training_splits(records, d.protocol, d.fold, f"{d.manifest} (data.protocol / data.fold)")
+    if d.order == "sorted":   # the official VAVL loader sorts the clips' file names (utils/data_manager.py:47-53, 85)
+        splits = {s: sorted(recs, key=lambda r: f"{r['id']}.wav") for s, recs in splits.items()}
     task, names = resolve_labels(cfg, vavl.get_entry(cfg.model.name).config, splits)
     set_seed(cfg.seed)
     t, out_dir, end_to_end = cfg.train, Path(cfg.output_dir), not cfg.data.cache
@@ -270,7 +272,8 @@ def score(run: dict, model, split: str, names: list[str], bootstrap: int) -> tup
     """vavl.evaluation.scoring on one split under the named conditions (every process takes part; each clip
     counted once) -> ({"split/name": headline numbers of the fused head}, the whole results)."""
     cfg, conditions = run["cfg"], [ALIASES.get(n, n) for n in names]
-    results = evaluate(model, run["datasets"][split], conditions, batch_size=cfg.train.eval_batch_size, bootstrap=bootstrap,
+    size = cfg.evaluate.test_batch_size if split == "test" and cfg.evaluate.test_batch_size else cfg.train.eval_batch_size
+    results = evaluate(model, run["datasets"][split], conditions, batch_size=size, bootstrap=bootstrap,
                        seed=cfg.seed, accelerator=run["accelerator"], num_workers=cfg.data.num_workers, progress=cfg.log.progress,
                        bootstrap_unit=cfg.evaluate.bootstrap_unit)
     return {f"{split}/{n}": headline(results, c) for n, c in zip(names, conditions)}, results

@@ -45,6 +45,7 @@ class DataConfig:
     task: Optional[str] = None                 # null = the model entry's task
     num_workers: int = 0                       # loader processes; > 0: kept between epochs, batches read ahead
     corpus: Optional[str] = None               # for the model card (license, model-index); null = the manifest's
+    order: str = "manifest"                    # clip order in each split: manifest | sorted (by clip id: VAVL's official order)
 
 
 @dataclass
@@ -107,6 +108,8 @@ class EvaluateConfig:
     test: bool = True
     conditions: list[str] = field(default_factory=lambda: ["audio+video", "audio", "video"])  # or any `vavl evaluate` condition
     bootstrap: int = 1000                      # resamples for the 95% intervals of the final dev / test scores
+    test_batch_size: Optional[int] = None      # the final test pass's batch (null = train.eval_batch_size); matters only
+                                               # for models whose outputs depend on the batch (official_batching)
 
 
 @dataclass
@@ -192,6 +195,10 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
         if t[key] <= 0:
             raise ConfigError(f"train.{key}={t[key]!r} must be a positive integer")
+    if cfg.evaluate.test_batch_size is not None and cfg.evaluate.test_batch_size <= 0:
+        raise ConfigError(f"evaluate.test_batch_size={cfg.evaluate.test_batch_size!r} must be a positive integer or null")
+    if cfg.data.order not in ("manifest", "sorted"):
+        raise ConfigError(f"data.order={cfg.data.order!r} must be 'manifest' or 'sorted'")
     if t.metric is not None and t.metric not in METRICS:
         raise ConfigError(f"train.metric={t.metric!r} must be one of {', '.join(METRICS)}")
     if t.schedule == "vavl" and t.gradient_accumulation_steps != 1:

@@ -114,6 +114,31 @@ def test_crema_vavl_partitions_reproduce_the_published_membership(crema_tree, tm
     assert {s: {r["id"] for r in v} for s, v in ours.items()} == dict(published)
 
 
+def test_crema_consensus_labels_give_every_partition_the_official_labelled_test_set(crema_tree, tmp_path):
+    """labels.consensus-av = the argmax of the consensus files the official code scores: with it every
+    VAVL partition's labelled test set is the official one, the six clips whose votes tie included."""
+    from vavl.core.labels import CREMA_D_CLASSES
+
+    records, _ = crema(crema_tree, tmp_path, label="perceived-av")
+    by_id = {r["id"]: r for r in records}
+    ties = {"1039_MTI_ANG_XX": "disgust", "1067_IEO_FEA_LO": "disgust", "1089_IEO_FEA_MD": "sad",
+            "1009_TSI_SAD_XX": "fear", "1024_IOM_NEU_XX": "sad", "1028_ITH_SAD_XX": "fear"}
+    for clip, label in ties.items():   # consensus shares 0.532 vs 0.428; the vote counts tie
+        assert by_id[clip]["labels"]["perceived-av"] is None and by_id[clip]["labels"]["consensus-av"] == label
+    in_partitions = {r["id"] for r in records if r["folds"].get("vavl-1")}
+    assert all(by_id[c]["labels"]["consensus-av"] in CREMA_D_CLASSES for c in in_partitions)
+    agree = sum(by_id[c]["labels"]["consensus-av"] == by_id[c]["labels"]["perceived-av"] for c in in_partitions)
+    assert (len(in_partitions), agree) == (5820, 5814)
+    lost = {}
+    for k in range(1, 6):
+        official = {r["FileName"][:-4]: max(CREMA_D_CLASSES, key=lambda c: float(r[c]))
+                    for r in rows(PARTITIONS / "CREMA-D" / f"label_consensus_6class_M_{k}.csv") if r["Split_Set"] == "Test"}
+        test = split_records(records, f"vavl-{k}")["test"]
+        assert {r["id"]: r["labels"]["consensus-av"] for r in test} == official
+        lost[k] = sum(r["labels"]["perceived-av"] is None for r in test)
+    assert lost == {1: 0, 2: 1, 3: 3, 4: 0, 5: 0}   # what scoring labels.perceived-av leaves out of the official test sets
+
+
 def test_crema_missing_media_is_reported_then_kept_or_dropped(crema_names, tmp_path):
     root = tmp_path / "crema"
     for sub, suffix in (("AudioWAV", "wav"), ("VideoFlash", "flv")):

@@ -359,3 +359,69 @@ def test_condition_that_leaves_no_input_gives_null_not_garbage():
     res = evaluate(model, data, "av,video", bootstrap=10, progress=False)
     assert res["conditions"]["video"]["fused"]["UA"] is None and "no clip has any input" in res["conditions"]["video"]["fused"]["note"]
     assert res["conditions"]["av"]["visual"]["UA"] is None and res["conditions"]["av"]["fused"]["n"] == 4
+
+
+@pytest.mark.parametrize("kind,zeroed,kept", [("zero-audio", "audio", "visual"), ("zero-video", "visual", "audio")])
+def test_zero_conditions_multiply_one_modality_by_zero_in_every_clip_and_keep_the_masks(kind, zeroed, kept):
+    data = feature_clips()
+    ref = collate([{**s, "index": i} for i, s in enumerate(data)])
+    got = seen_by(kind, data, batch_size=4)
+    assert torch.all(got[f"{zeroed}_features"] == 0) and ref[f"{zeroed}_features"].abs().sum() > 0
+    for k in (f"{zeroed}_mask", f"{kept}_features", f"{kept}_mask"):
+        assert torch.equal(got[k], ref[k])
+
+
+def test_zero_conditions_keep_the_prediction_rule_while_audio_video_answer_with_one_head():
+    data = feature_clips()
+    model = SpyModel(SpyConfig(audio_dim=4, visual_dim=3, id2label=LABELS, prediction="heads_mean")).eval()
+    ref = collate([{**s, "index": i} for i, s in enumerate(data)])
+    with torch.no_grad():
+        zeroed = model(audio_features=ref["audio_features"] * 0, audio_mask=ref["audio_mask"],
+                       visual_features=ref["visual_features"], visual_mask=ref["visual_mask"])
+    assert torch.equal(zeroed.head_used, torch.full((6,), 3))      # the mean of the three heads answers
+    zero_audio = predict_dataset(model, data, "zero-audio", batch_size=6, progress=False)
+    video = predict_dataset(model, data, "video", batch_size=6, progress=False)
+    assert torch.allclose(zero_audio.logits, zeroed.logits, atol=1e-6)
+    assert torch.allclose(video.logits, zeroed.visual_logits, atol=1e-6)   # head-based: the visual head alone
+    assert not torch.allclose(zero_audio.logits, video.logits, atol=1e-3)
+    assert bool(zero_audio.audio_present.all()) and not bool(video.audio_present.any())
+    results = evaluate(model, data, ["zero-audio", "zero-video", "audio", "video"], batch_size=6, bootstrap=0, progress=False)
+    assert results["conditions"]["zero-audio"]["audio"]["n"] == 6        # the clips still have (zeroed) audio
+    assert results["conditions"]["video"]["audio"]["note"].startswith("audio removed")
+    assert "multiplied by 0" in results["condition_semantics"]["zero-video"]
+
+
+@pytest.mark.parametrize("task", ["single_label_classification", "regression"])
+def test_a_speaker_bootstrap_over_too_few_speakers_is_flagged_and_replaced_by_the_clip_bootstrap(tmp_path, task):
+    from vavl.evaluation.reports import write_report
+    from vavl.evaluation.scoring import MIN_BOOTSTRAP_CLUSTERS
+
+    kw = {"id2label": LABELS} if task != "regression" else {"task": task}
+    model = SpyModel(SpyConfig(audio_dim=4, visual_dim=3, **kw)).eval()
+    key = "UA" if task != "regression" else "mean_ccc"
+
+    def clips(n, speakers):
+        data = feature_clips(n)
+        g = torch.Generator().manual_seed(1)
+        for i, s in enumerate(data):
+            s["speaker"] = f"s{i % speakers}"
+            if task == "regression":
+                s["labels"] = torch.rand(3, generator=g) * 4 + 1
+        return data
+
+    two = clips(12, 2)   # two speakers: three distinct speaker resamples
+    by_speaker = evaluate(model, two, ["av"], batch_size=6, bootstrap=200, progress=False)
+    by_clip = evaluate(model, two, ["av"], batch_size=6, bootstrap=200, progress=False, bootstrap_unit="clip")
+    fused = by_speaker["conditions"]["av"]["fused"]
+    assert fused["ci_unit"] == "clip" and "degenerate" in fused["ci_note"] and "2 speaker" in fused["ci_note"]
+    assert fused["ci95"] == by_clip["conditions"]["av"]["fused"]["ci95"]
+    assert "ci_note" not in by_clip["conditions"]["av"]["fused"]
+    assert by_speaker["bootstrap"]["min_clusters"] == MIN_BOOTSTRAP_CLUSTERS
+    write_report(by_speaker, tmp_path / "few")
+    report = (tmp_path / "few" / "report.md").read_text()
+    assert " †" in report and "speaker bootstrap degenerate" in report
+    assert json.loads((tmp_path / "few" / "metrics.json").read_text())["conditions"]["av"]["fused"]["ci_unit"] == "clip"
+
+    many = clips(24, MIN_BOOTSTRAP_CLUSTERS)
+    fused = evaluate(model, many, ["av"], batch_size=6, bootstrap=200, progress=False)["conditions"]["av"]["fused"]
+    assert fused["ci_unit"] == "speaker" and "ci_note" not in fused and fused["ci95"][key][0] is not None

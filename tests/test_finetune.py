@@ -52,7 +52,7 @@ def make_corpus(root: Path, n: int = 48, splits=("train", "dev", "test"), labels
         gone = missing(i) if missing else None
         cache.write(f"c{i:03d}", None if gone == "audio" else a, None if gone == "visual" else v, {})
         label = labels(i, split) if labels else CLASSES[c]
-        recs.append({"id": f"c{i:03d}", "speaker": f"{split}-{i % 5}", "label": label, "labels": {"intended": label, "perceived-av": label},
+        recs.append({"id": f"c{i:03d}", "speaker": f"{split}-{i % 5}", "label": label, "labels": {"intended": label, "perceived-av": label, "consensus-av": label},
                      "attributes": {"arousal": c + 1.0, "valence": 3.0 - c, "dominance": 1.0 + c / 2},
                      "folds": {"vavl-1": split}})
     write_manifest(recs, root / "manifest.jsonl")

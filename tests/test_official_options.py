@@ -148,3 +148,36 @@ def test_vavl_schedule_steps_every_learning_rate_schedule_once_per_batch(tmp_pat
 def test_tied_soft_labels_are_left_out_like_tied_hard_labels():
     votes = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.7, 0.1], [0.0, 0.0, 0.0], [0.4, 0.2, 0.4]])
     assert gold_classes(votes).tolist() == [-100, 1, -100, -100]
+
+
+@pytest.mark.parametrize("config_name,batch", [("crema_d/vavl_official.yaml", 32), ("msp_improv/vavl_official.yaml", 9)])
+def test_vavl_official_configs_batch_the_sorted_file_names_at_the_official_size(tmp_path, config_name, batch):
+    """The official VAVL loader sorts the clips' file names and runs train, dev and test unshuffled at
+    one batch size (VAVL utils/data_manager.py, train.py:105-107); the manifest's order is not that."""
+    from vavl.data import write_manifest
+
+    corpus = make_corpus(tmp_path)
+    records = read_manifest(corpus / "manifest.jsonl")
+    write_manifest(records[::-1], corpus / "manifest.jsonl")       # a manifest in another order
+    config = ROOT / "recipes/configs" / config_name
+    cfg = finetune.load_config(config, tiny_overrides(config, corpus, tmp_path / "run") + ["train.batch_size=4"])
+    assert cfg.data.order == "sorted" and cfg.train.eval_batch_size == batch and not cfg.train.shuffle
+    assert cfg.model.config.official_batching and cfg.model.config.init_scheme == "official"
+    run = finetune.setup(cfg)
+    try:
+        for split, dataset in run["datasets"].items():
+            ids = [r["id"] for r in dataset.records]
+            assert ids == sorted(ids) and len(ids) > 1, split
+        first = next(iter(run["train_dl"]))
+        assert first["ids"] == sorted(r["id"] for r in records if r["folds"]["vavl-1"] == "train")[:4]
+    finally:
+        run["accelerator"].end_training()
+
+
+def test_auxformer_official_config_scores_dev_at_32_and_test_at_1_with_the_padded_batch_function():
+    cfg = finetune.load_config(ROOT / "recipes/configs/crema_d/auxformer_official.yaml", ["data.manifest=m.jsonl"])
+    assert cfg.train.shuffle and cfg.train.batch_size == cfg.train.eval_batch_size == 32 and cfg.evaluate.test_batch_size == 1
+    assert cfg.model.config.official_batching and cfg.data.order == "manifest"
+    assert {"zero-audio", "zero-video"} <= set(cfg.evaluate.conditions)
+    with pytest.raises(ConfigError, match="data.order"):
+        finetune.load_config(ROOT / "recipes/configs/crema_d/auxformer_official.yaml", ["data.manifest=m.jsonl", "data.order=random"])

@@ -43,11 +43,11 @@ def write_corpus(root: Path, steps: list[dict], held_out: dict) -> tuple[Path, P
     records = []
     for split, batches in (("train", steps), ("dev", [held_out])):
         for k, batch in enumerate(batches):
-            for i in range(batch["x_aud"].shape[0]):
+            for i in range(len(batch["x_aud"])):
                 clip = f"{split}{k:02d}_{i}"
                 cache.write(clip, batch["x_aud"][i], batch["x_vid"][i], {})
                 label = CLASSES[int(batch["y"][i].argmax())] if "y" in batch else records[0]["label"]
-                records.append({"id": clip, "speaker": f"{split}-s{i % 3}", "label": label, "labels": {"perceived-av": label},
+                records.append({"id": clip, "speaker": f"{split}-s{i % 3}", "label": label, "labels": {"perceived-av": label, "consensus-av": label},
                                 "folds": {"fixture": split}})
     write_manifest(records, root / "manifest.jsonl")
     return root / "manifest.jsonl", root / "cache"

@@ -3,9 +3,10 @@ and scale of the corpus it was trained on, as config fields for the converted mo
 
 The official code trains classes in the order of its corpus config (CREMA-D: angry, sad, disgust,
 fear, neutral, happy) and attributes as (arousal, dominance, valence), each normalised to
-(x - 1) / 4 after flipping arousal (6 - x); vavl's MSP-IMPROV labels flip arousal the same way, so
-the converted model maps outputs back with output_scale 4 and output_offset 1 and predicts on the
-labels' 1-5 scale.
+(x - 1) / 4 after flipping arousal (6 - x) in place on every read, so that its arousal targets alternate
+between x and 6 - x from epoch to epoch (VAVL utils/dataset.py:79-83); the converted model maps outputs
+back with output_scale 4 and output_offset 1 and predicts on the labels' 1-5 scale, with whichever
+arousal orientation the checkpoint happened to learn.
 """
 from __future__ import annotations
 

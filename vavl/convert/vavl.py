@@ -7,9 +7,10 @@ Sizes (feature widths, projection, hidden, layers, kernel, classes) are read fro
 `positional_encoding.pe` tables (fixed sinusoids) may be present or absent; they are not needed.
 `MLP_av_head.pt` is saved by the official code but never used by its forward pass: it is ignored.
 The corpus (or the class names), and the task for a dimensional MSP-IMPROV checkpoint, name the
-outputs in the official order (see `official.py`); the fusion head answers, as in the official test.
+outputs in the official order (see `official.py`); the fusion head answers, as in train.py's dev and test passes.
 
-framewise=True reproduces the official outputs at batch size 1 only (the official test setting):
+framewise=True reproduces the official outputs at batch size 1 only (VAVL's reported test numbers
+come from train.py's test pass at batch 32 / 9):
 the official code hands (time, batch, dim) to a batch-first Conformer, so in training, at batch
 sizes above 1, attention and convolution ran across the clips of each batch. An officially trained
 checkpoint therefore learned batch-dependent features; vavl runs it frame by frame, which is what

@@ -2,8 +2,12 @@
 or corrupted. `vavl evaluate` runs a model under each (see vavl.evaluation.scoring).
 
   av               nothing removed
-  audio            all visual input removed (audio only)
-  video            all audio input removed (video only)
+  audio            all visual input removed (audio only): the model answers with its audio head
+  video            all audio input removed (video only): the model answers with its visual head
+  zero-audio       every clip's audio input multiplied by 0, masks kept: the clips still "have"
+                   audio, so the model keeps its prediction rule (e.g. AuxFormer's mean of its three
+                   heads) on the zeroed input; the official AuxFormer code's only missing-audio case
+  zero-video       the same for the video input
   drop-frames:p    in each clip, a fraction p of the visual frames that are present is masked out
                    (mask false, features / pixels zeroed); which ones is seeded by clip id
   drop-audio:p     in each clip, a fraction p of the audio frames is dropped: on features, frames
@@ -35,13 +39,15 @@ CONDITION_KINDS = {  # kind -> (takes a parameter, valid range, needs raw media)
     "av": (False, None, False),
     "audio": (False, None, False),
     "video": (False, None, False),
+    "zero-audio": (False, None, False),
+    "zero-video": (False, None, False),
     "drop-frames": (True, (0.0, 1.0), False),
     "drop-audio": (True, (0.0, 1.0), False),
     "noise-snr": (True, (-100.0, 200.0), True),
     "occlude-face": (True, (0.0, 1.0), True),
     "shut-off": (True, (0.0, 0.5), False),
 }
-VALID_CONDITIONS = "av, audio, video, drop-frames:P, drop-audio:P, occlude-face:P (P in 0..1), noise-snr:DB, shut-off:P (0..0.5)"
+VALID_CONDITIONS = "av, audio, video, zero-audio, zero-video, drop-frames:P, drop-audio:P, occlude-face:P (P in 0..1), noise-snr:DB, shut-off:P (0..0.5)"
 DEFAULT_CONDITIONS = "av,audio,video,drop-frames:0.5,drop-audio:0.5"
 AUDIO_FRAME_SECONDS = 0.02  # drop-audio on raw waveforms works on 20 ms frames
 MODALITY_KEYS = {"visual": ("visual_features", "visual_mask", "pixel_values", "pixel_mask"),
@@ -63,12 +69,19 @@ class Condition:
         return {"audio": "visual", "video": "audio"}.get(self.kind)
 
     @property
+    def zeroes(self) -> str | None:
+        """The modality this condition multiplies by 0 in every clip (masks kept)."""
+        return {"zero-audio": "audio", "zero-video": "visual"}.get(self.kind)
+
+    @property
     def needs_raw_media(self) -> bool:
         return CONDITION_KINDS[self.kind][2]
 
     def describe(self) -> str:
         v = f"{self.value:g}" if self.value is not None else ""
         return {"av": "audio and video as given", "audio": "all visual input removed", "video": "all audio input removed",
+                "zero-audio": "every clip's audio input multiplied by 0, masks kept (the model's prediction rule)",
+                "zero-video": "every clip's video input multiplied by 0, masks kept (the model's prediction rule)",
                 "drop-frames": f"{v} of each clip's visual frames masked out (seeded per clip)",
                 "drop-audio": f"{v} of each clip's audio frames dropped (features: masked; waveform: 20 ms frames zeroed)",
                 "noise-snr": f"white noise added to the waveform at {v} dB SNR",
@@ -159,6 +172,8 @@ def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0,
     kind, p = condition.kind, condition.value
     if kind == "av":
         return batch
+    if condition.zeroes:
+        return zero_modality(batch, condition.zeroes, (origins or {}).get(condition.zeroes))
     if condition.needs_raw_media and ("audio_features" in batch or "visual_features" in batch):
         raise ConfigError(f"condition {condition.name!r} changes raw media and cannot be applied to cached features; "
                           "evaluate without --cache (raw media) or drop this condition")

@@ -57,9 +57,12 @@ def markdown_report(results: dict) -> str:
     for key in ("model", "manifest", "protocol", "fold", "split", "source"):
         if results.get(key) is not None:
             lines.append(f"- {key}: `{results[key]}`")
+    boot = results["bootstrap"]
     lines += [f"- clips: {results['n_samples']}, task: {results['task']}, labels: {', '.join(results['labels'])}",
-              f"- intervals: 95% percentile bootstrap, {results['bootstrap']['resamples']} resamples of "
-              f"{results['bootstrap'].get('unit', 'clip')}s", ""]
+              f"- intervals: 95% percentile bootstrap, {boot['resamples']} resamples of {boot.get('unit', 'clip')}s"
+              + (f" (at least {boot['min_clusters']} speakers, else clips, marked †)"
+                 if boot.get("unit") == "speaker" and boot.get("min_clusters") else ""), ""]
+    flagged: list[str] = []
     regression = results["task"] == "regression"
     attrs = results["labels"]
     if regression:
@@ -72,14 +75,19 @@ def markdown_report(results: dict) -> str:
     for cond, heads in results["conditions"].items():
         for head, s in heads.items():
             ci = s.get("ci95") or {}
+            mark = " †" if s.get("ci_note") else ""
+            if mark:
+                flagged.append(f"- † `{cond}` / {head}: {s['ci_note']}")
             if regression:
                 cells = [" / ".join(_fmt(s[a][k], percent=False) for k in M.REGRESSION_METRICS) if s.get(a) else "—"
                          for a in attrs]
-                cells.append(_fmt(s.get("mean_ccc"), ci.get("mean_ccc"), percent=False))
+                cells.append(_fmt(s.get("mean_ccc"), ci.get("mean_ccc"), percent=False) + mark)
             else:
-                cells = [_fmt(s.get("UA"), ci.get("UA"))] + [_fmt(s.get(k)) for k in ("WA", "macro_f1", "micro_f1")]
+                cells = [_fmt(s.get("UA"), ci.get("UA")) + mark] + [_fmt(s.get(k)) for k in ("WA", "macro_f1", "micro_f1")]
             n = s.get("n") if s.get("n") else (s.get("note") or 0)
             lines.append(f"| {cond} | {head} | " + " | ".join(cells) + f" | {n} |")
+    if flagged:
+        lines += ["", "Intervals that are not speaker intervals:", ""] + flagged
     lines += ["", "Conditions:", ""] + [f"- `{k}`: {v}" for k, v in results["condition_semantics"].items()]
     first = next(iter(results["conditions"]))
     speakers = results["conditions"][first]["fused"].get("per_speaker") or {}

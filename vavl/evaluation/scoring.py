@@ -15,7 +15,10 @@ gets the model's own training loss for that head (`EmotionModel.head_loss`) on t
 whose modality the condition removes, or that the model lacks, gets null metrics with a "note".
 Soft-label models are scored against the majority class of each clip's label distribution; a clip
 whose top votes tie is left out, as a tied hard label is. The 95% intervals resample speakers as
-clusters by default (metrics.json names the unit under "bootstrap"), or clips.
+clusters by default (metrics.json names the unit under "bootstrap"), or clips. A speaker bootstrap
+over fewer than MIN_BOOTSTRAP_CLUSTERS speakers is degenerate (two speakers give three distinct
+resamples, and the "interval" is the range between their scores): a head scored on fewer speakers
+gets the clip bootstrap instead, flagged in its "ci_unit" ("clip") and "ci_note", and report.md marks it.
 
 Distributed: under `accelerate launch` / `torchrun` (WORLD_SIZE > 1) the data is sharded with
 Accelerate and per-sample predictions are gathered with `gather_for_metrics` (each clip counted
@@ -39,6 +42,7 @@ from ..core.errors import ConfigError, DataError
 from ..models.outputs import EmotionRecognitionOutput
 
 BOOTSTRAP_UNITS = ("speaker", "clip")
+MIN_BOOTSTRAP_CLUSTERS = 10   # fewer speakers than this: the speaker bootstrap is degenerate (see module docstring)
 EMBEDDINGS = ("fused_embedding", "audio_embedding", "visual_embedding")
 
 
@@ -171,7 +175,8 @@ def gold_classes(labels: torch.Tensor) -> np.ndarray:
 
 def null_head(config, note: str) -> dict[str, Any]:
     keys = M.CLASS_METRICS if config.task != "regression" else [*config.label_names, "mean_ccc"]
-    return {**{k: None for k in keys}, "loss": None, "n": 0, "n_unique": 0, "ci95": None, "per_speaker": None, "note": note}
+    return {**{k: None for k in keys}, "loss": None, "n": 0, "n_unique": 0, "ci95": None, "ci_unit": None, "per_speaker": None,
+            "note": note}
 
 
 def score_head(pred: torch.Tensor, labels: torch.Tensor, ids: list[str], speakers: list[str], config, *,
@@ -179,12 +184,12 @@ def score_head(pred: torch.Tensor, labels: torch.Tensor, ids: list[str], speaker
     """Metrics, 95% intervals and the per-speaker breakdown of one head on its clips. The intervals
     resample speakers (whole clusters; the independent units of a speaker-independent test set)
     or, bootstrap_unit="clip", clips."""
-    clusters = speakers if bootstrap_unit == "speaker" else None
     if config.task == "regression":
         attrs = config.label_names
         p, g = pred.double().numpy(), labels.double().numpy()
         out = M.regression_metrics(p, g, attrs)
         out["n"], out["n_unique"] = len(p), len(set(ids))
+        clusters = interval_unit(out, speakers, bootstrap_unit)
         out["ci95"] = M.regression_ci(p, g, attrs, n_resamples=bootstrap, seed=seed, clusters=clusters)
         out["per_speaker"] = M.per_speaker(lambda a, b: {"mean_ccc": M.regression_metrics(a, b, attrs)["mean_ccc"]}, speakers, p, g)
         return out
@@ -192,12 +197,32 @@ def score_head(pred: torch.Tensor, labels: torch.Tensor, ids: list[str], speaker
     keep = gold != M.IGNORE_INDEX
     out = M.classification_metrics(gold, guess)
     out["n"], out["n_unique"] = int(keep.sum()), len(set(np.asarray(ids)[keep]))
+    clusters = interval_unit(out, list(np.asarray(speakers)[keep]), bootstrap_unit)
+    if clusters is not None:   # classification_ci takes one label per sample and drops the unlabelled itself
+        clusters = speakers
     out["ci95"] = M.classification_ci(gold, guess, n_resamples=bootstrap, seed=seed, clusters=clusters)
     out["confusion_matrix"] = M.confusion_matrix(gold, guess, config.num_labels).tolist()
     out["per_class_recall"] = dict(zip(config.label_names, _nan_to_none(M.per_class_recall(gold, guess, config.num_labels))))
     out["per_speaker"] = M.per_speaker(lambda a, b: {"UA": M.unweighted_accuracy(a, b), "WA": M.weighted_accuracy(a, b)},
                                        np.asarray(speakers)[keep], gold[keep], guess[keep])
     return _nan_to_none(out)
+
+
+def interval_unit(out: dict, speakers: list[str], bootstrap_unit: str) -> list[str] | None:
+    """What the head's intervals resample: the speakers (returned as clusters) when asked for and
+    there are at least MIN_BOOTSTRAP_CLUSTERS of them, else clips (None). Records the unit in
+    out["ci_unit"] and, where a speaker bootstrap was asked for but is degenerate, why in out["ci_note"]."""
+    if bootstrap_unit != "speaker":
+        out["ci_unit"] = "clip"
+        return None
+    k = len(set(map(str, speakers)))
+    if k < MIN_BOOTSTRAP_CLUSTERS:
+        out["ci_unit"] = "clip"
+        out["ci_note"] = (f"speaker bootstrap degenerate: {k} speaker(s), fewer than {MIN_BOOTSTRAP_CLUSTERS}; the "
+                          "interval resamples clips instead, which treats a speaker's clips as independent and is too narrow")
+        return None
+    out["ci_unit"] = "speaker"
+    return list(speakers)
 
 
 def _nan_to_none(x):
@@ -252,7 +277,8 @@ def evaluate(model, dataset, conditions: str | Sequence[str | Condition] = ("av"
 
         accelerator = Accelerator()
     results: dict[str, Any] = {**(meta or {}), "task": config.task, "labels": config.label_names, "n_samples": len(dataset),
-                               "bootstrap": {"resamples": bootstrap, "confidence": 0.95, "seed": seed, "unit": bootstrap_unit},
+                               "bootstrap": {"resamples": bootstrap, "confidence": 0.95, "seed": seed, "unit": bootstrap_unit,
+                                             "min_clusters": MIN_BOOTSTRAP_CLUSTERS},
                                "condition_semantics": {c.name: c.describe() for c in conditions}, "conditions": {}}
     preds = predict_conditions(model, dataset, conditions, batch_size=batch_size, seed=seed, accelerator=accelerator,
                                num_workers=num_workers, progress=progress)

@@ -293,6 +293,13 @@ class EmotionModel(PreTrainedModel):
             out.loss = self.compute_loss(out, labels, audio, audio_mask, visual, visual_mask, loss_weights)
         return out
 
+    def pooled_input(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b, t, d) input -> the (b, d) target of a pooled reconstruction (mean over real frames) and
+        the (b,) samples it applies to."""
+        from ..nn.layers import masked_mean
+
+        return masked_mean(x, mask), mask.any(1)
+
     def rescale(self, x: torch.Tensor) -> torch.Tensor:
         """A regression head's output on the labels' scale (see output_scale / output_offset)."""
         cfg = self.config
@@ -341,7 +348,6 @@ class EmotionModel(PreTrainedModel):
             elif w and term in inputs and inputs[term][0] is not None:
                 rec, x, mask = inputs[term]
                 if rec.dim() == 2:  # a pooled reconstruction targets the pooled input
-                    from ..nn.layers import masked_mean
-                    x, mask = masked_mean(x, mask), mask.any(1)
+                    x, mask = self.pooled_input(x, mask)
                 terms.append(w * losses.masked_mse(rec, x, mask))
         return sum(terms) if terms else out.logits.sum() * 0.0

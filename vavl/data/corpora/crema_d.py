@@ -14,7 +14,12 @@ Labels (`label=`): "intended" (the actor's emotion, from the file name), "percei
 audio-only and video-only presentations), "soft" (audio-visual vote distribution from
 tabulatedVotes.csv, with its majority class as `label`). A tied vote such as "N:S" is never
 turned into one class: `label` is null. Perceived and soft labels also carry
-`label_distribution` (votes / responses of the matching presentation).
+`label_distribution` (votes / responses of the matching presentation). Every record in the VAVL
+partitions also gets `labels.consensus-av`: the class with the highest share in the VAVL consensus
+files (labels_consensus_6class_M, shipped in vavl/data/partitions/CREMA-D), which the official
+AuxFormer / VAVL code trains and scores on. It equals `labels.perceived-av` on 5,814 of the 5,820
+clips; the other 6 tie in summaryTable.csv (e.g. "F:S") and the consensus files give the first of
+the two 0.532 and the second 0.428, a definite class.
 
 Folds: "speaker-5fold" (actor-disjoint, sex-balanced: 91 actors dealt into 5 folds) and the
 VAVL partitions "vavl-1".."vavl-5" (shipped in vavl/data/partitions/CREMA-D, MIT) and HiCMAE's
@@ -29,7 +34,7 @@ from typing import Any
 
 from ...core.labels import CREMA_D_CLASSES
 from ...core.errors import DataError
-from . import hicmae, number, read_csv, speaker_folds, vavl_partitions
+from . import PARTITIONS, hicmae, number, read_csv, speaker_folds, vavl_partitions
 
 CLASSES = CREMA_D_CLASSES
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
@@ -61,6 +66,18 @@ def parse_id(clip_id: str) -> dict[str, str]:
 def majority(vote: str) -> str | None:
     """'N' -> 'neutral'; a tie such as 'N:S' (or an empty cell) -> None."""
     return VOTES.get(vote.strip()) if vote and ":" not in vote else None
+
+
+def consensus_labels() -> dict[str, str]:
+    """clip id -> the class with the highest share in the shipped VAVL consensus files (the same in
+    all five partition files; a clip in none of them is absent)."""
+    out: dict[str, str] = {}
+    for k in range(1, 6):
+        path = PARTITIONS / "CREMA-D" / f"label_consensus_6class_M_{k}.csv"
+        for row in read_csv(path, required=("FileName", *CLASSES)):
+            shares = {c: number(row[c], f"{path}: {row['FileName']} {c}", float) for c in CLASSES}
+            out[Path(row["FileName"]).stem] = max(shares, key=shares.get)
+    return out
 
 
 def vote_distributions(path: Path, prefix: str) -> dict[str, dict[str, float]]:
@@ -105,6 +122,7 @@ def index(root: str | os.PathLike, label: str = "intended", metadata_dir: str | 
         if votes_path is not None:
             distributions = vote_distributions(votes_path, PRESENTATION[label][1])
     partitions = vavl_partitions("CREMA-D", "label_consensus_6class_M")
+    consensus = consensus_labels()
 
     parsed = {clip_id: parse_id(clip_id) for clip_id in ids}
     genders = {p["speaker"]: _gender(demographics.get(p["speaker"])) for p in parsed.values()}
@@ -123,7 +141,8 @@ def index(root: str | os.PathLike, label: str = "intended", metadata_dir: str | 
             "label": info["intended"] if label == "intended" else perceived[label],
             "sentence": info["sentence"],
             "intensity": info["intensity"],
-            "labels": {"intended": info["intended"], **{k: v for k, v in perceived.items() if k != "soft"}},
+            "labels": {"intended": info["intended"], **{k: v for k, v in perceived.items() if k != "soft"},
+                       "consensus-av": consensus.get(clip_id)},
         }
         if clip_id in distributions:
             rec["label_distribution"] = distributions[clip_id]

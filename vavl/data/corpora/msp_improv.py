@@ -15,8 +15,10 @@ CSV (FileName, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set), or a plain CS
 column (id / FileName) and any of arousal/valence/dominance (or EmoAct/EmoVal/EmoDom) and a
 category column (label / emotion / EmoClass: A H N S or angry happy neutral sad). Categories
 outside these four (no consensus) give a null `label`. Attributes go to `attributes` on the
-1-5 scale. VAVL scores arousal so that 5 is most aroused (6 - x of the raw SAM score): with
-`flip_arousal=None` (default) Evalution.txt arousal is flipped to match, CSVs are taken as is.
+1-5 scale. With `flip_arousal=None` (default) Evalution.txt arousal is stored as 6 - x and the CSVs'
+as they are. (The official VAVL loader flips the CSVs' EmoAct in place on every read, so its targets
+alternate between x and 6 - x; whether the two sources share one orientation after vavl's flip is
+not checked here: issue 26.)
 
 Folds: "session-6fold" (leave one session out: the fold is the session 1-6 minus one) and the
 VAVL partitions "vavl-1".."vavl-5" (vavl/data/partitions/MSP-IMPROV, MIT) and HiCMAE's

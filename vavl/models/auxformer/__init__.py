@@ -22,7 +22,7 @@ register_model(ModelEntry(
     description="AuxFormer at the official default shape (1024-d wav2vec2 audio frames, the authors' 50-d visual "
                 "features, width 50, 5 layers, 10 heads), the official class order and prediction rule (the mean of "
                 "the three heads); import official checkpoints with `vavl convert auxformer --corpus crema-d`",
-    corpus="CREMA-D", labels="the raters' perceived audio-visual emotion (labels.perceived-av), 6 classes in the official order",
+    corpus="CREMA-D", labels="the official consensus label (labels.consensus-av: the argmax of the VAVL consensus files, the raters' audio-visual majority on 5,814 of 5,820 clips), 6 classes in the official order",
     protocol="VAVL partitions 1-5 (the recipe runs partition 1)", recipe="recipes/configs/crema_d/auxformer_official.yaml",
     paper=PAPER,
 ))
@@ -40,7 +40,7 @@ register_model(ModelEntry(
     model_class=AuxFormerForEmotionRecognition,
     config={"audio_dim": 1024, "visual_dim": 1408, "task": "regression", "attributes": ["arousal", "valence", "dominance"]},
     description="AuxFormer regressing arousal, valence and dominance (1 - CCC loss)",
-    corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal flipped as in VAVL)",
+    corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal as `vavl prepare msp-improv` stores it)",
     protocol="VAVL partitions 1-5 (the recipe runs partition 1)", recipe="recipes/configs/msp_improv/auxformer.yaml",
     paper=PAPER, **ENCODERS,
 ))

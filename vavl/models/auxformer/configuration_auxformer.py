@@ -51,15 +51,26 @@ class AuxFormerConfig(CrossModalConfig):
 
     aux_hidden_sizes: hidden widths of the auxiliary heads' residual MLP (official 512, 256).
     aux_repeats: how many times each auxiliary network applies its (shared) encoder (official 3).
+    official_batching: compute the official function of a zero-padded batch instead of vavl's
+        batch-independent one: no key-padding mask (every attention sees the padded frames), the
+        causal mask and the fairseq positions (a frame whose feature 0 is exactly 0, padding included,
+        gets position 0) built on the padded lengths, and each stream summarised by its last PADDED
+        step (official net/avmodel_AF.py `h[-1]`). A clip's outputs then depend on the longest clip
+        of its batch, as in the official code; at batch size 1 (and for clips of equal length) both
+        functions agree where no real frame's feature 0 is 0. The masks still say which modalities a
+        clip has (which heads answer).
     """
 
     model_type = "vavl_auxformer"
 
     aux_hidden_sizes: list[int] | tuple[int, ...] = (512, 256)
     aux_repeats: int = 3
+    official_batching: bool = False
 
     def validate(self) -> None:
         super().validate()
         check_positive_int(self, "aux_repeats")
+        if not isinstance(self.official_batching, bool):
+            raise ConfigError(f"official_batching={self.official_batching!r} must be true or false")
         if not all(isinstance(h, int) and h > 0 for h in self.aux_hidden_sizes):
             raise ConfigError(f"aux_hidden_sizes={list(self.aux_hidden_sizes)} must be positive integers")

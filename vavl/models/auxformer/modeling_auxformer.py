@@ -1,7 +1,8 @@
 """AuxFormer: audio->visual and visual->audio cross-modal transformers feed a fused head; two
 auxiliary unimodal networks (one encoder applied `aux_repeats` times each) feed a shared
 auxiliary head. Batch-first; masks decide positions, attention and pooling, so padding and the
-other clips of a batch never change a clip's outputs.
+other clips of a batch never change a clip's outputs (unless config.official_batching asks for the
+official padded-batch function).
 
 Axis letters: b batch, ta / tv audio / visual frames, d hidden_size.
 """
@@ -68,8 +69,9 @@ def projected_inputs(model, audio, audio_mask, visual, visual_mask):
     the layers ask for computed once)."""
     cfg = model.config
     a, v = model.audio_proj(audio), model.visual_proj(visual)
-    pa = positions(a, audio_mask, cfg.official_positions)
-    pv = positions(v, visual_mask, cfg.official_positions)
+    official = cfg.official_positions or getattr(cfg, "official_batching", False)
+    pa = positions(a, audio_mask, official)
+    pv = positions(v, visual_mask, official)
     c = cfg.causal_mask
     pairs = {"aa": (audio_mask, audio_mask), "vv": (visual_mask, visual_mask),
              "av": (audio_mask, visual_mask), "va": (visual_mask, audio_mask)}  # (queries, keys)
@@ -109,6 +111,8 @@ class AuxFormerForEmotionRecognition(CrossModalInit, EmotionModel):
         self.post_init()
 
     def compute_heads(self, audio, audio_mask, visual, visual_mask):
+        if self.config.official_batching:   # the official padded-batch function: padding counts as frames
+            audio_mask, visual_mask = torch.ones_like(audio_mask), torch.ones_like(visual_mask)
         a, v, pa, pv, masks = projected_inputs(self, audio, audio_mask, visual, visual_mask)
         fused_logits, fused = self.fusion_head(self.fusion(a, audio_mask, v, visual_mask, pa, pv, masks))
         h_a, h_v = a, v

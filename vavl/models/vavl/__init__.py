@@ -22,7 +22,7 @@ register_model(ModelEntry(
     description="VAVL at the official shape (1024-d wav2vec2 frames, 1408-d face features, Conformers 3 / 3 / 2 "
                 "layers of width 512, 8 heads) and the official CREMA-D class order; import official checkpoints with "
                 "`vavl convert vavl --corpus crema-d`",
-    corpus="CREMA-D", labels="the raters' perceived audio-visual emotion (labels.perceived-av), 6 classes in the official order",
+    corpus="CREMA-D", labels="the official consensus label (labels.consensus-av: the argmax of the VAVL consensus files, the raters' audio-visual majority on 5,814 of 5,820 clips), 6 classes in the official order",
     protocol="VAVL partitions 1-5", recipe="recipes/configs/crema_d/vavl_official.yaml", paper=PAPER, **ENCODERS,
 ))
 register_model(ModelEntry(
@@ -31,7 +31,7 @@ register_model(ModelEntry(
     config={"audio_dim": 1024, "visual_dim": 1408, "id2label": CREMA_D_LABELS, "reconstruction_loss_weight": 2.0},
     description="VAVL: Conformer branches + shared Conformer + unimodal and fusion heads + reconstruction heads",
     corpus="CREMA-D", protocol="VAVL partitions 1-5",
-    labels="the actor's intended emotion, 6 classes (recipes/configs/crema_d/vavl_official.yaml: the perceived label)",
+    labels="the actor's intended emotion, 6 classes (recipes/configs/crema_d/vavl_official.yaml: the official consensus label)",
     recipe="recipes/configs/crema_d/vavl.yaml", paper=PAPER, **ENCODERS,
 ))
 register_model(ModelEntry(
@@ -40,7 +40,7 @@ register_model(ModelEntry(
     config={"audio_dim": 1024, "visual_dim": 1408, "task": "regression",
             "attributes": ["arousal", "valence", "dominance"], "reconstruction_loss_weight": 1.0},
     description="VAVL regressing arousal, valence and dominance (1 - CCC loss)",
-    corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal flipped as in VAVL)",
+    corpus="MSP-IMPROV", labels="arousal / valence / dominance, 1-5 (arousal as `vavl prepare msp-improv` stores it)",
     protocol="VAVL partitions 1-5", recipe="recipes/configs/msp_improv/vavl_regression.yaml", paper=PAPER, **ENCODERS,
 ))
 

@@ -17,13 +17,24 @@ class VAVLConfig(EmotionConfig):
     dropout: inside the Conformers. head_dropout: in the MLP heads (official out_dropout 0.2).
     framewise: False = batch-first temporal model (attention and convolution across frames);
         True = every frame processed alone then mean-pooled, which is what the official code
-        computes at batch size 1, its test setting (use it for checkpoints trained with the
-        official code). It reproduces the official outputs at batch size 1 only: the official code
-        hands (time, batch, dim) to a batch-first Conformer, so in official training, at larger
-        batches, attention and convolution ran across the clips of each batch, and officially
-        trained checkpoints are batch-dependent.
+        computes at batch size 1. It reproduces the official outputs at batch size 1 only: the
+        official code hands (time, batch, dim) to a batch-first Conformer, so at larger batches
+        attention and convolution run across the clips of each batch; officially trained
+        checkpoints are batch-dependent, and the official numbers come from batch 32 (CREMA-D) /
+        9 (MSP-IMPROV), in training and in train.py's dev and test passes (VAVL has no test.py).
+    official_batching: compute the official function of a zero-padded batch (takes precedence over
+        framewise, whose function it equals at batch size 1): each branch hands (time, batch, dim) to
+        the Conformer as the official code does, so attention (the official scores: √width scaling,
+        absolute positions through the Transformer-XL shift, no mask), the depthwise convolution and
+        BatchNorm run across the clips of the batch at each padded step; representations average
+        over every padded step, and reconstruction targets are the mean of the padded input. A clip's
+        outputs then depend on its batch companions and their order, as in the official code.
     reconstruction_loss_weight: weight of the pooled-input reconstruction losses (official: 2 for
         classification, 1 for regression).
+    init_scheme: "xavier" (vavl: every Linear / Conv1d Xavier-uniform with zero biases, u / v at 0)
+        or "official" (the official code's: Xavier-uniform with zero biases for the Conformers' own
+        Linear layers, Xavier-uniform u / v, PyTorch's defaults for everything else; see
+        conformer.official_init).
     """
 
     model_type = "vavl"
@@ -40,7 +51,9 @@ class VAVLConfig(EmotionConfig):
     dropout: float = 0.1
     head_dropout: float = 0.2
     framewise: bool = False
+    official_batching: bool = False
     reconstruction_loss_weight: float = 1.0
+    init_scheme: str = "xavier"
 
     def validate(self) -> None:
         super().validate()
@@ -50,5 +63,8 @@ class VAVLConfig(EmotionConfig):
         if self.conv_kernel_size % 2 != 1:
             raise ConfigError(f"conv_kernel_size={self.conv_kernel_size} must be odd (the convolution keeps the length)")
         check_probability(self, "dropout", "head_dropout")
-        if not isinstance(self.framewise, bool):
-            raise ConfigError(f"framewise={self.framewise!r} must be true or false")
+        if self.init_scheme not in ("xavier", "official"):
+            raise ConfigError(f"init_scheme={self.init_scheme!r} must be 'xavier' or 'official'")
+        for name in ("framewise", "official_batching"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")

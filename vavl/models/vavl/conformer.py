@@ -22,14 +22,28 @@ from torch import nn
 from ...nn.attention import AttentionMask, attention, implementation_of
 
 
+def sinusoid_table(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """(n,) float positions or distances -> (n, dim) interleaved sin/cos embedding."""
+    freq = torch.exp(torch.arange(0, dim, 2, device=values.device, dtype=torch.float32) * -(math.log(10000.0) / dim))
+    angle = values.float().unsqueeze(1) * freq
+    table = torch.zeros(values.shape[0], dim, device=values.device)
+    table[:, 0::2] = torch.sin(angle)
+    table[:, 1::2] = torch.cos(angle)[:, : dim // 2]
+    return table
+
+
 def relative_table(length: int, dim: int, device=None) -> torch.Tensor:
     """(2*length - 1, dim) interleaved sin/cos embedding of distances length-1 ... -(length-1)."""
-    dist = torch.arange(length - 1, -length, -1, device=device, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * -(math.log(10000.0) / dim))
-    table = torch.zeros(2 * length - 1, dim, device=device)
-    table[:, 0::2] = torch.sin(dist * freq)
-    table[:, 1::2] = torch.cos(dist * freq)[:, : dim // 2]
-    return table
+    return sinusoid_table(torch.arange(length - 1, -length, -1, device=device), dim)
+
+
+def official_shift(score: torch.Tensor) -> torch.Tensor:
+    """(..., l, l) -> (..., l, l): the Transformer-XL shift as the official VAVL Conformer applies it
+    to scores against ABSOLUTE positions 0..l-1 (conformer/attention.py `_relative_shift`): prepend a
+    zero column, read the (l, l + 1) values as (l + 1, l), drop the first row."""
+    *lead, l1, l2 = score.shape
+    padded = torch.cat([score.new_zeros(*lead, l1, 1), score], dim=-1).view(*lead, l2 + 1, l1)
+    return padded[..., 1:, :].reshape(*lead, l1, l2)
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
@@ -88,11 +102,17 @@ class RelativeSelfAttention(nn.Module):
         self.v_bias = nn.Parameter(torch.zeros(heads, dim // heads))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
-        """x (b, t, d); mask: padded keys hidden (a sample with no real frame gets zeros)."""
+    def forward(self, x: torch.Tensor, mask: AttentionMask, official: bool = False) -> torch.Tensor:
+        """x (b, t, d); mask: padded keys hidden (a sample with no real frame gets zeros).
+        official: the official Conformer's scores instead (see `official_scores`); no mask."""
         b, t, d = x.shape
         x = self.norm(x)
         q, k, v = self.query(x), self.key(x), self.value(x)                           # (b, t, d)
+        if official:
+            q_scaled, position = self.official_scores(q)
+            out = attention(q_scaled, k, v, self.heads, None, position, dropout=self.dropout.p if self.training else 0.0,
+                            implementation=implementation_of(self.config))
+            return self.dropout(self.out(out))
         p = rearrange(self.pos(relative_table(t, d, x.device).to(x.dtype)), "r (h e) -> h r e", h=self.heads)
         q_v = rearrange(q, "b t (h e) -> b h t e", h=self.heads) + self.v_bias[:, None]
         by_distance = torch.einsum("bhie,hre->bhir", q_v, p)                          # (b, h, t, 2t-1)
@@ -102,6 +122,17 @@ class RelativeSelfAttention(nn.Module):
         out = attention(q + self.u_bias.flatten(), k, v, self.heads, mask, position,
                         dropout=self.dropout.p if self.training else 0.0, implementation=implementation_of(self.config))
         return self.dropout(self.out(out))
+
+    def official_scores(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The official VAVL Conformer's score ((q + u)·k + shift((q + v)·P_j)) / √d, P_j the projected
+        sinusoid of the ABSOLUTE position j = 0..t-1 and √d the model width (not the head width), as
+        (q + u)·√(e/d), which `attention` scales by 1/√e, and the additive position term (b, h, t, t)."""
+        b, t, d = q.shape
+        e = d // self.heads
+        p = rearrange(self.pos(sinusoid_table(torch.arange(t, device=q.device), d).to(q.dtype)), "t (h e) -> h t e", h=self.heads)
+        q_v = rearrange(q, "b t (h e) -> b h t e", h=self.heads) + self.v_bias[:, None]
+        position = official_shift(torch.einsum("bhie,hje->bhij", q_v, p)) / math.sqrt(d)
+        return (q + self.u_bias.flatten()) * math.sqrt(e / d), position
 
 
 class ConvModule(nn.Module):
@@ -137,20 +168,49 @@ class ConformerBlock(nn.Module):
         self.ff2 = FeedForward(dim, ff_expansion, dropout)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, attention_mask: AttentionMask) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, attention_mask: AttentionMask, official: bool = False) -> torch.Tensor:
         x = x + 0.5 * self.ff1(x)
-        x = x + self.attention(x, attention_mask)
+        x = x + self.attention(x, attention_mask, official)
         x = x + self.conv(x, mask)
         x = x + 0.5 * self.ff2(x)
         return self.norm(x)
+
+
+@torch.no_grad()
+def official_init(model: nn.Module) -> None:
+    """The official VAVL initialisation, on a model built with PyTorch's default initialisation (which
+    the official code keeps for its heads, projections, convolutions and norms): the Conformer's own
+    `Linear` wrapper (Xavier-uniform weight, zero bias; VAVL conformer/modules.py:36-46) for the input
+    projection, the attention's query / key / value / position / output projections and the
+    feed-forward layers, and Xavier-uniform relative-position biases u / v (conformer/attention.py:65-68)."""
+    def xavier(linear: nn.Linear) -> None:
+        nn.init.xavier_uniform_(linear.weight)
+        if linear.bias is not None:
+            nn.init.zeros_(linear.bias)
+
+    for m in model.modules():
+        if isinstance(m, ConformerEncoder):
+            xavier(m.input_proj)
+        elif isinstance(m, RelativeSelfAttention):
+            for linear in (m.query, m.key, m.value, m.pos, m.out):
+                xavier(linear)
+            nn.init.xavier_uniform_(m.u_bias)
+            nn.init.xavier_uniform_(m.v_bias)
+        elif isinstance(m, FeedForward):
+            xavier(m.fc1)
+            xavier(m.fc2)
 
 
 class ConformerEncoder(nn.Module):
     """Linear input projection + dropout, then `layers` Conformer blocks. (b, t, in) -> (b, t, d).
 
     framewise=True runs every real frame as its own length-1 sequence (no temporal context),
-    which is what the official VAVL code computes at batch size 1. `config`: the model's, for its
-    attn_implementation."""
+    which is what the official VAVL code computes at batch size 1. official_batching=True computes
+    the official function of the padded batch: the official code hands (t, b, d) to its batch-first
+    Conformer, so time is the Conformer's batch and the clips its sequence; attention (the official
+    scores, no mask), the depthwise convolution (zero 'same' padding at the first and last clip) and
+    batch normalisation (statistics over every padded step of every clip) run across the clips.
+    `config`: the model's, for its attn_implementation."""
 
     def __init__(self, in_dim: int, dim: int, layers: int, heads: int, kernel_size: int, ff_expansion: int, dropout: float,
                  config=None):
@@ -159,8 +219,15 @@ class ConformerEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(ConformerBlock(dim, heads, kernel_size, ff_expansion, dropout, config) for _ in range(layers))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, framewise: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, framewise: bool = False,
+                official_batching: bool = False) -> torch.Tensor:
         b, t, _ = x.shape
+        if official_batching:   # the clips are the sequence, every position real
+            x = self.dropout(self.input_proj(rearrange(x, "b t d -> t b d")))
+            every = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            for layer in self.layers:
+                x = layer(x, every, None, official=True)
+            return rearrange(x, "t b d -> b t d")
         if framewise:
             x, mask = rearrange(x, "b t d -> (b t) 1 d"), rearrange(mask, "b t -> (b t) 1")
         x = self.dropout(self.input_proj(x))

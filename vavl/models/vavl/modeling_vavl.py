@@ -11,7 +11,7 @@ from torch import nn
 from ...nn.layers import masked_mean
 from ..base import EmotionModel
 from .configuration_vavl import VAVLConfig
-from .conformer import ConformerEncoder, MaskedBatchNorm1d
+from .conformer import ConformerEncoder, MaskedBatchNorm1d, official_init
 
 
 class MLPHead(nn.Module):
@@ -58,6 +58,8 @@ class VAVLForEmotionRecognition(EmotionModel):
         self.post_init()
 
     def _init_weights(self, module):
+        if self.config.init_scheme == "official":   # PyTorch's defaults, then official_init (post_init)
+            return
         if isinstance(module, (nn.Linear, nn.Conv1d)):
             nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
@@ -67,6 +69,11 @@ class VAVLForEmotionRecognition(EmotionModel):
             nn.init.zeros_(module.bias)
         elif isinstance(module, MaskedBatchNorm1d):
             module.reset_parameters()
+
+    def post_init(self):
+        super().post_init()
+        if self.config.init_scheme == "official":
+            official_init(self)
 
     def branches(self) -> dict[str, list[nn.Module]]:
         """The parameter groups of VAVL's published schedule (one optimiser each): the acoustic and
@@ -78,7 +85,14 @@ class VAVLForEmotionRecognition(EmotionModel):
                 "fusion": [self.fusion_head]}
 
     def represent(self, x: torch.Tensor, mask: torch.Tensor, proj: nn.Linear, encoder: ConformerEncoder) -> torch.Tensor:
-        """(b, t, in) -> (b, d): modality Conformer, shared Conformer (+ residual), LayerNorm, masked mean."""
+        """(b, t, in) -> (b, d): modality Conformer, shared Conformer (+ residual), LayerNorm, masked mean.
+        official_batching: the official padded-batch function, mean over every padded step; a modality
+        absent from the whole batch is not run (the official branch updates touch one modality)."""
+        if self.config.official_batching:
+            if not mask.any():
+                return x.new_zeros(x.shape[0], self.config.hidden_size)
+            h = encoder(proj(x), mask, official_batching=True)
+            return self.shared_norm(self.shared_encoder(h, mask, official_batching=True) + h).mean(1)
         framewise = self.config.framewise
         h = encoder(proj(x), mask, framewise)                         # (b, t, d)
         h = self.shared_norm(self.shared_encoder(h, mask, framewise) + h)
@@ -97,3 +111,10 @@ class VAVLForEmotionRecognition(EmotionModel):
             "audio_embedding": rep_a,
             "visual_embedding": rep_v,
         }
+
+    def pooled_input(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reconstruction target: the mean over real frames, or with official_batching the official
+        `torch.mean(x, dim=1)` of the padded batch (padding included, divided by the padded length)."""
+        if self.config.official_batching:
+            return x.mean(1), mask.any(1)
+        return super().pooled_input(x, mask)
