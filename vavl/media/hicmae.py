@@ -132,6 +132,27 @@ class HiCMAEProcessor:
         fb = torch.nn.functional.pad(fb, (0, 0, 0, self.target_length - fb.shape[0]))
         return (fb - self.norm_mean) / (self.norm_std * 2)
 
+    def plan(self, n_frames: int) -> tuple[list[int], list[int]]:
+        """Steps 1 and 3: the sampled face-frame indices and where each view starts among them."""
+        index = self.sample(n_frames)
+        return index, self.segment_starts(len(index))
+
+    def tensor_views(self, frames: torch.Tensor | None, wave: torch.Tensor | None) -> tuple:
+        """The same views from tensors already cut and normalised at image_size (the raw inputs
+        `raw_inputs` gives, after any evaluation condition): face frames (t, 3, S, S), waveform (n,)
+        -> (pixel_values (V, T, 3, S, S) or None, input_features (V, L, mel) or None)."""
+        has_audio = wave is not None and wave.numel() > 0
+        if frames is None or len(frames) == 0:
+            return None, (self.fbank(wave.cpu().numpy())[None].to(wave.device) if has_audio else None)
+        index, starts = self.plan(len(frames))
+        clip = frames[torch.as_tensor(index, device=frames.device)]
+        video = torch.stack([clip[s:s + self.num_frames] for s in starts])
+        if not has_audio:
+            return video, None
+        w = wave.cpu().numpy()
+        spans = [self.audio_span(index, s, len(frames), len(w)) for s in starts]
+        return video, torch.stack([self.fbank(w[a:b]) for a, b in spans]).to(frames.device)
+
     def views(self, frames=None, wave=None) -> dict[str, Any]:
         """Face frames (N, H, W, 3) uint8 (or a list of such arrays; None: no face) and a 16 kHz mono
         waveform (n,) (None: no audio) -> {"pixel_values": (V, T, 3, S, S) or None,
@@ -145,15 +166,13 @@ class HiCMAEProcessor:
                 out["input_features"] = self.fbank(wave)[None]
                 out["audio_spans"] = np.array([[0, len(wave)]])
             return out
-        n = len(frames)
-        index = self.sample(n)
+        index, starts = self.plan(len(frames))
         resized = {i: self.resize(frames[i]) for i in sorted(set(index))}
         clip = np.stack([resized[i] for i in index])
-        starts = self.segment_starts(len(index))
         out["frame_indices"] = np.array([index[s:s + self.num_frames] for s in starts])
         out["pixel_values"] = torch.stack([self.normalize(clip[s:s + self.num_frames]) for s in starts])
         if has_audio:
-            spans = [self.audio_span(index, s, n, len(wave)) for s in starts]
+            spans = [self.audio_span(index, s, len(frames), len(wave)) for s in starts]
             out["audio_spans"] = np.array(spans)
             out["input_features"] = torch.stack([self.fbank(wave[a:b]) for a, b in spans])
         return out
@@ -192,6 +211,20 @@ class HiCMAEProcessor:
         out = self.views(faces, wave)
         out.update(frames=n, face_frames=0 if faces is None else len(faces), frame_times=times,
                    duration=clip.duration, start=clip.start)
+        return out
+
+    def raw_inputs(self, clip) -> dict[str, Any]:
+        """A DecodedClip -> what vavl's evaluation conditions change before the views are cut:
+        {"input_values": (1, n), "attention_mask": (1, n), "pixel_values": (1, t, 3, S, S) face crops
+        (normalised, zeros where no face), "pixel_mask": (1, t) face found} (None where absent)."""
+        out: dict[str, Any] = {"input_values": None, "attention_mask": None, "pixel_values": None, "pixel_mask": None}
+        if clip.audio is not None and len(clip.audio):
+            wave = torch.from_numpy(np.ascontiguousarray(clip.audio, dtype=np.float32))[None]
+            out.update(input_values=wave, attention_mask=torch.ones_like(wave, dtype=torch.bool))
+        if clip.frames is not None and len(clip.frames):
+            track = self.cropper.tracks([clip.frames])[0]
+            if track.face_frames:
+                out.update(pixel_values=self.normalize(track.crops)[None], pixel_mask=torch.from_numpy(track.mask)[None])
         return out
 
     # ---- saving ------------------------------------------------------------------------------

@@ -202,6 +202,14 @@ class HiCMAEForEmotionRecognition(PreTrainedModel):
     base_model_prefix = "hicmae"
     main_input_name = "pixel_values"
     takes_views = True   # vavl.inference: clip scores are the mean over the processor's test views
+    prediction_text = ("the mean over the test views (2 temporal segments of 16 face frames with their audio) of "
+                       "softmax(logits), HiCMAE's merge(); a missing modality is an all-zero input (vavl's rule)")
+    builtin_encoders = {"audio": "built in: a ViT on the log-mel fbank (`audio_encoder`)",
+                        "visual": "built in: a video ViT on face frames (`visual_encoder`)"}
+    use_text = ("Published fine-tuned weights convert into a model folder (see Published weights); then:\n\n"
+                "```bash\nvavl predict clip.mp4 --model hicmae-fold1\nvavl export onnx --model hicmae-fold1 --out hicmae.onnx\n```\n\n"
+                "```python\nimport vavl\nmodel = vavl.create_model(\"{name}\")   # untrained, takes pixel_values + input_features\n"
+                "```\n\nSee docs/hicmae.md.\n")
 
     def __init__(self, config: HiCMAEConfig):
         super().__init__(config)
@@ -280,6 +288,14 @@ class HiCMAEForEmotionRecognition(PreTrainedModel):
             model._processor = HiCMAEProcessor.from_pretrained(str(pretrained_model_name_or_path))
         return loaded
 
+    @property
+    def dummy_inputs(self) -> dict[str, torch.Tensor]:
+        """A small valid batch with labels (the second sample's audio left at zero)."""
+        c, g = self.config, torch.Generator().manual_seed(0)
+        return {"pixel_values": torch.randn(2, c.num_frames, 3, c.image_size, c.image_size, generator=g),
+                "input_features": torch.randn(2, c.audio_target_length, c.num_mel_bins, generator=g),
+                "labels": torch.arange(2) % c.num_labels}
+
     # ---- forward -----------------------------------------------------------------------------
     def _fill(self, pixel_values, input_features):
         given = next((x for x in (pixel_values, input_features) if x is not None), None)
@@ -300,7 +316,14 @@ class HiCMAEForEmotionRecognition(PreTrainedModel):
         return pixel_values, input_features
 
     def forward(self, pixel_values: torch.Tensor | None = None, input_features: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **kwargs: Any) -> EmotionRecognitionOutput:
+                labels: torch.Tensor | None = None, input_values: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, pixel_mask: torch.Tensor | None = None,
+                **kwargs: Any) -> EmotionRecognitionOutput:
+        """One view per sample; or, with `pixel_mask` or `input_values` (the raw inputs of
+        HiCMAEProcessor.raw_inputs: face frames of any length with their mask, a waveform with its
+        mask), whole clips: `forward_clips`."""
+        if input_values is not None or pixel_mask is not None:
+            return self.forward_clips(pixel_values, pixel_mask, input_values, attention_mask, labels)
         video_given, audio_given = pixel_values is not None, input_features is not None
         pixel_values, input_features = self._fill(pixel_values, input_features)
         video_tokens, video_feature = self.visual_encoder(pixel_values)
@@ -314,9 +337,46 @@ class HiCMAEForEmotionRecognition(PreTrainedModel):
             audio_present=torch.full((b,), audio_given, dtype=torch.bool, device=device),
             visual_present=torch.full((b,), video_given, dtype=torch.bool, device=device),
             head_used=torch.zeros(b, dtype=torch.long, device=device))
+        return self._with_loss(out, labels)
+
+    def _with_loss(self, out: EmotionRecognitionOutput, labels) -> EmotionRecognitionOutput:
         if labels is not None:
+            logits = out.logits
             if self.config.task == "regression":
                 out.loss = F.mse_loss(logits.float(), labels.float())
             else:
                 out.loss = F.cross_entropy(logits.float(), labels)
         return out
+
+    def forward_clips(self, pixel_values=None, pixel_mask=None, input_values=None, attention_mask=None,
+                      labels=None) -> EmotionRecognitionOutput:
+        """Whole clips: each sample's face frames (where pixel_mask is true) and waveform (where
+        attention_mask is true) are cut into the processor's test views; logits are the log of the
+        mean softmax over the views (their argmax is HiCMAE's merged prediction). A sample without
+        faces or audio has that modality missing; one with neither gets zero logits."""
+        b = (pixel_values if pixel_values is not None else input_values).shape[0]
+        rows, audio_present, visual_present = [], [], []
+        for i in range(b):
+            frames = wave = None
+            if pixel_values is not None:
+                keep = pixel_mask[i].bool() if pixel_mask is not None else torch.ones(pixel_values.shape[1], dtype=torch.bool)
+                frames = pixel_values[i][keep.to(pixel_values.device)]
+            if input_values is not None:
+                keep = attention_mask[i].bool() if attention_mask is not None else torch.ones(input_values.shape[1], dtype=torch.bool)
+                wave = input_values[i][keep.to(input_values.device)]
+            video, fbank = self.processor.tensor_views(frames if frames is not None and len(frames) else None,
+                                                       wave if wave is not None and wave.numel() else None)
+            audio_present.append(fbank is not None)
+            visual_present.append(video is not None)
+            if video is None and fbank is None:
+                rows.append(torch.zeros(self.config.num_labels, device=self.device))
+                continue
+            out = self(pixel_values=video, input_features=fbank)
+            rows.append(out.logits.float().softmax(-1).mean(0).log())
+        device = rows[0].device
+        a = torch.tensor(audio_present, device=device)
+        v = torch.tensor(visual_present, device=device)
+        out = EmotionRecognitionOutput(logits=torch.stack(rows), audio_present=a, visual_present=v,
+                                       head_used=torch.where(a | v, 0, -1))
+        out.fused_logits = out.logits
+        return self._with_loss(out, labels)
