@@ -18,6 +18,10 @@ SMALL = {
     "audio_dim": 12, "visual_dim": 10, "hidden_size": 16, "proj_dim": 8, "head_hidden_size": 8,
     "num_attention_heads": 2, "num_heads": 2, "d_model": 16, "embed_dim": 16, "d_v": 8, "num_layers": 1,
     "num_audio_layers": 1, "num_visual_layers": 1, "num_shared_layers": 1, "conv_kernel_size": 5,
+    # HiCMAE (its own field names, as transformers' ViT / AST configs name them)
+    "num_hidden_layers": 1, "audio_hidden_size": 16, "audio_num_hidden_layers": 1, "audio_num_attention_heads": 2,
+    "fusion_num_hidden_layers": 1, "fusion_num_attention_heads": 2, "image_size": 32, "num_frames": 4,
+    "audio_target_length": 32, "num_mel_bins": 32,
 }
 ATOL = 1e-5
 
@@ -132,8 +136,10 @@ def test_entry_is_honest_plain_data(name):
     assert entry.name.count(".") == 1 and entry.description, f"{name}: name 'arch.tag' and a description"
     if entry.recipe:
         assert (root / entry.recipe.split()[0]).exists(), f"{name}: recipe {entry.recipe!r} does not exist"
-    if entry.hub_id is None:
+    if entry.hub_id is None and entry.weights is None:
         assert entry.status == vavl.models.registry.NO_WEIGHTS, f"{name}: no hub_id but status {entry.status!r}"
+    if entry.weights is not None:   # weights published elsewhere: the card says where and how to convert them
+        assert "vavl convert" in entry.weights and "vavl convert" in entry.status, f"{name}: how to get the weights"
 
 
 def test_short_names_resolve_only_when_they_fit_one_architecture():

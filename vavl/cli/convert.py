@@ -31,6 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p = sub.add_parser("audeering", help="folder of audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim (CC-BY-NC-SA-4.0)")
     p.add_argument("checkpoint", metavar="DIR")
+    p = sub.add_parser("hicmae", help="a released HiCMAE fine-tuned checkpoint (sunlicai/HiCMAE, checkpoint-best.pth)")
+    p.add_argument("checkpoint")
+    p.add_argument("--corpus", choices=("crema-d", "mafw"), help="the corpus it was fine-tuned on: names the outputs in "
+                                                                   "HiCMAE's class order")
+    p.add_argument("--labels", type=lambda s: s.split(","), help="class names in the checkpoint's order, comma-separated "
+                                                                   "(instead of --corpus)")
+    p.add_argument("--fold", type=int, choices=range(1, 6), metavar="{1..5}",
+                   help="which of HiCMAE's five folds it is (the card names the protocol and the published UAR / WAR)")
+    p.add_argument("--num-heads", type=int, default=8, help="attention heads of every encoder (not in the checkpoint; "
+                                                             "8 in the released models)")
     for p in sub.choices.values():
         p.add_argument("--out", required=True, help="folder to write (save_pretrained layout)")
 
@@ -43,6 +53,16 @@ def run(args: argparse.Namespace) -> int:
                                             **labels)
         else:
             model = load_official_vavl(args.checkpoint, num_heads=args.num_heads, framewise=not args.batch_first, **labels)
+    elif args.source == "hicmae":
+        from ..convert.hicmae import card, load_official_hicmae
+
+        model = load_official_hicmae(args.checkpoint, corpus=args.corpus, labels=args.labels, num_heads=args.num_heads)
+        model.save_pretrained(args.out)
+        from ..models.cards import write_card
+
+        write_card(args.out, model, modalities={"audio", "visual"}, **card(model, args.checkpoint, args.corpus, args.fold))
+        print(f"wrote {args.out}")
+        return 0
     elif args.source == "hsemotion":
         model = load_hsemotion(args.checkpoint)
     else:

@@ -4,8 +4,9 @@
     vavl.convert.load_official_vavl("dir_with_the_nine_head_files", corpus="crema-d")  # ilucasgoncalves/VAVL
     vavl.convert.load_hsemotion("enet_b2_8.pt")                  # HSEmotion face-emotion EfficientNet-B2
     vavl.convert.load_audeering("wav2vec2-large-robust-12-ft-emotion-msp-dim/")   # audeering's A/D/V model
+    vavl.convert.load_official_hicmae("checkpoint-best.pth", corpus="crema-d")   # sunlicai/HiCMAE fine-tuned folds
 
-Command: `vavl convert {auxformer,vavl,hsemotion,audeering} SRC --out DIR` writes a `save_pretrained` folder;
+Command: `vavl convert {auxformer,vavl,hsemotion,audeering,hicmae} SRC --out DIR` writes a `save_pretrained` folder;
 official AuxFormer / VAVL checkpoints also take `--corpus {crema-d,msp-improv}` (or `--labels`) and `--task`.
 """
 from __future__ import annotations
@@ -34,6 +35,12 @@ def load_audeering(directory):
     from .audeering import load_audeering as _load
 
     return _load(directory)
+
+
+def load_official_hicmae(path, corpus: str | None = None, labels: list[str] | None = None, num_heads: int = 8):
+    from .hicmae import load_official_hicmae as _load
+
+    return _load(path, corpus=corpus, labels=labels, num_heads=num_heads)
 
 
 def initialize_from(model, source, labels: list[str] | None = None) -> None:

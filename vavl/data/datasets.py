@@ -45,7 +45,8 @@ class RawClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         rec = self.records[i]
-        inputs = self.processor(load_clip(rec, self.processor))
+        prepare = getattr(self.processor, "raw_inputs", self.processor)   # HiCMAE: raw inputs, cut into views by the model
+        inputs = prepare(load_clip(rec, self.processor))
         sample = {"id": rec["id"], "speaker": rec.get("speaker"), "record": rec, "sample_rate": self.processor.sample_rate}
         for key in ("input_values", "attention_mask", "pixel_values", "pixel_mask"):
             value = inputs.get(key)
@@ -219,4 +220,8 @@ def model_dataset(model, model_dir: str, records: list[dict], cache: str | None)
 
     if not Path(model_dir, "preprocessor_config.json").is_file():
         raise ConfigError(f"{model_dir}: no preprocessor_config.json; save the AudioVisualProcessor next to the model")
+    if getattr(model, "takes_views", False):
+        from ..media.hicmae import HiCMAEProcessor
+
+        return RawClipDataset(records, HiCMAEProcessor.from_pretrained(model_dir), model.emotion_config)
     return RawClipDataset(records, AudioVisualProcessor.from_pretrained(model_dir), model.emotion_config)

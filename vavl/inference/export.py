@@ -8,7 +8,9 @@ visual_features (b, tv, dv), visual_mask (b, tv) bool, with batch and both time 
 least 2 frames each: pad with a masked frame); a missing modality is an all-false mask row, as in
 PyTorch. Full models (encoders in front) take input_values (b, n) float / attention_mask (b, n)
 bool and pixel_values (b, t, 3, s, s) / pixel_mask (b, t) for the encoders they have, where the
-encoders export. Outputs: logits, fused_logits, audio_logits, visual_logits (those the model has).
+encoders export. HiCMAE takes its views: pixel_values (b, frames, 3, s, s) and input_features
+(b, time, mel), the batch axis dynamic. Outputs: logits, fused_logits, audio_logits,
+visual_logits (those the model has).
 Attention is exported with the `sdpa` implementation (the CPU kernel is not an ONNX op). Needs
 the `onnx` extra: pip install "vavl[onnx]".
 """
@@ -43,6 +45,10 @@ def example_inputs(model, batch: int = 2, seed: int = 0, frames: tuple[int, int]
     frames, the first one padded. frames: (audio, visual) frames (x 800 audio samples, / 2 faces)."""
     g = torch.Generator().manual_seed(seed)
     ta, tv = frames
+    if getattr(model, "takes_views", False):   # HiCMAE: fixed-size views, dynamic batch only
+        c = model.config
+        return {"pixel_values": torch.randn(batch, c.num_frames, 3, c.image_size, c.image_size, generator=g),
+                "input_features": torch.randn(batch, c.audio_target_length, c.num_mel_bins, generator=g)}
     if isinstance(model, AudioVisualModel):
         out = {}
         if model.audio_encoder is not None:
@@ -63,12 +69,14 @@ def example_inputs(model, batch: int = 2, seed: int = 0, frames: tuple[int, int]
             "visual_features": torch.randn(batch, tv, c.visual_dim, generator=g), "visual_mask": visual_mask}
 
 
-def _dynamic_shapes(inputs: dict[str, torch.Tensor]):
+def _dynamic_shapes(inputs: dict[str, torch.Tensor], fixed_size: bool = False):
     batch = torch.export.Dim("batch", min=1)
     time = {"audio": torch.export.Dim("audio_frames", min=2), "visual": torch.export.Dim("visual_frames", min=2),
             "samples": torch.export.Dim("samples", min=400)}
     axis = {"audio_features": "audio", "audio_mask": "audio", "visual_features": "visual", "visual_mask": "visual",
             "input_values": "samples", "attention_mask": "samples", "pixel_values": "visual", "pixel_mask": "visual"}
+    if fixed_size:   # models whose inputs have one size (HiCMAE's views): the batch axis only
+        return (tuple({0: batch} for _ in inputs),)
     return (tuple({0: batch, 1: time[axis[name]]} for name in inputs),)   # for forward(*tensors)
 
 
@@ -86,6 +94,7 @@ def export_onnx(model, out, optimize: bool = True, check: bool = True) -> float 
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: the folder {out.parent} does not exist")
     inputs = example_inputs(model)
+    fixed = getattr(model, "takes_views", False)
     with torch.no_grad():
         ref = model(**inputs)
     outputs, seen = [], []
@@ -99,7 +108,7 @@ def export_onnx(model, out, optimize: bool = True, check: bool = True) -> float 
     model.set_attn_implementation("sdpa")
     try:
         torch.onnx.export(graph, tuple(inputs.values()), str(out), dynamo=True, optimize=optimize,
-                          dynamic_shapes=_dynamic_shapes(inputs), input_names=list(inputs), output_names=outputs,
+                          dynamic_shapes=_dynamic_shapes(inputs, fixed), input_names=list(inputs), output_names=outputs,
                           verbose=False)
     except Exception as err:   # data-dependent code, an op ONNX lacks: say so, in one line
         raise VavlError(f"{type(model).__name__} does not export to ONNX ({type(err).__name__}: "

@@ -261,22 +261,28 @@ def card_text(name: str, results: dict | None = None) -> str:
     config = json.dumps(e.config, indent=2, sort_keys=True, default=str)
     encoders = ", ".join(f"{k}={v!r}" for k, v in (("audio_encoder", e.audio_encoder), ("visual_encoder", e.visual_encoder)) if v)
     raw = f'\nmodel = vavl.create_model("{e.name}", {encoders})   # takes raw media' if encoders else ""
+    builtin = getattr(cls, "builtin_encoders", None) or {}   # models that hold their encoders (HiCMAE)
     train = (f"accelerate launch recipes/finetune.py --config {e.recipe}" if e.recipe and e.recipe.endswith(".yaml")
              else e.recipe or "—")
     facts = [("architecture", f"`{e.architecture}` (`{cls.__module__}.{cls.__name__}`)"), ("task", task_of(e)),
              ("targets", _targets(e)), ("label definition", e.labels or "—"),
-             ("prediction", prediction_rule(getattr(_config(e), "prediction", "fused"))),
-             ("audio encoder", f"`{e.audio_encoder}`" if e.audio_encoder else "none"),
-             ("visual encoder", f"`{e.visual_encoder}`" if e.visual_encoder else "none"),
+             ("prediction", getattr(cls, "prediction_text", None) or prediction_rule(getattr(_config(e), "prediction", "fused"))),
+             ("audio encoder", f"`{e.audio_encoder}`" if e.audio_encoder else builtin.get("audio", "none")),
+             ("visual encoder", f"`{e.visual_encoder}`" if e.visual_encoder else builtin.get("visual", "none")),
              ("corpus", e.corpus or "—"), ("protocol", e.protocol or "—"), ("recipe", f"`{e.recipe}`" if e.recipe else "—"),
-             ("weights", f"`{e.hub_id}`" if e.hub_id else "not published"),
-             ("parameters", f"{count_parameters(e):,} (fusion model; encoders not counted)"), ("paper", e.paper or "—")]
-    sections = [
+             ("weights", f"`{e.hub_id}`" if e.hub_id else "published upstream: see Published weights" if e.weights
+              else "not published"),
+             ("parameters", f"{count_parameters(e):,} ({'encoders included' if builtin else 'fusion model; encoders not counted'})"),
+             ("paper", e.paper or "—")]
+    use = getattr(cls, "use_text", None)
+    sections = [("Published weights", e.weights)] if e.weights else []
+    sections += [
         ("Configuration", f'Registry defaults (any field can be overridden: `vavl.create_model("{e.name}", key=value)`):\n\n'
                           f"```json\n{config}\n```\n"),
-        ("Use", f'```python\nimport vavl\nmodel = vavl.create_model("{e.name}")   # takes encoder features (b, t, d){raw}\n```\n\n'
-                f"Train: `{train}`\n\nEvaluate with missing modalities: `vavl evaluate --model RUN_DIR --manifest M --cache CACHE "
-                "--conditions av,audio,video --out REPORT`\n"),
+        ("Use", use.format(name=e.name) if use else
+         f'```python\nimport vavl\nmodel = vavl.create_model("{e.name}")   # takes encoder features (b, t, d){raw}\n```\n\n'
+         f"Train: `{train}`\n\nEvaluate with missing modalities: `vavl evaluate --model RUN_DIR --manifest M --cache CACHE "
+         "--conditions av,audio,video --out REPORT`\n"),
         ("Results", _results_section(e.name, results))]
     return render_card(e.name, f"{e.description or e.architecture}\n\n**Status:** {e.status}", facts, sections, header=MARKER)
 

@@ -14,7 +14,8 @@ from ..core.errors import ConfigError
 
 def load_model(model, device: str = "cpu", media: bool = False):
     """A save_pretrained folder, a zoo name with published weights, or a model -> the model in eval
-    mode on `device`. media=True: it must take media files (an AudioVisualModel with encoders)."""
+    mode on `device`. media=True: it must take media files (an AudioVisualModel with encoders, or a
+    model that scores test views with its own processor, such as HiCMAE)."""
     from .with_encoders import AudioVisualModel
 
     if isinstance(model, (str, os.PathLike)):
@@ -25,7 +26,7 @@ def load_model(model, device: str = "cpu", media: bool = False):
             from .factory import create_model
 
             model = create_model(name, pretrained=True)
-    if media and not isinstance(model, AudioVisualModel):
+    if media and not (isinstance(model, AudioVisualModel) or getattr(model, "takes_views", False)):
         raise ConfigError(f"{type(model).__name__} takes features, not media files: build a full model with "
                           "vavl.create_model(name, audio_encoder=..., visual_encoder=...)")
     return model.to(device).eval()

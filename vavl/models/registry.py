@@ -30,6 +30,7 @@ class ModelEntry:
     protocol: str | None = None        # e.g. "vavl-1 partition"
     recipe: str | None = None          # e.g. "recipes/configs/crema_d/auxformer.yaml"
     hub_id: str | None = None          # where trained weights live, when published
+    weights: str | None = None         # how to get published weights that are not on the Hub (markdown)
     paper: str | None = None
     status: str = NO_WEIGHTS
 
