@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..core.errors import DataError
+from ..core.files import atomic_path
 
 REQUIRED = ("id",)
 SPLITS = ("train", "dev", "test")
@@ -26,12 +26,9 @@ SPLITS = ("train", "dev", "test")
 def write_manifest(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write atomically (temp file + rename): a killed run never leaves half a manifest."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
     return path
 
 
