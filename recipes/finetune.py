@@ -38,7 +38,8 @@ from vavl.data import collate, model_inputs, read_manifest
 from vavl.data.augment import augment
 from vavl.data.conditions import remove_modality
 from vavl.data.datasets import RawClipDataset, cached_dataset, cached_feature_dims, fill_feature_statistics, relabel, training_splits
-from vavl.core.errors import ConfigError, VavlError
+from vavl.core.errors import ConfigError, TrainingError, VavlError
+from vavl.core.files import atomic_write_text, check_output_dir
 from vavl.evaluation.scoring import evaluate, headline
 from vavl.models.loading import load_model
 from vavl.models.with_encoders import AudioVisualModel
@@ -47,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # the recipe's own fi
 from finetune_config import ALIASES, load_config  # noqa: E402
 from finetune_model import build_model, class_weights, make_optimizers, resolve_labels  # noqa: E402
 from finetune_outputs import (JsonlLog, TrainerState, latest_checkpoint, model_card, push_to_hub,  # noqa: E402
-                              save_checkpoint, wandb_tracker)
+                              save_checkpoint, save_failed, wandb_tracker)
 
 
 # ---- setup ----------------------------------------------------------------------------------
@@ -76,8 +77,8 @@ def setup(cfg: DictConfig) -> dict:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed, non_blocking=on_gpu),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         project_config=ProjectConfiguration(project_dir=str(out_dir)), log_with=wandb_tracker(cfg) or None)
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:   # before any model is built: a folder that cannot be written stops here
+        check_output_dir(out_dir, "output_dir")
     weights = class_weights(t.class_weights, names, splits["train"]) if task != "regression" else None
     if not end_to_end and (cfg.model.audio_encoder or cfg.model.visual_encoder):
         raise ConfigError("model.audio_encoder / model.visual_encoder are for end-to-end training (data.cache: null); "
@@ -185,7 +186,7 @@ def train(run: dict, config_path: str | None = None) -> dict:
     t, out_dir = cfg.train, run["out_dir"]
     log = JsonlLog(acc, out_dir / "log.jsonl")
     if cfg.resume:
-        path = latest_checkpoint(out_dir) if cfg.resume == "latest" else Path(cfg.resume)
+        path = latest_checkpoint(out_dir, acc.print) if cfg.resume == "latest" else Path(cfg.resume)
         if path is None or not path.is_dir():
             raise ConfigError(f"resume={cfg.resume!r}: no checkpoint found in {out_dir / 'checkpoints'}")
         try:
@@ -219,6 +220,7 @@ def train(run: dict, config_path: str | None = None) -> dict:
             md = t.modality_dropout
             batch = augment(batch, md.audio, md.visual, t.frame_masking, t.feature_noise, md.mode, md.per, run["origins"])
             losses = step_fn(acc, model, batch, run["optimizers"], run["schedulers"], cfg)
+            stop_if_not_finite(acc, losses, state, batch)
             state.batches_done += 1
             if not acc.sync_gradients:
                 continue
@@ -227,8 +229,10 @@ def train(run: dict, config_path: str | None = None) -> dict:
             if state.step % cfg.log.every == 0:
                 log({"epoch": state.epoch, **losses, "lr": next(iter(run["schedulers"].values())).get_last_lr()[0]}, state.step)
             if t.checkpoint_every and state.step % t.checkpoint_every == 0:
+                weights_finite(model, "checkpoint", state)
                 save_checkpoint(acc, out_dir, state, t.checkpoints_to_keep)
             if t.stop_after_steps and state.step >= t.stop_after_steps:
+                weights_finite(model, "checkpoint", state)
                 save_checkpoint(acc, out_dir, state, t.checkpoints_to_keep)
                 stopped = "stop_after_steps"
                 break
@@ -247,6 +251,7 @@ def train(run: dict, config_path: str | None = None) -> dict:
             state.history.append(row)
         else:  # no selection: the model as training leaves it
             value, state.best = math.nan, None
+        weights_finite(model, "model", state)
         if not cfg.evaluate.dev or is_better(value, state.best, metric):
             state.best, state.best_epoch, state.bad_epochs = value, state.epoch, 0
             save_best(run, acc.unwrap_model(model), metric, config_path)
@@ -259,6 +264,31 @@ def train(run: dict, config_path: str | None = None) -> dict:
             stopped = f"early stopping after epoch {state.epoch} (best epoch {state.best_epoch + 1})"
     acc.wait_for_everyone()
     return {"stopped": stopped, "metric": metric, "best": state.best, "best_epoch": state.best_epoch, "step": state.step}
+
+
+def stop_if_not_finite(acc, losses: dict[str, float], state, batch) -> None:
+    """A loss that is NaN / inf (on any process) stops the run in one line naming the step and the
+    batch's clips, before anything is saved from the weights it leaves."""
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+    anywhere = bool(bad)
+    if acc.num_processes > 1:   # every process stops together
+        anywhere = acc.reduce(torch.tensor(float(anywhere), device=acc.device), "sum").item() > 0
+    if anywhere:
+        ids = list(batch.get("ids") or [])
+        shown = ", ".join(map(str, ids[:8])) + (f" (+{len(ids) - 8} more)" if len(ids) > 8 else "")
+        what = ", ".join(f"{k} = {v}" for k, v in bad.items()) or "the loss on another process is not finite"
+        raise TrainingError(f"epoch {state.epoch + 1}, batch {state.batches_done + 1} (step {state.step + 1}): {what} "
+                            f"(batch clips: {shown or '?'}); the run stopped and nothing was saved from these weights "
+                            "(checkpoints and the best model saved before are kept): lower train.lr, keep "
+                            "train.max_grad_norm > 0, or check these clips")
+
+
+def weights_finite(model, what: str, state) -> None:
+    """No model or checkpoint is saved from weights that are not finite."""
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise TrainingError(f"epoch {state.epoch + 1} (step {state.step}): {len(bad)} weight tensors are not finite "
+                            f"(e.g. {bad[0]}); the {what} was not saved and the run stopped: lower train.lr")
 
 
 def is_better(value: float, best: float | None, metric: str) -> bool:
@@ -295,8 +325,8 @@ def test(run: dict, summary: dict, config_path: str | None = None) -> dict:
     if acc.is_main_process:
         report = {"best_epoch": summary["best_epoch"] + 1, "dev_metric": summary["metric"], "dev_best": summary["best"],
                   "steps": summary["step"], "results": results, "metrics": full}
-        (out_dir / "results.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-        (out_dir / "README.md").write_text(model_card(run, best, summary["metric"], config_path, full), encoding="utf-8")
+        atomic_write_text(out_dir / "results.json", json.dumps(report, indent=2))
+        atomic_write_text(out_dir / "README.md", model_card(run, best, summary["metric"], config_path, full))
     return results
 
 
@@ -306,9 +336,12 @@ def save_best(run: dict, model, metric: str, config_path: str | None) -> None:
     if not run["accelerator"].is_main_process:
         return
     out_dir = run["out_dir"]
-    model.save_pretrained(out_dir, safe_serialization=True)          # a model with encoders saves its processor too
-    (out_dir / "README.md").write_text(model_card(run, model, metric, config_path), encoding="utf-8")
-    OmegaConf.save(run["cfg"], out_dir / "finetune_config.yaml")
+    try:
+        model.save_pretrained(out_dir, safe_serialization=True)      # a model with encoders saves its processor too
+    except Exception as e:   # a full disk: one line
+        raise save_failed(out_dir / "model.safetensors", e) from None
+    atomic_write_text(out_dir / "README.md", model_card(run, model, metric, config_path))
+    atomic_write_text(out_dir / "finetune_config.yaml", OmegaConf.to_yaml(run["cfg"]))
 
 
 def main(cfg: DictConfig, config_path: str | None = None) -> dict:

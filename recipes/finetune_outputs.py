@@ -1,6 +1,11 @@
 """What a fine-tune run writes besides the model (recipes/finetune.py): checkpoints with the
 trainer state (JSON, never pickled), the JSONL log and the experiment trackers, the model card, and
-the upload of the best model to the Hugging Face Hub."""
+the upload of the best model to the Hugging Face Hub.
+
+A checkpoint is written into checkpoints/.step_N.partial and renamed to checkpoints/step_N when
+complete (trainer_state.json is its last file), so a run killed while saving, or a full disk,
+never leaves a step_N that `--resume` would take; `--resume` takes the newest complete one and
+says which it skipped. A checkpoint that cannot be written stops the run in one line."""
 from __future__ import annotations
 
 import json
@@ -13,7 +18,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from vavl.data.cache import FeatureCache
-from vavl.core.errors import ConfigError
+from vavl.core.errors import ConfigError, DataError
+from vavl.core.files import atomic_write_text, public_modes, write_error
 from vavl.models import cards
 from vavl.models.cards import cached_features, prediction_rule, render_card, results_table  # noqa: F401
 
@@ -29,9 +35,7 @@ class TrainerState:
         self.best, self.best_epoch, self.bad_epochs, self.history = None, -1, 0, []
 
     def save(self, folder: Path) -> None:
-        tmp = folder / f".{self.FILE}.tmp"
-        tmp.write_text(json.dumps(vars(self)), encoding="utf-8")
-        os.replace(tmp, folder / self.FILE)
+        atomic_write_text(folder / self.FILE, json.dumps(vars(self)))
 
     def load(self, folder: Path) -> None:
         try:
@@ -80,18 +84,58 @@ def wandb_tracker(cfg: DictConfig) -> list[str]:
 
 
 def checkpoints(out_dir: Path) -> list[Path]:
-    return sorted((out_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    """checkpoints/step_N folders, oldest first (complete or not)."""
+    found = [p for p in (out_dir / "checkpoints").glob("step_*") if p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
 
 
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    return (checkpoints(out_dir) or [None])[-1]
+def is_complete(folder: Path) -> bool:
+    """trainer_state.json is written last: a folder without it was cut short (a kill, a full disk)."""
+    return (folder / TrainerState.FILE).is_file()
+
+
+def latest_checkpoint(out_dir: Path, say=print) -> Path | None:
+    """The newest complete checkpoint; each newer incomplete one is named in one line."""
+    for folder in reversed(checkpoints(out_dir)):
+        if is_complete(folder):
+            return folder
+        say(f"resume: skipping {folder} (incomplete: no {TrainerState.FILE}; a run stopped while writing it)")
+    return None
+
+
+def save_failed(path: Path, e: BaseException) -> DataError:
+    """Why `path` (a checkpoint, the best model) could not be written, in one line."""
+    if isinstance(e, OSError):
+        return write_error(path, e)
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    full = any(w in reason for w in ("No space left", "StorageFull", "os error 28", "File too large", "os error 27"))
+    return DataError(f"{path}: could not write ({type(e).__name__}: {reason})"
+                     + ("; the disk is full: free some space" if full else ""))
 
 
 def save_checkpoint(accelerator, out_dir: Path, state: TrainerState, keep: int) -> None:
-    folder = out_dir / "checkpoints" / f"step_{state.step}"
-    accelerator.save_state(str(folder))
+    """Accelerate's state + the trainer state into .step_N.partial, renamed to step_N when complete."""
+    root = out_dir / "checkpoints"
+    folder, partial = root / f"step_{state.step}", root / f".step_{state.step}.partial"
     if accelerator.is_main_process:
-        state.save(folder)
+        shutil.rmtree(partial, ignore_errors=True)   # left by a run killed while saving
+    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(partial))
+        if accelerator.is_main_process:
+            state.save(partial)
+            public_modes(partial)   # safetensors writes 0600 whatever the umask
+    except Exception as e:   # a full disk, a quota: one line; the checkpoints already written stay
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)
+        error = save_failed(folder, e)
+        raise DataError(f"{error}; the run stopped (earlier checkpoints in {root} are kept: "
+                        "resume with --resume once there is room)") from None
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if folder.exists():   # the same step saved again (a resumed run)
+            shutil.rmtree(folder)
+        os.replace(partial, folder)
         for old in checkpoints(out_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

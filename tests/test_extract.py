@@ -261,7 +261,8 @@ def test_a_damaged_clip_file_is_named_then_removed_and_recomputed(tmp_path, enco
     capsys.readouterr()
     summary = extract(manifest, tmp_path / "cache", encoders[0], **kw)
     assert summary["written"] == 1 and summary["cached"] == len(read_manifest(manifest))
-    assert f"unreadable (truncated or damaged) and were removed, to be extracted again: {victim.name}" in capsys.readouterr().err
+    assert f"unreadable or damaged (truncated, a checksum mismatch, NaN / inf values) and were removed, to be extracted again: " \
+           f"{victim.name}" in capsys.readouterr().err
 
 
 def test_cli_bad_arguments_are_one_line_before_any_work(tmp_path, encoders, capsys):

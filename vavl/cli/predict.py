@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import MediaError
+from ..core.errors import DataError, MediaError
+from ..core.files import atomic_path
 from ..core.jobs import EXIT_CODES, ErrorLog, check_output_file, describe, exit_code
 from ..media.decode import MEDIA_SUFFIXES, is_media_file
 from .args import positive_float
@@ -83,8 +84,7 @@ def _write_csv(path: str, results: list[dict[str, Any]]) -> None:
         for k in r.get("scores") or {}:
             if k not in names:
                 names.append(k)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "label", "modalities", "frames", "face_frames", "duration", "decoded", "notes", "error", *names])
         for r in results:
@@ -92,7 +92,6 @@ def _write_csv(path: str, results: list[dict[str, Any]]) -> None:
             w.writerow([r["file"], r.get("label") or "", "+".join(r.get("modalities", [])), r.get("frames", ""),
                         r.get("face_frames", ""), r.get("duration", ""), r.get("decoded", ""),
                         "; ".join(r.get("notes", [])), r.get("error", ""), *[s.get(n, "") for n in names]])
-    os.replace(tmp, path)
 
 
 def _default_log() -> str:
@@ -116,17 +115,15 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise MediaError(f"{' '.join(args.paths)}: no media files ({', '.join(MEDIA_SUFFIXES)})")
     model = load_model(args.model, device, media=True)
-    log = ErrorLog(args.log or _default_log())
+    log = ErrorLog(args.log or _default_log(), exclusive=not args.log)
     pngs = _timeline_paths(args.timeline, files) if args.timeline else {}
-    rows, failures, unscored = [], [], 0
+    rows, failures, unscored, plot_failures = [], [], 0, []
     for file in tqdm(files, desc="predict", unit="file", disable=len(files) == 1, file=sys.stderr):
         try:
             r = predict(file, model, device=device, window=args.window, step=args.step, bf16=args.bf16)
-            line = json.dumps(r, allow_nan=False) if args.json else _summary(r)
             if args.timeline and r["scores"] is not None:
-                from ..evaluation.plots import plot_timeline
-
-                plot_timeline(r, pngs[file])
+                _plot(r, pngs[file], plot_failures)
+            line = json.dumps(r, allow_nan=False) if args.json else _summary(r)
         except Exception as e:   # one bad file never stops the batch
             msg = log.record(file, *describe(file, e))
             failures.append(file)
@@ -138,8 +135,14 @@ def run(args: argparse.Namespace) -> int:
         unscored += r["scores"] is None
         rows.append(r)
         print(line, flush=True)
+    table_error = None
     if args.csv:
-        _write_csv(args.csv, rows)
+        try:
+            _write_csv(args.csv, rows)
+        except DataError as e:   # a full disk: the scores are on stdout above; say so in one line
+            table_error = f"{e}; the scores are in the lines printed above"
+    if plot_failures and len(files) == 1:
+        print(f"vavl predict: warning: {plot_failures[0]} (the scores above are not affected)", file=sys.stderr)
     if len(files) > 1:
         scored = len(files) - len(failures) - unscored
         parts = [f"{len(files)} files: {scored} scored, {unscored} with no prediction, {len(failures)} failed"]
@@ -147,7 +150,24 @@ def run(args: argparse.Namespace) -> int:
             parts.append(", ".join(failures[:10]) + (f" and {len(failures) - 10} more" if len(failures) > 10 else ""))
         if log.count:
             parts.append(f"tracebacks of {log.count} unexpected errors in {log.path}")
-        if args.csv:
+        if plot_failures:
+            parts.append(f"{len(plot_failures)} timelines not written (e.g. {plot_failures[0]})")
+        if args.csv and not table_error:
             parts.append(f"table: {args.csv}")
         print(f"vavl predict: {'; '.join(parts)}", file=sys.stderr)
+    if table_error:
+        raise DataError(table_error)
     return exit_code(len(files) - len(failures), len(failures))
+
+
+def _plot(r: dict[str, Any], png: str, failures: list[str]) -> None:
+    """The file's timeline PNG; a plot that cannot be written is a note on the file (its scores stand)."""
+    from ..evaluation.plots import plot_timeline
+
+    try:
+        plot_timeline(r, png)
+    except Exception as e:   # a full disk, a plotting problem: the output, not the input, failed
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        note = f"timeline {png} not written ({type(e).__name__}: {reason})"
+        r["notes"] = [*r.get("notes", []), note]
+        failures.append(note)

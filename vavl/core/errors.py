@@ -15,3 +15,7 @@ class MediaError(VavlError):
 
 class DataError(VavlError):
     """A bad manifest, corpus folder or feature cache. The message names the file."""
+
+
+class TrainingError(VavlError):
+    """Training cannot go on (a loss or weights that are not finite). The message names the step."""

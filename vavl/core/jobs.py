@@ -50,16 +50,36 @@ def describe(item: str, e: BaseException) -> tuple[str, str | None]:
 
 
 class ErrorLog:
-    """Tracebacks of unexpected errors, one block per item; the file is created on first use."""
+    """Tracebacks of unexpected errors, one block per item; the file is created on first use.
+    exclusive=True (a default path in a shared temporary folder): the file is created new, never
+    through a link or over a file someone else put there (then a fresh name is taken). A log that
+    cannot be written costs the traceback, never the item's line."""
 
-    def __init__(self, path: str | os.PathLike):
-        self.path, self.count = Path(path), 0
+    def __init__(self, path: str | os.PathLike, exclusive: bool = False):
+        self.path, self.count, self.exclusive = Path(path), 0, exclusive
+
+    def _open(self):
+        if self.count:
+            return open(self.path, "a", encoding="utf-8")
+        if not self.exclusive:
+            return open(self.path, "w", encoding="utf-8")
+        try:
+            return open(self.path, "x", encoding="utf-8")   # O_CREAT | O_EXCL: fails on any existing name, links too
+        except FileExistsError:
+            import tempfile
+
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.stem + "-", suffix=self.path.suffix)
+            self.path = Path(name)
+            return os.fdopen(fd, "w", encoding="utf-8")
 
     def record(self, item: str, line: str, trace: str | None) -> str:
         """`line`, plus where its traceback went when there is one."""
         if trace is None:
             return line
-        with open(self.path, "a" if self.count else "w", encoding="utf-8") as f:
-            f.write(f"==== {item}\n{trace.rstrip()}\n\n")
+        try:
+            with self._open() as f:
+                f.write(f"==== {item}\n{trace.rstrip()}\n\n")
+        except OSError as e:   # a full disk: the item's line still says what happened
+            return f"{line}; its traceback could not be written to {self.path} ({e.strerror or type(e).__name__})"
         self.count += 1
         return f"{line}; traceback in {self.path}"

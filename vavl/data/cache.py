@@ -9,9 +9,15 @@ A cache is a folder:
 
 A clip file appears only complete (written to a temp file, then renamed), so a killed run leaves
 no half-written clip: `has(id)` is "the file exists". The index is rebuilt from the files' headers
-(`rebuild_index`), so several processes can fill one cache and one of them writes the index. A
-file damaged later (a copy cut short) is named in a DataError; `vavl extract` removes such files
-(`remove_unreadable`) and computes them again.
+(`rebuild_index`), so several processes can fill one cache and one of them writes the index.
+
+Nothing wrong is read silently. A clip's file name is its id made safe plus a hash of the id (so
+two ids never share a file), and the header records the id, which a read checks. The header also
+holds a sha256 of the tensors (also in index.jsonl), checked on every read, and features that are
+not finite (NaN / inf) are refused when written and when read. A file damaged later (a copy cut
+short, a flipped bit) is named in a DataError; `vavl extract` checks every file when it starts
+again (`remove_invalid`), removes the bad ones and computes them again. Caches written before
+checksums (file name without the hash for plain ids, no sha256) are still read.
 """
 from __future__ import annotations
 
@@ -19,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +33,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..core.errors import DataError
+from ..core.files import atomic_path, atomic_write_text
 from .collate import collate, encode_labels
 
 SETTINGS = "cache.json"
 INDEX = "index.jsonl"
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+NAME_CHARS = 100   # of the id kept in a file name (the hash keeps longer ids apart)
 
 
 class FeatureCache:
@@ -58,49 +65,72 @@ class FeatureCache:
                             "write to another --out folder")
         self.clips.mkdir(parents=True, exist_ok=True)
         if not current:
-            _atomic_write(self.root / SETTINGS, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+            atomic_write_text(self.root / SETTINGS, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
     # -- clips ----------------------------------------------------------------------------
     def path(self, clip_id: str) -> Path:
-        """clips/<id>.safetensors; ids with characters unsafe in file names get a hash suffix."""
+        """clips/<id made safe>-<hash of the id>.safetensors: distinct ids never share a file."""
+        safe = UNSAFE.sub("_", clip_id)[:NAME_CHARS].lstrip(".")
+        return self.clips / f"{safe}-{hashlib.sha1(clip_id.encode()).hexdigest()[:16]}.safetensors"
+
+    def _legacy_path(self, clip_id: str) -> Path:
+        """Where caches written before the hash suffix became constant keep a clip."""
         safe = UNSAFE.sub("_", clip_id)
         if safe != clip_id or not safe.strip("."):
             safe = f"{safe}-{hashlib.sha1(clip_id.encode()).hexdigest()[:10]}"
         return self.clips / f"{safe}.safetensors"
 
+    def locate(self, clip_id: str) -> Path | None:
+        """The clip's file, or None. An older cache's file counts only when its header names this id."""
+        path = self.path(clip_id)
+        if path.is_file():
+            return path
+        old = self._legacy_path(clip_id)
+        if old != path and _is_file(old):
+            try:
+                if _header(old)[0]["id"] == clip_id:
+                    return old
+            except DataError:
+                return old   # damaged: reading it says so
+        return None
+
     def has(self, clip_id: str) -> bool:
-        return self.path(clip_id).is_file()
+        return self.locate(clip_id) is not None
 
     def write(self, clip_id: str, audio: torch.Tensor | None, visual: torch.Tensor | None,
               meta: dict[str, Any] | None = None) -> Path:
-        """Store (ta, da) audio and (tv, dv) visual features (either may be None) atomically."""
+        """Store (ta, da) audio and (tv, dv) visual features (either may be None) atomically, with a
+        checksum; non-finite features are refused (DataError)."""
         tensors = {}
         for name, x in (("audio", audio), ("visual", visual)):
             if x is not None:
                 if x.ndim != 2:
                     raise DataError(f"{clip_id}: {name} features must be (t, d), got {tuple(x.shape)}")
-                tensors[name] = x.detach().to("cpu").contiguous()
-        header = {"id": clip_id, "meta": json.dumps(meta or {})}
+                x = x.detach().to("cpu").contiguous()
+                if x.is_floating_point() and not torch.isfinite(x).all():
+                    raise DataError(f"{clip_id}: {name} features are not finite (NaN / inf); not cached")
+                tensors[name] = x
+        if not tensors:   # a clip with neither modality still records that it was processed
+            tensors = {"empty": torch.zeros(0)}
+        header = {"id": clip_id, "meta": json.dumps(meta or {}), "sha256": checksum(tensors)}
         path = self.path(clip_id)
         self.clips.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.clips, prefix=f".{path.stem}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            if tensors:
-                save_file(tensors, tmp, metadata=header)
-            else:   # a clip with neither modality still records that it was processed
-                save_file({"empty": torch.zeros(0)}, tmp, metadata=header)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=header)
+        old = self._legacy_path(clip_id)
+        if old != path and _is_file(old):   # an older cache's copy of this clip: replaced by the new file
+            try:
+                if _header(old)[0]["id"] == clip_id:
+                    old.unlink(missing_ok=True)
+            except DataError:
+                pass
         return path
 
     def read(self, clip_id: str) -> dict[str, Any]:
-        path = self.path(clip_id)
-        if not path.is_file():
+        path = self.locate(clip_id)
+        if path is None:
             raise DataError(f"{self.root}: no features for clip {clip_id!r}; run `vavl extract` for it")
-        return read_clip_file(path)
+        return read_clip_file(path, clip_id)
 
     def ids(self) -> list[str]:
         return list(self.index())
@@ -128,34 +158,83 @@ class FeatureCache:
             entries[header["id"]] = {"id": header["id"], "file": f"clips/{path.name}",
                                      "audio_frames": shapes.get("audio", [0])[0],
                                      "visual_frames": shapes.get("visual", [0])[0],
-                                     "meta": header["meta"]}
-        _atomic_write(self.root / INDEX, "".join(json.dumps(e) + "\n" for e in entries.values()))
-        self._index = entries
+                                     "meta": header["meta"], "sha256": header["sha256"]}
+        self._index = entries   # kept even when the write below fails (a full disk)
+        atomic_write_text(self.root / INDEX, "".join(json.dumps(e) + "\n" for e in entries.values()))
         return entries
 
-    def remove_unreadable(self) -> list[str]:
-        """Delete clip files whose header cannot be read (call only while no one writes); returns their names."""
+    def remove_invalid(self) -> list[tuple[str, str]]:
+        """Read every clip file whole and delete those that are damaged (unreadable, checksum
+        mismatch, non-finite values, or a file that is not where its id belongs); call only while
+        no one writes. Returns (file name, reason) of each removed file."""
         removed = []
         for path in self._files():
             try:
-                _header(path)
-            except DataError:
+                header, _ = _header(path)
+                if path not in (self.path(header["id"]), self._legacy_path(header["id"])):
+                    raise DataError(f"{path}: holds clip {header['id']!r}, whose file is {self.path(header['id']).name}")
+                read_clip_file(path, header["id"])
+            except DataError as e:
                 path.unlink(missing_ok=True)
-                removed.append(path.name)
+                removed.append((path.name, str(e)))
         return removed
+
+    def remove_unreadable(self) -> list[str]:
+        """remove_invalid, file names only."""
+        return [name for name, _ in self.remove_invalid()]
 
     def _files(self) -> list[Path]:
         return sorted(self.clips.glob("*.safetensors")) if self.clips.is_dir() else []
 
-    def remove_temp_files(self) -> int:
-        """Delete temp files a killed writer left behind (call only while no one writes)."""
-        stale = list(self.clips.glob(".*.tmp")) if self.clips.is_dir() else []
+    def remove_temp_files(self, own: bool = False) -> int:
+        """Delete temp files a killed writer left behind (call only while no one else writes: under
+        `vavl extract`'s lock). own=True: only this process's (their names carry its pid)."""
+        pattern = f".*.{os.getpid()}.*.tmp" if own else ".*.tmp"
+        stale = list(self.clips.glob(pattern)) if self.clips.is_dir() else []
         for tmp in stale:
             tmp.unlink(missing_ok=True)
         return len(stale)
 
     def _count_files(self) -> int:
         return sum(1 for _ in self.clips.glob("*.safetensors")) if self.clips.is_dir() else 0
+
+
+class CacheLock:
+    """An exclusive lock on a cache folder (fcntl.flock on <cache>/.lock, released by the OS when
+    the process ends however it ends): a second writer refuses in one line instead of doing the
+    same work twice and deleting the first one's temporary files."""
+
+    NAME = ".lock"
+
+    def __init__(self, root: str | os.PathLike):
+        self.path, self.fd = Path(root) / self.NAME, None
+
+    def acquire(self) -> "CacheLock":
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DataError(f"{self.path.parent}: another `vavl extract` (pid {holder}) is writing to this cache; "
+                            "wait for it to finish, then run again (it resumes), or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)   # closing the descriptor releases the flock
+            self.fd = None
+
+    def __enter__(self) -> "CacheLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class BackgroundWriter:
@@ -192,30 +271,59 @@ class BackgroundWriter:
                 self.on_error(job[0], e)
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:   # e.g. a name too long for the file system: an older cache could not have it
+        return False
+
+
+def checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        x = tensors[name].contiguous()
+        h.update(f"{name}:{x.dtype}:{list(x.shape)};".encode())
+        h.update(x.reshape(-1).view(torch.uint8).numpy().tobytes() if x.numel() else b"")
+    return h.hexdigest()
+
+
 def _header(path: Path) -> tuple[dict[str, Any], dict[str, list[int]]]:
-    """A clip file's header ({"id", "meta"}) and tensor shapes; DataError naming the file if unreadable."""
+    """A clip file's header ({"id", "meta", "sha256"}) and tensor shapes; DataError naming the file if unreadable."""
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
             shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
-        return {"id": header["id"], "meta": json.loads(header.get("meta", "{}"))}, shapes
+        return {"id": header["id"], "meta": json.loads(header.get("meta", "{}")), "sha256": header.get("sha256")}, shapes
     except (SafetensorError, OSError, KeyError, ValueError) as e:
         reason = (str(e).splitlines() or [type(e).__name__])[0]
         raise DataError(f"{path}: unreadable clip file ({reason})") from None
 
 
-def read_clip_file(path: str | os.PathLike) -> dict[str, Any]:
-    """One clip file -> {"audio_features", "visual_features", "meta"} (tensors float32 or None).
-    safetensors memory-maps the file and copies out only the tensors asked for."""
+def read_clip_file(path: str | os.PathLike, clip_id: str | None = None) -> dict[str, Any]:
+    """One clip file -> {"audio_features", "visual_features", "meta"} (tensors float32 or None),
+    checked: the id in the header is `clip_id` (when given), the tensors match the header's
+    checksum (files written before checksums have none) and are finite. DataError naming the file
+    otherwise. safetensors memory-maps the file and copies out only the tensors asked for."""
+    redo = "run `vavl extract` again to recompute it"
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-            keys = set(f.keys())
-            out = {f"{m}_features": f.get_tensor(m).float() if m in keys else None for m in ("audio", "visual")}
-        out["meta"] = json.loads(header.get("meta", "{}"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(header.get("meta", "{}"))
     except (SafetensorError, OSError, ValueError) as e:
         reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise DataError(f"{path}: unreadable clip file ({reason}); run `vavl extract` again to recompute it") from None
+        raise DataError(f"{path}: unreadable clip file ({reason}); {redo}") from None
+    if clip_id is not None and header.get("id") != clip_id:
+        raise DataError(f"{path}: holds the features of clip {header.get('id')!r}, not {clip_id!r}; {redo}")
+    if header.get("sha256") is not None and checksum(tensors) != header["sha256"]:
+        raise DataError(f"{path}: damaged clip file (its features do not match their checksum); {redo}")
+    out = {f"{m}_features": tensors[m].float() if m in tensors else None for m in ("audio", "visual")}
+    for m in ("audio", "visual"):
+        x = out[f"{m}_features"]
+        if x is not None and not torch.isfinite(x).all():
+            raise DataError(f"{path}: the {m} features are not finite (NaN / inf); {redo}")
+    out["meta"] = meta
     return out
 
 
@@ -232,8 +340,9 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __init__(self, cache: FeatureCache | str | os.PathLike, records: list[dict[str, Any]], config=None):
         self.cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
         self.config = config
-        self.records = [r for r in records if self.cache.has(r["id"])]
-        self.missing = [r["id"] for r in records if not self.cache.has(r["id"])]
+        files = {r["id"]: self.cache.locate(r["id"]) for r in records}
+        self.records = [r for r in records if files[r["id"]] is not None]
+        self.missing = [r["id"] for r in records if files[r["id"]] is None]
         if self.missing:
             import warnings
 
@@ -242,7 +351,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         if not self.records:
             raise DataError(f"{self.cache.root}: none of the {len(records)} clips has cached features; "
                             "run `vavl extract` with this manifest first")
-        self._files = [str(self.cache.path(r["id"])) for r in self.records]
+        self._files = [str(files[r["id"]]) for r in self.records]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -250,7 +359,7 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         _fixed_mmap_threshold()
         record = self.records[i]
-        clip = read_clip_file(self._files[i])
+        clip = read_clip_file(self._files[i], record["id"])
         return {
             "id": record["id"], "speaker": record.get("speaker"),
             "audio_features": clip["audio_features"], "visual_features": clip["visual_features"],
@@ -285,11 +394,3 @@ def _fixed_mmap_threshold() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)   # M_MMAP_THRESHOLD = 128 KiB
     except (OSError, AttributeError):
         pass
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -44,7 +44,8 @@ import torch
 
 from ..core.jobs import describe
 from ..core.errors import DataError
-from .cache import FeatureCache
+from ..core.files import atomic_write_text, check_output_dir
+from .cache import CacheLock, FeatureCache
 from .extract_batches import encode_sorted, find_faces
 from .manifest import read_manifest
 
@@ -173,11 +174,8 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     device is not the CPU; the workers then only decode); face_batch: frames per MTCNN forward
     (default 16 on the CPU, 64 on a GPU; 1 makes every frame's detections bit-identical however
     clips are grouped: in shared batches MTCNN's dense layers differ by ~1e-7, which moves a box
-    by ~1e-5 px and now and then a crop pixel by one grey level). Returns a summary."""
-    from ..encoders.build import weights_identity
-    from ..media.processor import AudioVisualProcessor
-    from .cache import BackgroundWriter
-
+    by ~1e-5 px and now and then a crop pixel by one grey level). Returns a summary.
+    One `vavl extract` at a time writes a cache (a lock; a second one refuses in one line)."""
     log = log or sys.stderr
     if not audio_encoder and not visual_encoder:
         raise DataError("give --audio-encoder, --visual-encoder or both")
@@ -189,6 +187,25 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
         raise DataError(f"faces on {face_device} run in the main process (worker processes do not use the GPU)")
     rank, world, barrier = _dist(device)
     records = read_manifest(manifest)
+    lock = CacheLock(out)
+    if rank == 0:   # before any encoder is built: a folder that cannot be written, or another writer, stops here
+        check_output_dir(out, "--out cache folder", create=False)
+        if Path(out).is_dir():
+            lock.acquire()
+    try:
+        return _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, device, workers, max_seconds,
+                        max_side, precision, progress, log, random_init, face_device, faces_in_main, face_batch,
+                        rank, world, barrier, lock)
+    finally:
+        lock.release()
+
+
+def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, device, workers, max_seconds, max_side,
+             precision, progress, log, random_init, face_device, faces_in_main, face_batch, rank, world, barrier, lock):
+    from ..encoders.build import weights_identity
+    from ..media.processor import AudioVisualProcessor
+    from .cache import BackgroundWriter
+
     dtype, autocast = PRECISIONS[precision], precision == "bf16-autocast"
     encoders, weights = {}, {}
     for modality, name in (("audio", audio_encoder), ("visual", visual_encoder)):
@@ -212,14 +229,18 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     }
     cache = FeatureCache(out)
     if rank == 0:
+        if lock.fd is None:   # the folder did not exist when the run started
+            check_output_dir(out, "--out cache folder")
+            lock.acquire()
         cache.init(settings)
-        cache.remove_temp_files()
+        cache.remove_temp_files()   # under the lock: only a killed writer's
         for stale in Path(out).glob(".errors.rank*"):   # left by a killed run
             stale.unlink()
-        removed = cache.remove_unreadable()
+        removed = cache.remove_invalid()   # every file read whole: checksum, finite values, the id it holds
         if removed:
-            print(f"vavl extract: {len(removed)} clip files in {out} were unreadable (truncated or damaged) and were "
-                  f"removed, to be extracted again: {', '.join(removed[:5])}", file=log)
+            print(f"vavl extract: {len(removed)} clip files in {out} were unreadable or damaged (truncated, a checksum "
+                  f"mismatch, NaN / inf values) and were removed, to be extracted again: "
+                  f"{', '.join(name for name, _ in removed[:5])} (first: {removed[0][1]})", file=log)
         processor.save_pretrained(out)   # the settings a model trained on this cache should be used with
     barrier()
     cache.init(settings)
@@ -284,17 +305,26 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
         written = writer.close()   # every clip on disk (or failed) before the index is rebuilt
     bar.close()
     seconds = time.perf_counter() - t0
-    if errors:
-        _write_jsonl(Path(out) / f".errors.rank{rank}.jsonl", errors)
-    if traces:
-        (Path(out) / f".errors.rank{rank}.log").write_text("".join(traces), encoding="utf-8")
+    problems = []   # files that could not be written (a full disk): one line at the end, after the summary
+    if rank != 0:   # rank 0 keeps its own failures in memory
+        try:
+            if errors:
+                _write_jsonl(Path(out) / f".errors.rank{rank}.jsonl", errors)
+            if traces:
+                atomic_write_text(Path(out) / f".errors.rank{rank}.log", "".join(traces))
+        except DataError as e:
+            problems.append(str(e))
     barrier()
     summary = {"clips": len(records), "skipped": skipped, "written": written, "failed": len(errors),
                "seconds": seconds, "rank": rank, "world": world}
     if rank == 0:
-        cache.remove_temp_files()
-        index = cache.rebuild_index()
-        summary.update(cached=len(index), **_gather_errors(Path(out), index, log))
+        cache.remove_temp_files(own=True)
+        try:
+            index = cache.rebuild_index()
+        except DataError as e:   # index.jsonl not written: the clip files are there, the next run writes it
+            problems.append(str(e))
+            index = cache._index or {}
+        summary.update(cached=len(index), **_gather_errors(Path(out), index, log, errors, traces, problems))
         noted = [e for e in index.values() if e["meta"].get("notes")]
         if noted:
             print(f"vavl extract: {len(noted)} clips have notes (meta.notes in {out}/index.jsonl), e.g. "
@@ -302,6 +332,8 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
         share = f"rank 0 of {world}: " if world > 1 else ""   # skipped and written count rank 0's clips
         print(f"vavl extract: {len(index)} of {len(records)} clips cached in {out} ({summary['failed']} failed; "
               f"{share}{skipped} were already there, {written} written in {seconds:.1f} s)", file=log)
+    if problems:
+        raise DataError(f"{problems[0]} (the clips written are kept; run again once there is room: it resumes)")
     return summary
 
 
@@ -316,26 +348,34 @@ def _build(name: str, random_init: bool):
         return build_encoder(name, pretrained=False)
 
 
-def _gather_errors(out: Path, index: dict[str, Any], log) -> dict[str, Any]:
-    """Rank 0: the ranks' failures -> errors.jsonl (and errors.log for tracebacks); a clip cached
-    by now is no longer a failure."""
-    rows = []
+def _gather_errors(out: Path, index: dict[str, Any], log, errors: list[dict], traces: list[str],
+                   problems: list[str]) -> dict[str, Any]:
+    """Rank 0: its own failures (`errors`, `traces`) and the other ranks' -> errors.jsonl (and
+    errors.log for tracebacks); a clip cached by now is no longer a failure. A file that cannot be
+    written goes to `problems`; the failures are still counted and shown."""
+    rows, traced = list(errors), "".join(traces)
     for part in sorted(out.glob(".errors.rank*.jsonl")):
         rows += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
         part.unlink()
     rows = [e for e in rows if e["id"] not in index]
-    _write_jsonl(out / "errors.jsonl", rows)
-    traces = sorted(out.glob(".errors.rank*.log"))
     log_path = out / "errors.log"
-    if traces:
-        log_path.write_text("".join(t.read_text(encoding="utf-8") for t in traces), encoding="utf-8")
-        for t in traces:
-            t.unlink()
-    elif log_path.exists():
-        log_path.unlink()   # tracebacks of an earlier run: no longer true
+    for t in sorted(out.glob(".errors.rank*.log")):
+        traced += t.read_text(encoding="utf-8")
+        t.unlink()
+    try:
+        if traced:
+            atomic_write_text(log_path, traced)
+        elif log_path.exists():
+            log_path.unlink()   # tracebacks of an earlier run: no longer true
+    except (DataError, OSError) as e:
+        problems.append(str(e))
+    try:
+        _write_jsonl(out / "errors.jsonl", rows)
+    except DataError as e:
+        problems.append(str(e))
     if rows:
         shown = "; ".join(e["error"] for e in rows[:3])
-        where = f"; tracebacks of unexpected errors in {log_path}" if traces else ""
+        where = f"; tracebacks of unexpected errors in {log_path}" if traced else ""
         print(f"vavl extract: {len(rows)} clips failed and were skipped (reasons in {out}/errors.jsonl{where}): {shown}",
               file=log)
     return {"failed": len(rows)}
@@ -350,6 +390,4 @@ def _encoder_name(name) -> str | None:
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))

@@ -13,26 +13,24 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..core.errors import DataError
+from ..core.files import atomic_path
 from .protocols import refuse_speaker_overlap
 
 REQUIRED = ("id",)
 SPLITS = ("train", "dev", "test")
+MAX_ID = 1000   # characters; clip ids appear in one-line messages and (hashed) in cache file names
 
 
 def write_manifest(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write atomically (temp file + rename): a killed run never leaves half a manifest."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
     return path
 
 
@@ -43,8 +41,15 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
         raise DataError(f"{path}: manifest not found; create one with `vavl prepare`")
     base = path.resolve().parent
     records, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                                "save the manifest as UTF-8") from None
+            if n == 1:
+                line = line.removeprefix("\ufeff")   # a byte-order mark some editors write
             if not line.strip():
                 continue
             try:
@@ -53,6 +58,7 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
                 raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); each line must be one JSON object") from None
             if not isinstance(rec, dict) or any(k not in rec for k in REQUIRED):
                 raise DataError(f"{path}:{n}: each line needs at least the keys {REQUIRED}")
+            _check_record(rec, f"{path}:{n}")
             if rec["id"] in seen:
                 raise DataError(f"{path}:{n}: clip id {rec['id']!r} appears twice")
             seen.add(rec["id"])
@@ -60,11 +66,37 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
                 p = rec.get(key)
                 if p and not os.path.isabs(p):
                     rec[key] = str(base / p)
-            rec.setdefault("folds", {})
+            if rec.get("folds") is None:
+                rec["folds"] = {}
             records.append(rec)
     if not records:
         raise DataError(f"{path}: manifest has no clips")
     return records
+
+
+def _check_record(rec: dict[str, Any], where: str) -> None:
+    """The fields every command relies on, with their types: one line naming file:line otherwise."""
+    clip_id = rec["id"]
+    if not isinstance(clip_id, str) or not clip_id.strip():
+        raise DataError(f"{where}: \"id\" must be a non-empty string, got {_shown(clip_id)}")
+    if len(clip_id) > MAX_ID:
+        raise DataError(f"{where}: \"id\" is {len(clip_id)} characters long; use at most {MAX_ID}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in clip_id):
+        raise DataError(f"{where}: \"id\" {clip_id[:60]!r} holds control characters (a line break, a tab...); remove them")
+    for key in ("audio", "video"):
+        value = rec.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise DataError(f"{where}: \"{key}\" must be a file path (a string) or null, got {_shown(value)}")
+        if isinstance(value, str) and "\x00" in value:
+            raise DataError(f"{where}: \"{key}\" holds a NUL character; give a file path")
+    if rec.get("folds") is not None and not isinstance(rec["folds"], dict):
+        raise DataError(f"{where}: \"folds\" must be an object mapping a protocol to a split or fold, "
+                        f"got {_shown(rec['folds'])}")
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}" if value is not None else "null"
 
 
 def split_records(records: list[dict[str, Any]], protocol: str, fold: int | None = None) -> dict[str, list[dict[str, Any]]]:

@@ -98,8 +98,11 @@ class FaceEncoder(Encoder):
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, CONFIG_NAME), "w") as f:
             json.dump(self.spec(), f, indent=2)
+        from ..core.files import public_mode
+
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         save_file(state, os.path.join(directory, WEIGHTS_NAME))
+        public_mode(os.path.join(directory, WEIGHTS_NAME))   # safetensors writes 0600 whatever the umask
 
 
 def create_backbone(model_name: str, pretrained: bool = False) -> nn.Module:

@@ -59,8 +59,11 @@ class TransformersEncoder(Encoder):
         return spec
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
+        from ..core.files import public_modes
+
         os.makedirs(directory, exist_ok=True)
         self.model.save_pretrained(directory)
+        public_modes(directory)   # safetensors writes 0600 whatever the umask
         if self.feature_extractor is not None:
             self.feature_extractor.save_pretrained(directory)
         saved = {k: v for k, v in self.spec().items() if k not in ("config", "feature_extractor")}

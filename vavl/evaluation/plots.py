@@ -23,12 +23,14 @@ def _pyplot():
 
 
 def _save(fig, path, **options) -> Path:
+    from ..core.files import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, **{"dpi": 110, "bbox_inches": "tight", **options})
-    _pyplot().close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:   # a failed write (a full disk) leaves no temporary file behind
+            fig.savefig(tmp, **{"dpi": 110, "bbox_inches": "tight", "format": path.suffix[1:] or "png", **options})
+    finally:
+        _pyplot().close(fig)
     return path
 
 

@@ -145,9 +145,11 @@ class EmotionModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Config, weights and a Hub-ready README.md (vavl.models.cards)."""
+        from ..core.files import public_modes
         from .cards import write_card
 
         super().save_pretrained(save_directory, *args, **kwargs)
+        public_modes(save_directory)   # the weights get the umask's permissions, like every other file
         write_card(save_directory, self, modalities={m for m in ("audio", "visual")})
 
     # ---- what callers ask of a model; AudioVisualModel answers the same for its fusion model -----

@@ -177,8 +177,11 @@ class AudioVisualModel(PreTrainedModel):
         """Config, weights, the processor and a Hub-ready README.md (vavl.models.cards)."""
         from .cards import write_card
 
+        from ..core.files import public_modes
+
         self.config.processor = self.processor.to_dict()
         super().save_pretrained(save_directory, *args, **kwargs)
+        public_modes(save_directory)   # the weights get the umask's permissions, like every other file
         self.processor.save_pretrained(save_directory)
         write_card(save_directory, self)
 
