@@ -63,6 +63,14 @@ def _kernel() -> dict[str, Any]:
     return {"available": available, "reason": reason, "auto_attention": auto}
 
 
+def _precision() -> dict[str, Any]:
+    """What `--precision auto` picks on this CPU, and why."""
+    from ..core.devices import cpu_bf16_support
+
+    native, reason = cpu_bf16_support()
+    return {"auto": "bf16" if native else "fp32", "reason": reason}
+
+
 def _caches() -> dict[str, str]:
     """Where downloaded weights go (encoders from the Hugging Face hub; timm's too), and the
     environment variables that change what vavl does."""
@@ -89,7 +97,7 @@ def versions() -> dict[str, Any]:
 
 def runtime() -> dict[str, Any]:
     """What torch is asked for (about a second to import): its build and devices, the kernel, caches."""
-    return {"torch": _torch_facts(), "cpu_attention_kernel": _kernel(), "caches": _caches()}
+    return {"torch": _torch_facts(), "cpu_attention_kernel": _kernel(), "cpu_precision": _precision(), "caches": _caches()}
 
 
 def collect() -> dict[str, Any]:
@@ -120,6 +128,9 @@ def runtime_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
                  if k["available"] else f"not available: {k['reason']}"))
     rows.append(("attention \"auto\"", k["auto_attention"] + ("" if os.environ.get("VAVL_ATTENTION") else
                                                               " (set VAVL_ATTENTION=cpu_kernel to opt in to the kernel)")))
+    p = info.get("cpu_precision")
+    if p:
+        rows.append(("precision \"auto\" (CPU)", f"{p['auto']} ({p['reason']})"))
     return rows + [(f"cache: {name}", path) for name, path in info["caches"].items()]
 
 

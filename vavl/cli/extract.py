@@ -24,8 +24,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fps", type=positive_float, default=5.0, help="video frames per second fed to the face encoder")
     parser.add_argument("--batch-size", type=positive_int, default=4, help="clips per encoder forward pass")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (under accelerate: each rank's own GPU)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="encoder weights cast to this precision")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8", "auto"), default="fp32",
+                        help="encoder weights: cast to fp32 / bf16 (conv nets channels-last) / fp16; int8: dynamic "
+                             "quantisation of Linear layers (CPU); auto: bf16 on a CPU with AMX / AVX-512 BF16, else "
+                             "fp32 (`vavl env` says which); cache.json records it, so caches never mix precisions")
     parser.add_argument("--bf16", action="store_true",
                         help="encoders under bfloat16 autocast, weights kept fp32 (cache.json: precision bf16-autocast); "
                              f"{BF16_TOLERANCE}")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..core.devices import PRECISIONS
 from ..core.errors import DataError, MediaError
 from ..core.files import atomic_path
 from ..core.jobs import EXIT_CODES, ErrorLog, check_output_file, describe, exit_code
@@ -49,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=positive_float, default=30.0, help="seconds decoded and encoded at a time")
     parser.add_argument("--step", type=positive_float, default=1.0, help="seconds per timeline entry")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU: all model stages; CPU: the speech encoder)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="the encoders' weights: fp32; bf16 (cast once, conv nets channels-last); int8 (dynamic "
+                             "quantisation of Linear layers, CPU); auto (bf16 where the CPU has AMX / AVX-512 BF16, "
+                             "else fp32; `vavl env` says which)")
     parser.epilog = EXIT_CODES.format(items="file")
 
 
@@ -104,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..core.devices import check_device
-    from ..inference.predict import predict
-    from ..models.loading import load_model
+    from ..inference.predict import predict, prepare_model
 
     for option, path in (("--csv", args.csv), ("--timeline", args.timeline), ("--log", args.log)):
         if path:
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     files = expand_paths(args.paths)
     if not files:
         raise MediaError(f"{' '.join(args.paths)}: no media files ({', '.join(MEDIA_SUFFIXES)})")
-    model = load_model(args.model, device, media=True)
+    model = prepare_model(args.model, device, args.precision, args.bf16)
     log = ErrorLog(args.log or _default_log(), exclusive=not args.log)
     pngs = _timeline_paths(args.timeline, files) if args.timeline else {}
     rows, failures, unscored, plot_failures = [], [], 0, []

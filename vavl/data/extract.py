@@ -50,7 +50,8 @@ from .extract_batches import encode_sorted, find_faces
 from .manifest import read_manifest
 
 SETTINGS_VERSION = 2   # 2: the encoders' weights are part of the settings
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "bf16-autocast": torch.float32}
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "bf16-autocast": torch.float32,
+              "int8": torch.float32, "auto": None}
 LOOKAHEAD = 4          # loader batches sorted by length together
 GPU_FACE_BATCH = 64    # MTCNN frames per forward on a GPU
 BF16_TOLERANCE = ("features within 2%% of fp32 (relative L2 per clip and modality; measured on CPU with tiny random "
@@ -168,8 +169,10 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
             face_device: str | None = None, faces_in_main: bool | None = None, face_batch: int | None = None) -> dict[str, Any]:
     """Fill the cache at `out` for every clip of `manifest` not in it yet. Encoders are names
     (presets and timm names: their pretrained weights, or untrained ones with `random_init`),
-    folders, or Encoder modules. precision: fp32 | bf16 | fp16 (weights cast) | bf16-autocast
-    (fp32 weights under bfloat16 autocast). face_device: where MTCNN runs (default: `device`);
+    folders, or Encoder modules. precision: fp32 | bf16 | fp16 (weights cast; bf16 also puts conv
+    nets in channels-last) | bf16-autocast (fp32 weights under bfloat16 autocast) | int8 (CPU: dynamic
+    quantisation of the Linear layers) | auto (bf16 on a CPU with AMX / AVX-512 BF16, else fp32);
+    cache.json records the resolved precision, so one cache never mixes features of two. face_device: where MTCNN runs (default: `device`);
     faces_in_main: find faces in this process, batched across clips (default: when the face
     device is not the CPU; the workers then only decode); face_batch: frames per MTCNN forward
     (default 16 on the CPU, 64 on a GPU; 1 makes every frame's detections bit-identical however
@@ -185,6 +188,10 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     faces_in_main = torch.device(face_device).type != "cpu" if faces_in_main is None else faces_in_main
     if not faces_in_main and torch.device(face_device).type != "cpu":
         raise DataError(f"faces on {face_device} run in the main process (worker processes do not use the GPU)")
+    if precision in ("auto", "int8"):
+        from ..core.devices import resolve_precision
+
+        precision = resolve_precision(precision, device)
     rank, world, barrier = _dist(device)
     records = read_manifest(manifest)
     lock = CacheLock(out)
@@ -215,7 +222,7 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
         if enc.modality != modality:
             raise DataError(f"{_encoder_name(name)} is a {enc.modality} encoder; pass it as --{enc.modality}-encoder")
         weights[modality] = weights_identity(enc)   # before the cast: the weights as they came
-        encoders[modality] = enc.to(device, dtype).eval()
+        encoders[modality] = _convert(enc, device, precision)
     a_enc, v_enc = encoders.get("audio"), encoders.get("visual")
     processor = AudioVisualProcessor.for_encoders(a_enc, v_enc, fps=fps, max_side=max_side, device=face_device)
     if face_batch or torch.device(face_device).type == "cuda":   # a run-time setting, not one of the cache's
@@ -335,6 +342,16 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
     if problems:
         raise DataError(f"{problems[0]} (the clips written are kept; run again once there is room: it resumes)")
     return summary
+
+
+def _convert(enc, device: str, precision: str):
+    """The encoder on `device` at `precision` (vavl.encoders.precision for bf16 and int8), in eval mode."""
+    from ..encoders.precision import apply_precision
+
+    enc = enc.to(device).eval()
+    if precision in ("bf16", "int8"):
+        return apply_precision(enc, precision)
+    return enc.to(PRECISIONS[precision])
 
 
 def _build(name: str, random_init: bool):

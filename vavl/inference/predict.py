@@ -96,16 +96,43 @@ def _entry(model, scores: torch.Tensor, modalities: list[str]) -> dict[str, Any]
 
 
 @torch.inference_mode()
-def predict(path, model, device: str = "cpu", window: float = 30.0, step: float = 1.0, bf16: bool = False) -> dict[str, Any]:
+def predict(path, model, device: str = "cpu", window: float = 30.0, step: float = 1.0, bf16: bool = False,
+            precision: str | None = None) -> dict[str, Any]:
     """Emotion scores for one media file (or an `ArrayClip` of waveform / frames). Returns a dict
     with file, label (None for regression), scores (class -> probability, or attribute -> value),
     modalities (used), head, frames, face_frames, duration, timeline (per `step` seconds), notes
     and per-stage timings. bf16: bfloat16 autocast (GPU: encoders and fusion; CPU: the speech
-    encoder only, where it is faster). Raises MediaError for unreadable files."""
+    encoder only, where it is faster). precision: the encoders' weights on the CPU, fp32 | bf16 |
+    int8 | auto (vavl.encoders.precision; a model object passed in is copied, not converted;
+    None: as the model is, fp32 for a folder).
+    Raises MediaError for unreadable files."""
     if not (window > 0 and step > 0):
         raise ConfigError(f"window={window}, step={step}: both must be > 0 seconds")
-    model = load_model(model, device, media=True)
+    model = prepare_model(model, device, precision, bf16)
     return predict_clip(path, model, device, window, step, bf16)
+
+
+def prepare_model(model, device: str = "cpu", precision: str | None = "fp32", bf16: bool = False):
+    """load_model(media=True), then the encoders converted to `precision` (resolved: auto -> bf16 or
+    fp32; None: leave the model as it is); the resolved name is `model.precision`. A model object is
+    copied before converting."""
+    import copy
+
+    from ..encoders.precision import apply_model_precision, resolve_precision
+
+    if precision is None:
+        return load_model(model, device, media=True)
+    resolved = resolve_precision(precision, device)
+    if bf16 and resolved != "fp32":
+        raise ConfigError(f"--bf16 autocasts fp32 weights; it does not go with --precision {precision} ({resolved})")
+    given = model
+    model = load_model(model, device, media=True)
+    if resolved != getattr(model, "precision", "fp32"):
+        if model is given:
+            model = copy.deepcopy(model)
+        apply_model_precision(model, resolved)
+        model.precision = resolved
+    return model
 
 
 class _Source:
@@ -221,7 +248,7 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
         mods = [m for m in ("audio", "visual") if m in used]
         result.update(_entry(model, scores, mods))
         result["head"] = "fused" if len(mods) == 2 else mods[0]
-    result.update(task=model.task, frames=frames, face_frames=face_frames,
+    result.update(task=model.task, precision=getattr(model, "precision", "fp32"), frames=frames, face_frames=face_frames,
                   duration=round(duration, 3), decoded=round(decoded, 3), timeline=timeline, notes=notes,
                   timings=clock.wall(), cpu_timings=clock.cpu())
     return result

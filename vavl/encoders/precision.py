@@ -1,0 +1,78 @@
+"""Encoder precision on the CPU: fp32, bf16 weights, int8 dynamic quantisation, or auto.
+
+    precision = resolve_precision("auto", "cpu")       # "bf16" where the CPU has AMX / AVX-512 BF16, else "fp32"
+    encoder = apply_precision(encoder, precision)       # converted once, before the first clip
+
+- `bf16`: the encoder's weights are cast to bfloat16 once (not autocast, which re-casts fp32
+  weights on every call); convolutional backbones are also put in channels-last memory format.
+  Floating inputs are cast to bfloat16 where they enter the wrapped network; the features come
+  out in bfloat16 (callers take `.float()`).
+- `int8`: torch's dynamic quantisation of the encoder's `nn.Linear` layers (int8 weights,
+  activations quantised per call); convolutions, norms and everything else stay fp32. It pays for
+  transformer encoders (speech), hardly for convolutional face backbones, which have almost no
+  Linear layers.
+- `auto`: bf16 where the CPU runs it natively (AMX or AVX-512 BF16), fp32 elsewhere: without
+  those instructions bf16 matmuls are emulated and slower than fp32. `cpu_bf16_support()` says
+  which and why (`vavl env` prints it).
+
+Precision here is about the CPU; on GPUs, `predict --bf16` and `extract --precision` keep their
+meaning (autocast / weights cast on the device).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..core.devices import PRECISIONS, cpu_bf16_support, resolve_precision  # noqa: F401  (re-exported)
+from ..core.errors import ConfigError
+
+def _is_conv_net(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
+def _cast_inputs(dtype: torch.dtype):
+    def hook(module, args, kwargs):
+        cast = lambda v: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v   # noqa: E731
+        return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+    return hook
+
+
+def apply_precision(encoder: nn.Module, precision: str) -> nn.Module:
+    """The encoder converted to `precision` (fp32 | bf16 | int8; resolve "auto" first), in eval mode.
+    bf16 converts in place; int8 returns a quantised copy. Records `encoder.precision`."""
+    if precision not in ("fp32", "bf16", "int8"):
+        raise ConfigError(f"precision {precision!r}: give fp32, bf16 or int8 (resolve auto with resolve_precision)")
+    current = getattr(encoder, "precision", "fp32")
+    if current == precision:
+        return encoder
+    if current != "fp32":
+        raise ConfigError(f"this encoder is already {current}; build or load it again for {precision}")
+    encoder = encoder.eval()
+    if precision == "bf16":
+        encoder.to(torch.bfloat16)
+        if _is_conv_net(encoder):
+            encoder.to(memory_format=torch.channels_last)
+        # the inputs are cast where they enter the wrapped networks (an encoder may normalise in fp32 first)
+        for child in encoder.children():
+            child.register_forward_pre_hook(_cast_inputs(torch.bfloat16), with_kwargs=True)
+    elif precision == "int8":
+        with warnings.catch_warnings():   # torch.ao.quantization announces its move to torchao
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import quantize_dynamic
+
+            encoder = quantize_dynamic(encoder, {nn.Linear}, dtype=torch.qint8, inplace=False)
+    encoder.precision = precision
+    return encoder
+
+
+def apply_model_precision(model: Any, precision: str) -> Any:
+    """A full model's encoders converted (the fusion model stays fp32: it is small, and its output
+    decides the label). Returns the model."""
+    for attr in ("audio_encoder", "visual_encoder"):
+        enc = getattr(model, attr, None)
+        if enc is not None:
+            setattr(model, attr, apply_precision(enc, precision))
+    return model
