@@ -15,7 +15,8 @@ def add_arguments(parser) -> None:
                         help="a listed clip without one of its media files: keep it with that modality missing, or drop it")
     parser.add_argument("--label", help="crema-d: intended | perceived-av | perceived-audio | perceived-video | soft")
     parser.add_argument("--metadata-dir", help="crema-d: folder of summaryTable.csv etc. (default: processedResults/ or root)")
-    parser.add_argument("--labels", help="msp-improv: label file (Evalution.txt, VAVL CSV or plain CSV)")
+    parser.add_argument("--labels", help="msp-improv: label file (Evalution.txt, VAVL CSV or plain CSV); "
+                        "msp-podcast: labels_consensus.csv (default: Labels/labels_consensus.csv)")
     parser.add_argument("--flip-arousal", choices=("yes", "no"),
                         help="msp-improv: yes/no: store 6 - arousal (default: yes for Evalution.txt, no for CSVs)")
     parser.add_argument("--csv", help="custom: the CSV when --root is a folder")
