@@ -325,6 +325,7 @@ def test(run: dict, summary: dict, config_path: str | None = None) -> dict:
     if acc.is_main_process:
         report = {"best_epoch": summary["best_epoch"] + 1, "dev_metric": summary["metric"], "dev_best": summary["best"],
                   "steps": summary["step"], "results": results, "metrics": full}
+        report.update(protocol=cfg.data.protocol, fold=cfg.data.fold)   # a *-speaker-overlap protocol says so here
         atomic_write_text(out_dir / "results.json", json.dumps(report, indent=2))
         atomic_write_text(out_dir / "README.md", model_card(run, best, summary["metric"], config_path, full))
     return results

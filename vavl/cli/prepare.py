@@ -16,7 +16,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--label", help="crema-d: intended | perceived-av | perceived-audio | perceived-video | soft")
     parser.add_argument("--metadata-dir", help="crema-d: folder of summaryTable.csv etc. (default: processedResults/ or root)")
     parser.add_argument("--labels", help="msp-improv: label file (Evalution.txt, VAVL CSV or plain CSV); "
-                        "mafw: the 'Train & Test Set' folder (default: found under --root)")
+                        "mafw: the 'Train & Test Set' folder (default: found under --root); "
+                        "msp-podcast: labels_consensus.csv (default: Labels/labels_consensus.csv)")
     parser.add_argument("--flip-arousal", choices=("yes", "no"),
                         help="msp-improv: yes/no: store 6 - arousal (default: yes for Evalution.txt, no for CSVs)")
     parser.add_argument("--csv", help="custom: the CSV when --root is a folder")

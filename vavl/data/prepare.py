@@ -51,7 +51,6 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_a
     if not root.exists():
         raise DataError(f"{root}: corpus folder not found")
     records = get_indexer(corpus)(root, **{k: v for k, v in options.items() if v is not None})
-    renamed = check_protocols(records, allow_speaker_overlap, source=f"{corpus} at {root}")
     bad = known_bad(corpus)
     broken = [r["id"] for r in records if r["id"] in bad]
     if drop_known_bad:
@@ -85,6 +84,7 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_a
         kept = [r for r in kept if r.get("label") is not None]
     if not kept:
         raise DataError(f"{root}: no clip of {listed} listed has media; check --root (see `vavl prepare {corpus} -h`)")
+    renamed = check_protocols(kept, allow_speaker_overlap, source=f"{corpus} at {root}")   # the clips written
     cut = {"written": [], "kept": [], "empty": []}
     if any(r.get("video_segment") for r in kept):
         if cut_video:
