@@ -131,3 +131,52 @@ def test_bad_arguments_and_unopenable_sources_are_one_line_exit_2(tiny_full_mode
     assert "--hop 2 is longer than --window 1" in capsys.readouterr().err
     assert main(["stream", "x.mp4", "--model", tiny_full_model_dir, "--option", "novalue"]) == 2
     assert "--option 'novalue': give KEY=VALUE" in capsys.readouterr().err
+
+
+def test_the_reader_queue_is_bounded_live_sources_drop_their_oldest_chunks_files_wait():
+    from vavl.media.live import Reader
+
+    chunks = [("audio", i / 10, tone(0.1)) for i in range(20)]
+    live = Reader(iter(chunks), live=True, size=4)
+    deadline = time.time() + 30
+    while live.dropped < 16 and time.time() < deadline:   # nobody reads: all but the newest 4 are dropped
+        time.sleep(0.01)
+    got = [live.get(timeout=5) for _ in range(5)]
+    assert live.dropped == 16 and [g[1] for g in got[:4]] == [c[1] for c in chunks[-4:]] and got[4] == ("end",)
+    waiting = Reader(iter(chunks), live=False, size=4)
+    time.sleep(0.2)
+    assert waiting.queue.qsize() == 4 and waiting.dropped == 0   # it waits for the consumer
+    got = [waiting.get(timeout=5) for _ in range(21)]
+    assert [g[1] for g in got[:20]] == [c[1] for c in chunks] and got[20] == ("end",)
+
+
+def test_windows_skip_ahead_over_a_gap_in_a_live_source(model, one_thread):
+    chunks = [("audio", i / 10, tone(0.1)) for i in list(range(10)) + list(range(40, 55))]   # 1 s, 3 s lost, 1.5 s
+    lines = list(stream_windows(array_events(iter(chunks), video=False), model, window=1.0, hop=0.5, stall=30))
+    assert [(w["start"], w["end"]) for w in lines[:-1]] == [(0.0, 1.0), (4.0, 5.0), (4.5, 5.5)]
+    assert all(w["modalities"] == ["audio"] for w in lines[:-1]) and lines[-1]["event"] == "end"
+
+
+def test_reconnect_opens_the_source_again_after_it_breaks_off(tiny_full_model_dir, tmp_path, monkeypatch, one_thread):
+    import vavl.cli.stream as command
+
+    def broken():
+        yield ("audio", 0.0, tone(1.0))
+        raise OSError("Connection reset by peer")
+
+    opened = []
+
+    def fake_open(args, processor):
+        opened.append(args.source)
+        good = [("audio", 0.0, tone(1.0))]
+        return array_events(broken() if len(opened) == 1 else iter(good), video=False)
+
+    monkeypatch.setattr(command, "open_events", fake_open)
+    out = tmp_path / "lines.jsonl"
+    args = ["stream", "rtsp://camera", "--model", tiny_full_model_dir, "--window", "1", "--hop", "1", "--out", str(out)]
+    assert main(args + ["--reconnect", "1"]) == 0 and len(opened) == 2
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [line.get("event") for line in lines] == [None, "failed", None, "end"]
+    assert "connection" not in lines[1] and lines[2]["connection"] == lines[3]["connection"] == 1
+    opened.clear()
+    assert main(args) == EXIT_FAILED and len(opened) == 1   # without --reconnect: one try, exit 5

@@ -29,10 +29,8 @@ from ..media.arrays import ArrayClip
 from ..media.live import END, FAILED, Reader
 from .predict import predict_clip
 
-EXIT_END, EXIT_STALLED, EXIT_FAILED = 0, 4, 5
-EXIT_CODES = ("exit codes: 0 the source ended (its last partial window scored when it holds at least half a hop); "
-              "2 bad arguments, or the source cannot be opened; 4 the source stalled (nothing for --stall seconds); "
-              "5 the source broke off with a read error; 130 interrupted")
+GAP = 0.25   # seconds of audio missing between chunks (dropped, or a source that skipped) that restart the audio
+EXIT_END, EXIT_STALLED, EXIT_FAILED = 0, 4, 5   # `vavl stream`'s exit status per event (its --help lists them)
 
 
 def exit_code(event: dict[str, Any]) -> int:
@@ -79,8 +77,8 @@ class _Buffer:
     def add(self, kind: str, t: float, data: np.ndarray) -> None:
         self.arrived = time.perf_counter()
         if kind == "audio":
-            if self.audio_start is None:
-                self.audio_start = t
+            if self.audio_start is None or t > self.audio_start + len(self.audio) / self.sr + GAP:
+                self.audio_start, self.audio = t, np.zeros(0, np.float32)   # after a gap (dropped chunks): anew
             self.audio = np.concatenate([self.audio, data])
         else:
             self.frames.append((t, data))
@@ -93,6 +91,12 @@ class _Buffer:
         if streams.get("video"):
             ends.append(self.frames[-1][0] + 1.0 / self.fps if self.frames else 0.0)
         return min(ends) if ends else 0.0
+
+    def first(self) -> float | None:
+        """The earliest media time still held."""
+        starts = ([self.audio_start] if self.audio_start is not None and len(self.audio) else [])
+        starts += [self.frames[0][0]] if self.frames else []
+        return min(starts) if starts else None
 
     def end(self) -> float:
         ends = [self.audio_start + len(self.audio) / self.sr] if self.audio_start is not None else []
@@ -212,6 +216,9 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
                 return
             kind, t, data = event
             buf.add(kind, float(t), data)
+            first = buf.first()
+            if first is not None and first >= start + window:   # nothing held for the next windows: skip them
+                start += hop * np.floor((first - start) / hop)
             while _ready(buf, streams, window) >= start + window:
                 yield score(start, start + window)
                 count += 1
