@@ -21,8 +21,9 @@ COMMANDS = {   # command -> one line of help; the code is vavl/cli/<command>.py
     "zoo": "list the model zoo and its model cards",
     "export": "a trained model as ONNX (checked with onnxruntime)",
     "env": "versions, devices and caches, for bug reports (--json for machines)",
+    "stream": "emotion scores over sliding windows of a camera, microphone, URL or file, one JSON line each",
 }
-QUIET_HUB = {"demo", "extract", "run", "predict", "evaluate", "analyze", "convert", "export"}   # they load transformers models
+QUIET_HUB = {"demo", "extract", "run", "predict", "evaluate", "analyze", "convert", "export", "stream"}   # they load transformers models
 
 
 def command_module(name: str):

@@ -152,9 +152,11 @@ class _Source:
         return p.decode(self.name, start=start, end=end, audio=audio, video=video)
 
 
-def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: float = 1.0, bf16: bool = False) -> dict[str, Any]:
+def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: float = 1.0, bf16: bool = False,
+                 extras: dict | None = None) -> dict[str, Any]:
     """`predict` for a loaded AudioVisualModel in eval mode on `device` (no checks of the arguments):
-    what `vavl predict` and the transformers pipeline both run."""
+    what `vavl predict`, `vavl stream` and the transformers pipeline run. `extras`, a dict, gets per
+    window the model's clip-level output ("outputs") and the face boxes of its frames ("face_boxes")."""
     if getattr(model, "takes_views", False):   # HiCMAE: fixed-size test views, scores merged over them
         from .predict_views import predict_views
 
@@ -193,6 +195,8 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
             inputs = model.processor(clip, audio=want_audio, video=want_video)
         frames += inputs["frames"]
         face_frames += inputs["face_frames"]
+        if extras is not None:
+            extras.setdefault("face_boxes", []).append(inputs.get("face_boxes"))
         duration += clip.duration
         decoded += clip.decoded
         samples += len(clip.audio) if clip.audio is not None else 0
@@ -216,6 +220,8 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
             continue  # nothing usable in this window (e.g. video only, no face)
         with clock("fusion"), amp("fusion"):
             out = _fuse(model, feats)
+            if extras is not None:
+                extras.setdefault("outputs", []).append(out)
             clip_scores.append(_finite(_scores(model, out)[0].cpu(), path))
             spans = _spans(clip.start, clip.start + max(clip.duration, 1e-3), step)
             wout = _fuse(model, _window_features(feats, times, spans))
