@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(x - 1) / 4 back to 1-5)")
     p = sub.add_parser("hsemotion", help="HSEmotion EfficientNet-B2 face-emotion checkpoint (.pt)")
     p.add_argument("checkpoint")
+    p = sub.add_parser("wav2vec2-official", help="the authors' fine-tuned wav2vec2-large-robust (AuxFormer / VAVL "
+                                                 "final_wav2vec.pt) as a speech encoder folder for vavl extract")
+    p.add_argument("checkpoint", metavar="FINAL_WAV2VEC_PT")
+    p.add_argument("--num-heads", type=int, default=16, help="attention heads (wav2vec2-large-robust: 16)")
+    p.add_argument("--wave-mean", type=float, help="the official global training waveform mean (z-scoring before wav2vec2)")
+    p.add_argument("--wave-std", type=float, help="the official global training waveform std")
     p = sub.add_parser("audeering", help="folder of audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim (CC-BY-NC-SA-4.0)")
     p.add_argument("checkpoint", metavar="DIR")
     for p in sub.choices.values():
@@ -36,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.source == "wav2vec2-official":
+        from ..convert.official_wav2vec2 import load_official_wav2vec2
+
+        load_official_wav2vec2(args.checkpoint, args.num_heads, args.wave_mean, args.wave_std).save_pretrained(args.out)
+        print(f"wrote {args.out} (vavl extract --audio-encoder {args.out})")
+        return 0
     if args.source in ("auxformer", "vavl"):
         labels = {"corpus": args.corpus, "task": args.task, "labels": args.labels}
         if args.source == "auxformer":

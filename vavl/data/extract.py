@@ -210,6 +210,8 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
         "audio_dim": a_enc.output_dim if a_enc else None, "visual_dim": v_enc.output_dim if v_enc else None,
         "processor": processor.to_dict(),
     }
+    if getattr(a_enc, "wave_stats", None) is not None:   # the official global waveform z-scoring (vavl convert wav2vec2-official)
+        settings["audio_wave_stats"] = a_enc.wave_stats
     cache = FeatureCache(out)
     if rank == 0:
         cache.init(settings)
