@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(x - 1) / 4 back to 1-5)")
     p = sub.add_parser("hsemotion", help="HSEmotion EfficientNet-B2 face-emotion checkpoint (.pt)")
     p.add_argument("checkpoint")
+    p.add_argument("--image-size", type=int, help="face crop side (default HSEmotion's 260 for B2; official VAVL: 224)")
     p = sub.add_parser("wav2vec2-official", help="the authors' fine-tuned wav2vec2-large-robust (AuxFormer / VAVL "
                                                  "final_wav2vec.pt) as a speech encoder folder for vavl extract")
     p.add_argument("checkpoint", metavar="FINAL_WAV2VEC_PT")
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             model = load_official_vavl(args.checkpoint, num_heads=args.num_heads, framewise=not args.batch_first, **labels)
     elif args.source == "hsemotion":
-        model = load_hsemotion(args.checkpoint)
+        model = load_hsemotion(args.checkpoint, image_size=args.image_size)
     else:
         model = load_audeering(args.checkpoint)
     model.save_pretrained(args.out)
