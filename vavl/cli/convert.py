@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--num-heads", type=int, default=16, help="attention heads (wav2vec2-large-robust: 16)")
     p.add_argument("--wave-mean", type=float, help="the official global training waveform mean (z-scoring before wav2vec2)")
     p.add_argument("--wave-std", type=float, help="the official global training waveform std")
+    p = sub.add_parser("emoca-features", help="the AuxFormer authors' released EMOCA video features (one folder of "
+                                              "per-frame .npy files per clip) as a feature cache")
+    p.add_argument("checkpoint", metavar="EMOCA_DIR")
+    p.add_argument("--manifest", required=True, help="the manifest whose clip ids name the EMOCA folders")
+    p.add_argument("--audio-cache", help="a `vavl extract` cache whose audio features the new cache keeps")
     p = sub.add_parser("audeering", help="folder of audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim (CC-BY-NC-SA-4.0)")
     p.add_argument("checkpoint", metavar="DIR")
     for p in sub.choices.values():
@@ -43,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.source == "emoca-features":
+        from ..data.emoca import import_emoca
+
+        summary = import_emoca(args.manifest, args.checkpoint, args.out, args.audio_cache)
+        print(f"wrote {summary['written']} clips ({summary['visual_dim']}-d EMOCA frames) to {args.out}; "
+              f"{len(summary['without_features'])} manifest clips have no EMOCA folder")
+        return 0
     if args.source == "wav2vec2-official":
         from ..convert.official_wav2vec2 import load_official_wav2vec2
 
