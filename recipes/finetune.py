@@ -244,7 +244,8 @@ def train(run: dict, config_path: str | None = None) -> dict:
             break
         if cfg.evaluate.dev:
             condition = cfg.evaluate.dev_condition
-            dev = score(run, acc.unwrap_model(model), "dev", [condition], bootstrap=0)[0][f"dev/{condition}"]
+            seed = cfg.seed + state.epoch if cfg.evaluate.dev_redraw else cfg.seed
+            dev = score(run, acc.unwrap_model(model), "dev", [condition], bootstrap=0, seed=seed)[0][f"dev/{condition}"]
             value = math.nan if dev[metric] is None else dev[metric]
             row = {"epoch": state.epoch, **{f"dev_{k}": v for k, v in dev.items() if isinstance(v, float)}}
             log(row, state.step)
@@ -298,14 +299,15 @@ def is_better(value: float, best: float | None, metric: str) -> bool:
 
 
 # ---- evaluate -------------------------------------------------------------------------------
-def score(run: dict, model, split: str, names: list[str], bootstrap: int) -> tuple[dict[str, dict], dict]:
+def score(run: dict, model, split: str, names: list[str], bootstrap: int, seed: int | None = None) -> tuple[dict[str, dict], dict]:
     """vavl.evaluation.scoring on one split under the named conditions (every process takes part; each clip
-    counted once) -> ({"split/name": headline numbers of the fused head}, the whole results)."""
+    counted once) -> ({"split/name": headline numbers of the fused head}, the whole results). seed: of the
+    conditions' draws and the intervals (default: the run's)."""
     cfg, conditions = run["cfg"], [ALIASES.get(n, n) for n in names]
     size = cfg.evaluate.test_batch_size if split == "test" and cfg.evaluate.test_batch_size else cfg.train.eval_batch_size
     results = evaluate(model, run["datasets"][split], conditions, batch_size=size, bootstrap=bootstrap,
-                       seed=cfg.seed, accelerator=run["accelerator"], num_workers=cfg.data.num_workers, progress=cfg.log.progress,
-                       bootstrap_unit=cfg.evaluate.bootstrap_unit)
+                       seed=cfg.seed if seed is None else seed, accelerator=run["accelerator"], num_workers=cfg.data.num_workers,
+                       progress=cfg.log.progress, bootstrap_unit=cfg.evaluate.bootstrap_unit)
     return {f"{split}/{n}": headline(results, c) for n, c in zip(names, conditions)}, results
 
 

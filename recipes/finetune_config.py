@@ -104,6 +104,8 @@ class LogConfig:
 class EvaluateConfig:
     dev: bool = True                           # score dev after each epoch (selection, early stopping); false: keep the last model
     dev_condition: str = "av"                  # the condition dev is scored under for selection (e.g. shut-off:0.2)
+    dev_redraw: bool = False                   # true: a seeded condition's draws change every epoch (seed + epoch), as the
+                                               # official AuxFormer dev shut-off does; false: the same draws every epoch
     bootstrap_unit: str = "speaker"            # what the intervals resample: speaker (clusters) | clip
     test: bool = True
     conditions: list[str] = field(default_factory=lambda: ["audio+video", "audio", "video"])  # or any `vavl evaluate` condition

@@ -121,6 +121,9 @@ def test_hsemotion_checkpoint_import(tmp_path, whole_model):
     with torch.no_grad():
         loaded = build_encoder(tmp_path / "out").eval()
         assert torch.allclose(loaded.classify(loaded(x[None])[0][0]), logits, atol=1e-4)
+    # the official VAVL face extractor feeds 224 px crops (facial_features/face_extractor.py:42)
+    assert main(["convert", "hsemotion", str(path), "--image-size", "224", "--out", str(tmp_path / "vavl")]) == 0
+    assert build_encoder(tmp_path / "vavl").image_size == 224 and loaded.image_size == 260
 
 
 def test_bad_hsemotion_file_is_a_config_error(tmp_path):

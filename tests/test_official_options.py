@@ -181,3 +181,29 @@ def test_auxformer_official_config_scores_dev_at_32_and_test_at_1_with_the_padde
     assert {"zero-audio", "zero-video"} <= set(cfg.evaluate.conditions)
     with pytest.raises(ConfigError, match="data.order"):
         finetune.load_config(ROOT / "recipes/configs/crema_d/auxformer_official.yaml", ["data.manifest=m.jsonl", "data.order=random"])
+
+
+@pytest.mark.parametrize("redraw", [True, False])
+def test_official_auxformer_dev_shut_off_is_drawn_afresh_every_epoch(tmp_path, monkeypatch, redraw):
+    """Official train.py:206-216 draws the dev shut-off anew every epoch; vavl's default keeps one draw."""
+    corpus = make_corpus(tmp_path)
+    config = ROOT / "recipes/configs/crema_d/auxformer_official.yaml"
+    cfg = finetune.load_config(config, tiny_overrides(config, corpus, tmp_path / "run")
+                               + ["train.epochs=3", "evaluate.test=false", f"evaluate.dev_redraw={str(redraw).lower()}"])
+    assert finetune.load_config(config, ["data.manifest=m.jsonl"]).evaluate.dev_redraw
+    seeds, real = [], finetune.score
+
+    def spy(run, model, split, names, bootstrap, seed=None):
+        seeds.append(seed)
+        return real(run, model, split, names, bootstrap, seed=seed)
+
+    monkeypatch.setattr(finetune, "score", spy)
+    run = finetune.setup(cfg)
+    try:
+        finetune.train(run)
+    finally:
+        run["accelerator"].end_training()
+    assert seeds == ([cfg.seed, cfg.seed + 1, cfg.seed + 2] if redraw else [cfg.seed] * 3)
+    batch = {"ids": [f"c{i}" for i in range(32)], "audio_features": torch.ones(32, 2, 8), "visual_features": torch.ones(32, 2, 6)}
+    draws = {int(apply_condition(batch, parse_condition("shut-off:0.2"), s)["audio_features"].sum() == 0) for s in range(20)}
+    assert draws == {0, 1}   # another seed, another draw for the same batch

@@ -29,6 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(x - 1) / 4 back to 1-5)")
     p = sub.add_parser("hsemotion", help="HSEmotion EfficientNet-B2 face-emotion checkpoint (.pt)")
     p.add_argument("checkpoint")
+    p.add_argument("--image-size", type=int, help="face crop side (default HSEmotion's 260 for B2; official VAVL: 224)")
+    p = sub.add_parser("wav2vec2-official", help="the authors' fine-tuned wav2vec2-large-robust (AuxFormer / VAVL "
+                                                 "final_wav2vec.pt) as a speech encoder folder for vavl extract")
+    p.add_argument("checkpoint", metavar="FINAL_WAV2VEC_PT")
+    p.add_argument("--num-heads", type=int, default=16, help="attention heads (wav2vec2-large-robust: 16)")
+    p.add_argument("--wave-mean", type=float, help="the official global training waveform mean (z-scoring before wav2vec2)")
+    p.add_argument("--wave-std", type=float, help="the official global training waveform std")
+    p = sub.add_parser("emoca-features", help="the AuxFormer authors' released EMOCA video features (one folder of "
+                                              "per-frame .npy files per clip) as a feature cache")
+    p.add_argument("checkpoint", metavar="EMOCA_DIR")
+    p.add_argument("--manifest", required=True, help="the manifest whose clip ids name the EMOCA folders")
+    p.add_argument("--audio-cache", help="a `vavl extract` cache whose audio features the new cache keeps")
     p = sub.add_parser("audeering", help="folder of audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim (CC-BY-NC-SA-4.0)")
     p.add_argument("checkpoint", metavar="DIR")
     p = sub.add_parser("hicmae", help="a released HiCMAE fine-tuned checkpoint (sunlicai/HiCMAE, checkpoint-best.pth)")
@@ -46,6 +58,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.source == "emoca-features":
+        from ..data.emoca import import_emoca
+
+        summary = import_emoca(args.manifest, args.checkpoint, args.out, args.audio_cache)
+        print(f"wrote {summary['written']} clips ({summary['visual_dim']}-d EMOCA frames) to {args.out}; "
+              f"{len(summary['without_features'])} manifest clips have no EMOCA folder")
+        return 0
+    if args.source == "wav2vec2-official":
+        from ..convert.official_wav2vec2 import load_official_wav2vec2
+
+        load_official_wav2vec2(args.checkpoint, args.num_heads, args.wave_mean, args.wave_std).save_pretrained(args.out)
+        print(f"wrote {args.out} (vavl extract --audio-encoder {args.out})")
+        return 0
     if args.source in ("auxformer", "vavl"):
         labels = {"corpus": args.corpus, "task": args.task, "labels": args.labels}
         if args.source == "auxformer":
@@ -64,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
         return 0
     elif args.source == "hsemotion":
-        model = load_hsemotion(args.checkpoint)
+        model = load_hsemotion(args.checkpoint, image_size=args.image_size)
     else:
         model = load_audeering(args.checkpoint)
     model.save_pretrained(args.out)

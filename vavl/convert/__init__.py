@@ -25,10 +25,10 @@ def load_official_vavl(directory, num_heads: int = 8, framewise: bool = True, **
     return _load(directory, num_heads=num_heads, framewise=framewise, **labels)
 
 
-def load_hsemotion(path):
+def load_hsemotion(path, image_size: int | None = None):
     from .hsemotion import load_hsemotion as _load
 
-    return _load(path)
+    return _load(path, image_size=image_size)
 
 
 def load_audeering(directory):

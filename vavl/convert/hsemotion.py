@@ -86,8 +86,12 @@ def _named_global(message: str) -> str | None:
     return None
 
 
-def load_hsemotion(path, model_name: str | None = None) -> FaceEncoder:
-    """An HSEmotion checkpoint -> FaceEncoder (backbone weights + the emotion classifier as `head`)."""
+def load_hsemotion(path, model_name: str | None = None, image_size: int | None = None) -> FaceEncoder:
+    """An HSEmotion checkpoint -> FaceEncoder (backbone weights + the emotion classifier as `head`).
+    image_size: the side face crops are resized to (default HSEmotion's: 260 for B2, 224 for B0; the
+    official VAVL face extractor feeds enet_b2_8_best 224 px crops, VAVL facial_features/face_extractor.py:42)."""
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 32):
+        raise ConfigError(f"image_size={image_size!r} must be an integer of at least 32 pixels")
     path = str(path)
     if not Path(path).is_file():
         raise ConfigError(f"{path}: no such file; download e.g. enet_b2_8.pt from av-savchenko/face-emotion-recognition")
@@ -109,7 +113,7 @@ def load_hsemotion(path, model_name: str | None = None) -> FaceEncoder:
     if "weight" in head:
         n = head["weight"].shape[0]
         labels = {8: LABELS_8, 7: LABELS_7}.get(n, [f"class_{i}" for i in range(n)])
-    enc = FaceEncoder(model_name, backbone, IMAGE_SIZE.get(model_name, 224), MEAN, STD, label_names=labels,
+    enc = FaceEncoder(model_name, backbone, image_size or IMAGE_SIZE.get(model_name, 224), MEAN, STD, label_names=labels,
                       name=f"hsemotion_{model_name}", source=path)
     if enc.head is not None:
         enc.head.weight.data.copy_(head["weight"])

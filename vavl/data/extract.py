@@ -234,6 +234,8 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
         "audio_dim": a_enc.output_dim if a_enc else None, "visual_dim": v_enc.output_dim if v_enc else None,
         "processor": processor.to_dict(),
     }
+    if getattr(a_enc, "wave_stats", None) is not None:   # the official global waveform z-scoring (vavl convert wav2vec2-official)
+        settings["audio_wave_stats"] = a_enc.wave_stats
     cache = FeatureCache(out)
     if rank == 0:
         if lock.fd is None:   # the folder did not exist when the run started

@@ -73,10 +73,16 @@ class SpeechEncoder(LayerChoice, TransformersEncoder):
     frame_rate = 50.0
 
     def __init__(self, model: PreTrainedModel, layer: int | None = None, weighted: bool = False,
-                 freeze: bool = True, normalize: bool = True, name: str | None = None, source: str | None = None):
+                 freeze: bool = True, normalize: bool = True, name: str | None = None, source: str | None = None,
+                 wave_stats: list[float] | tuple[float, float] | None = None):
         super().__init__(model, freeze=freeze, name=name, source=source)
         self.choose_layers(model.config.num_hidden_layers, layer, weighted, "the model")
         self.normalize = normalize
+        if wave_stats is not None and (len(wave_stats) != 2 or not float(wave_stats[1]) > 0):
+            raise ConfigError(f"wave_stats={wave_stats!r} must be [mean, std] with std > 0")
+        # [mean, std]: every waveform z-scored with these (the official AuxFormer / VAVL global training
+        # statistics) instead of its own; padding stays zero
+        self.wave_stats = None if wave_stats is None else [float(wave_stats[0]), float(wave_stats[1])]
         self.output_dim = model.config.hidden_size
 
     # ---- forward ---------------------------------------------------------------------------
@@ -89,7 +95,9 @@ class SpeechEncoder(LayerChoice, TransformersEncoder):
             mask = nn.functional.pad(mask, (0, MIN_SAMPLES - mask.shape[1]))
         mask[:, :MIN_SAMPLES] |= mask[:, :1].clone()  # a clip shorter than one frame: count zero padding as audio
         x = x.float()
-        if self.normalize:
+        if self.wave_stats is not None:   # official: (wav - mean) / (std + 1e-6) with training statistics
+            x = (x - self.wave_stats[0]) / (self.wave_stats[1] + 1e-6) * mask.to(x.dtype)
+        elif self.normalize:
             m = mask.to(x.dtype)
             count = m.sum(1, keepdim=True).clamp(min=1)
             mean = (x * m).sum(1, keepdim=True) / count
@@ -121,7 +129,8 @@ class SpeechEncoder(LayerChoice, TransformersEncoder):
 
     # ---- saving ----------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
-        return {"layer": self.layer, "weighted": self.weighted, "freeze": self.freeze, "normalize": self.normalize}
+        return {"layer": self.layer, "weighted": self.weighted, "freeze": self.freeze, "normalize": self.normalize,
+                **({"wave_stats": self.wave_stats} if self.wave_stats is not None else {})}
 
     def spec(self) -> dict[str, Any]:
         """Everything needed to rebuild the architecture offline (weights come separately)."""
@@ -141,7 +150,7 @@ def from_spec(spec: dict[str, Any]) -> SpeechEncoder:
     model = AutoModel.from_config(config)
     return SpeechEncoder(model, layer=spec.get("layer"), weighted=spec.get("weighted", False),
                          freeze=spec.get("freeze", True), normalize=spec.get("normalize", True),
-                         name=spec.get("name"), source=spec.get("source"))
+                         name=spec.get("name"), source=spec.get("source"), wave_stats=spec.get("wave_stats"))
 
 
 def from_directory(directory: str | os.PathLike, num_layers: int | None = None, **options) -> SpeechEncoder:
@@ -155,7 +164,7 @@ def from_directory(directory: str | os.PathLike, num_layers: int | None = None, 
     if not hasattr(model, "_get_feature_vector_attention_mask"):
         raise ConfigError(f"{directory}: {type(model).__name__} is not a speech model (wav2vec2 / HuBERT / WavLM family)")
     model = _truncate(model, num_layers)
-    kwargs = {k: saved[k] for k in ("layer", "weighted", "freeze", "normalize", "name") if k in saved}
+    kwargs = {k: saved[k] for k in ("layer", "weighted", "freeze", "normalize", "name", "wave_stats") if k in saved}
     kwargs.update(options)
     enc = SpeechEncoder(model, source=saved.get("source") or str(directory), **kwargs)
     enc.load_layer_weights(layer_weights)
