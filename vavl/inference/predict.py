@@ -95,6 +95,9 @@ def _entry(model, scores: torch.Tensor, modalities: list[str]) -> dict[str, Any]
     return {"label": label, "scores": values, "modalities": modalities}
 
 
+MIN_WINDOW, MIN_STEP = 1.0, 0.1   # seconds
+
+
 @torch.inference_mode()
 def predict(path, model, device: str = "cpu", window: float = 30.0, step: float = 1.0, bf16: bool = False) -> dict[str, Any]:
     """Emotion scores for one media file (or an `ArrayClip` of waveform / frames). Returns a dict
@@ -102,8 +105,8 @@ def predict(path, model, device: str = "cpu", window: float = 30.0, step: float 
     modalities (used), head, frames, face_frames, duration, timeline (per `step` seconds), notes
     and per-stage timings. bf16: bfloat16 autocast (GPU: encoders and fusion; CPU: the speech
     encoder only, where it is faster). Raises MediaError for unreadable files."""
-    if not (window > 0 and step > 0):
-        raise ConfigError(f"window={window}, step={step}: both must be > 0 seconds")
+    if not (MIN_WINDOW <= window and MIN_STEP <= step):   # below these a file is re-decoded thousands of times
+        raise ConfigError(f"window={window}, step={step}: the window must be >= {MIN_WINDOW} s and the step >= {MIN_STEP} s")
     model = load_model(model, device, media=True)
     return predict_clip(path, model, device, window, step, bf16)
 
