@@ -150,7 +150,7 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
     starts = np.arange(0.0, max(info.duration, 1e-3), window) if info.duration > window else [0.0]
     clip_scores, weights, timeline, used = [], [], [], set()
     frames = face_frames = samples = nonfinite = 0
-    duration = decoded = peak = 0.0
+    duration = decoded = peak = gaps = 0.0
     silent = True
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
@@ -169,6 +169,7 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
         decoded += clip.decoded
         samples += len(clip.audio) if clip.audio is not None else 0
         nonfinite, peak = nonfinite + clip.nonfinite, max(peak, clip.peak)
+        gaps += getattr(clip, "gaps", 0.0)
         if inputs["input_values"] is not None and float(inputs["input_values"].abs().max()) > 1e-4:
             silent = False
         feats, times = {"audio_features": None, "audio_mask": None, "visual_features": None, "visual_mask": None}, {}
@@ -198,7 +199,7 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
             entry = _entry(model, s, mods) if mods else {"label": None, "scores": None, "modalities": []}
             timeline.append({"start": round(a, 3), "end": round(b, 3), **entry})
     duration = max(duration, info.duration)
-    notes = decode_notes(decoded, duration, nonfinite, samples, peak)
+    notes = decode_notes(decoded, duration, nonfinite, samples, peak, gaps)
     if model.audio_encoder is not None and not info.has_audio:
         notes.append("no audio stream: audio modality missing")
     elif want_audio and samples == 0:
