@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from tqdm.auto import tqdm
 import vavl
 from vavl.evaluation.correspondence import ClipSeconds, build_pairs, clip_seconds, collate_pairs, frame_rates, pair_metrics, plot_roc, recall_at_k
 from vavl.data import read_manifest, split_records
+from vavl.core.files import atomic_write_text
 from vavl.data.cache import FeatureCache
 from vavl.data.collate import pad_frames
 from vavl.core.errors import DataError, VavlError
@@ -163,10 +162,7 @@ def save(model, args, metrics: dict, scores: dict) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out / "model")
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".metrics.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(metrics, f, indent=2)
-    os.replace(tmp, out / "metrics.json")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))   # with the umask's permissions
     plot_roc(scores["logits"], scores["labels"], scores["kinds"], out / "roc.png")
     return out
 

@@ -47,8 +47,8 @@ from vavl.models.with_encoders import AudioVisualModel
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the recipe's own files, however it is started
 from finetune_config import ALIASES, load_config  # noqa: E402
 from finetune_model import build_model, class_weights, make_optimizers, resolve_labels  # noqa: E402
-from finetune_outputs import (JsonlLog, TrainerState, latest_checkpoint, model_card, push_to_hub,  # noqa: E402
-                              save_checkpoint, save_failed, wandb_tracker)
+from finetune_outputs import (JsonlLog, TrainerState, latest_checkpoint, load_state_warning, model_card,  # noqa: E402
+                              push_to_hub, save_checkpoint, save_failed, wandb_tracker)
 
 
 # ---- setup ----------------------------------------------------------------------------------
@@ -184,19 +184,23 @@ def train(run: dict, config_path: str | None = None) -> dict:
 
     cfg, acc, model, state = run["cfg"], run["accelerator"], run["model"], run["state"]
     t, out_dir = cfg.train, run["out_dir"]
-    log = JsonlLog(acc, out_dir / "log.jsonl")
+    log = JsonlLog(acc, out_dir / "log.jsonl", state)
     if cfg.resume:
         path = latest_checkpoint(out_dir, acc.print) if cfg.resume == "latest" else Path(cfg.resume)
         if path is None or not path.is_dir():
             raise ConfigError(f"resume={cfg.resume!r}: no checkpoint found in {out_dir / 'checkpoints'}")
         try:
-            acc.load_state(str(path))
+            warning = load_state_warning(acc, path)
         except Exception as e:   # shapes of another config, a damaged or foreign file: one line, no traceback
             raise ConfigError(f"{path}: this checkpoint does not fit the run as configured now "
                               f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); resume with the config that "
                               "wrote it, or train into a new output_dir") from None
         state.load(path)
-        acc.print(f"resumed from {path}: epoch {state.epoch}, batch {state.batches_done}, step {state.step}")
+        if warning:
+            acc.print(warning)
+        dropped = log.rewind(state.log_rows)
+        acc.print(f"resumed from {path}: epoch {state.epoch}, batch {state.batches_done}, step {state.step}"
+                  + (f" ({dropped} rows of log.jsonl written after this checkpoint were dropped)" if dropped else ""))
     if acc.log_with:
         try:
             acc.init_trackers(cfg.log.project, config=OmegaConf.to_container(cfg),

@@ -146,7 +146,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     if bad:
         raise ConfigError(f"override {bad[0]!r} must look like key=value (e.g. train.epochs=5)")
     cfg = OmegaConf.structured(RecipeConfig)
-    layers = [(str(path), lambda: OmegaConf.load(path))] if path is not None else []
+    layers = [(str(path), lambda: _load_yaml(path))] if path is not None else []
     layers += [("arguments", lambda: OmegaConf.create(extra or {})), ("command line", lambda: OmegaConf.from_dotlist(list(overrides)))]
     for source, layer in layers:
         try:
@@ -161,8 +161,25 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         except OmegaConfBaseException as e:   # a value of the wrong type
             where = f"{e.full_key}: " if getattr(e, "full_key", None) else ""
             raise ConfigError(f"{source}: {where}{str(e).splitlines()[0]}") from None
+    try:   # ${...} interpolations resolved here, so that a bad one is one line now, not a traceback later
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        where = f"{e.full_key}: " if getattr(e, "full_key", None) else ""
+        raise ConfigError(f"{path or 'command line'}: {where}{str(e).splitlines()[0]}") from None
     check_config(cfg)
     return cfg
+
+
+def _load_yaml(path) -> DictConfig:
+    """A YAML file whose top level is a mapping of config keys."""
+    try:
+        layer = OmegaConf.load(path)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) YAML file") from None
+    if not isinstance(layer, DictConfig):
+        raise ConfigError(f"{path}: the top level must be a mapping of config keys (e.g. `train:`), "
+                          f"not a {type(layer).__name__.replace('Config', '').lower() or 'value'}")
+    return layer
 
 
 def valid_keys(tree: dict, prefix: str = "") -> list[str]:
@@ -194,13 +211,38 @@ def check_config(cfg: DictConfig) -> None:
                               f"choose one of {', '.join(backends)}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers={cfg.data.num_workers} must be 0 (read in the training process) or more")
-    for key in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "checkpoints_to_keep"):
         if t[key] <= 0:
             raise ConfigError(f"train.{key}={t[key]!r} must be a positive integer")
     if cfg.evaluate.test_batch_size is not None and cfg.evaluate.test_batch_size <= 0:
         raise ConfigError(f"evaluate.test_batch_size={cfg.evaluate.test_batch_size!r} must be a positive integer or null")
     if cfg.data.order not in ("manifest", "sorted"):
         raise ConfigError(f"data.order={cfg.data.order!r} must be 'manifest' or 'sorted'")
+    if cfg.log.every <= 0:
+        raise ConfigError(f"log.every={cfg.log.every!r} must be a positive integer (log every N optimiser steps)")
+    ranges = {   # key: (value, low, high, what) -- inclusive bounds; None: no bound
+        "train.lr": (t.lr, 0, None, "a positive learning rate"),
+        "train.encoder_lr": (t.encoder_lr, 0, None, "a positive learning rate (or null: train.lr)"),
+        "train.warmup_ratio": (t.warmup_ratio, 0, 1, "a fraction of the training steps, in [0, 1]"),
+        "train.max_grad_norm": (t.max_grad_norm, 0, None, "0 (no clipping) or a positive norm"),
+        "train.weight_decay": (t.weight_decay, 0, None, "0 or more"),
+        "train.layer_decay": (t.layer_decay, 0, 1, "in (0, 1]"),
+        "train.frame_masking": (t.frame_masking, 0, 1, "a probability in [0, 1]"),
+        "train.feature_noise": (t.feature_noise, 0, None, "0 or more"),
+        "train.checkpoint_every": (t.checkpoint_every, 0, None, "0 (each epoch end) or a number of steps"),
+        "train.max_steps": (t.max_steps, 0, None, "0 (no limit) or a number of steps"),
+        "train.stop_after_steps": (t.stop_after_steps, 0, None, "0 or a number of steps"),
+        "train.early_stopping_patience": (t.early_stopping_patience, 0, None, "0 (never) or a number of epochs"),
+        "evaluate.bootstrap": (cfg.evaluate.bootstrap, 0, None, "0 (no intervals) or a number of resamples"),
+    }
+    for key, (value, low, high, what) in ranges.items():
+        if value is None and key == "train.encoder_lr":
+            continue
+        strict = key in ("train.lr", "train.encoder_lr", "train.layer_decay")   # 0 is not allowed either
+        if value != value or abs(value) == float("inf") or (value <= low if strict else value < low) or (high is not None and value > high):
+            raise ConfigError(f"{key}={value!r} must be {what}")
+    if cfg.data.labels is not None and len(cfg.data.labels) == 0:
+        raise ConfigError("data.labels=[] names no class; give the class names in order, or null for the model's")
     if t.metric is not None and t.metric not in METRICS:
         raise ConfigError(f"train.metric={t.metric!r} must be one of {', '.join(METRICS)}")
     if t.schedule == "vavl" and t.gradient_accumulation_steps != 1:

@@ -33,6 +33,7 @@ class TrainerState:
     def __init__(self):
         self.epoch, self.batches_done, self.step = 0, 0, 0
         self.best, self.best_epoch, self.bad_epochs, self.history = None, -1, 0, []
+        self.log_rows = None   # rows of log.jsonl when the state was saved (a resume drops the later ones)
 
     def save(self, folder: Path) -> None:
         atomic_write_text(folder / self.FILE, json.dumps(vars(self)))
@@ -50,10 +51,32 @@ class TrainerState:
 
 
 class JsonlLog:
-    """One JSON line per logged step / evaluation, on the main process (plus the trackers)."""
+    """One JSON line per logged step / evaluation, on the main process (plus the trackers). The
+    row count goes into the trainer state, so that a resumed run first drops the rows written
+    after its checkpoint (they are written again) and log.jsonl never holds a step twice."""
 
-    def __init__(self, accelerator, path: Path):
-        self.accelerator, self.path = accelerator, path
+    def __init__(self, accelerator, path: Path, state: TrainerState | None = None):
+        self.accelerator, self.path, self.state = accelerator, path, state
+        self.rows = self._count()
+        if state is not None:
+            state.log_rows = self.rows
+
+    def _count(self) -> int:
+        if not self.accelerator.is_main_process or not self.path.is_file():
+            return 0
+        with open(self.path, "rb") as f:
+            return sum(1 for _ in f)
+
+    def rewind(self, rows: int | None) -> int:
+        """Keep the first `rows` rows (those written before the checkpoint); returns how many were dropped."""
+        if rows is None or not self.accelerator.is_main_process or self._count() <= rows:
+            return 0
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        atomic_write_text(self.path, "".join(lines[:rows]))
+        self.rows = rows
+        if self.state is not None:
+            self.state.log_rows = rows
+        return len(lines) - rows
 
     def __call__(self, row: dict, step: int) -> None:
         if not self.accelerator.is_main_process:
@@ -61,10 +84,41 @@ class JsonlLog:
         row = {"step": step, "time": round(time.time(), 3), **row}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        self.rows += 1
+        if self.state is not None:
+            self.state.log_rows = self.rows
         try:
             self.accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=step)
         except Exception as e:  # a tracker failing must never stop training
             print(f"warning: tracker log failed ({e})", file=sys.stderr)
+
+
+def load_state_warning(accelerator, path: Path) -> str | None:
+    """accelerator.load_state(path); Accelerate only logs at INFO level when a process's RNG state
+    file cannot be read: that becomes a warning line (returned)."""
+    import logging
+
+    class Catch(logging.Handler):
+        seen = False
+
+        def emit(self, record):
+            Catch.seen |= "Could not load random states" in record.getMessage()
+
+    logger, handler = logging.getLogger("accelerate.checkpointing"), Catch(logging.INFO)
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False   # caught here, not printed
+    try:
+        accelerator.load_state(str(path))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    if Catch.seen:
+        return (f"warning: {path}: random_states_{accelerator.process_index}.pkl could not be read, so the random "
+                "state was not restored (training reseeds every batch from the seed, so the batches still match)")
+    return None
 
 
 def wandb_tracker(cfg: DictConfig) -> list[str]:

@@ -113,3 +113,63 @@ def test_an_output_dir_that_cannot_be_written_is_one_line_before_the_model_is_bu
     assert finetune_model   # the recipe's modules are importable from the tests (sys.path set by the recipe)
     assert run_cli(corpus, out) == 2
     assert f"{out}: the output_dir" in one_line(capsys)
+
+
+def test_resuming_never_writes_a_log_row_twice(corpus, tmp_path, capsys):
+    """A run resumed from an earlier checkpoint drops the rows written after it, writes them again,
+    and ends with the log of an uninterrupted run."""
+    out = tmp_path / "run"
+    common = ["train.epochs=2", "train.checkpoint_every=1", "train.checkpoints_to_keep=10", "log.every=1",
+              "evaluate.test=false"]
+    assert run_cli(corpus, out, *common) == 0
+    def rows():
+        return [{k: v for k, v in json.loads(x).items() if k != "time"} for x in (out / "log.jsonl").read_text().splitlines()]
+
+    whole = rows()
+    assert len(whole) == 6                              # 4 steps + 2 dev evaluations
+    capsys.readouterr()
+    assert run_cli(corpus, out, *common, f"resume={out / 'checkpoints' / 'step_2'}") == 0
+    assert "(4 rows of log.jsonl written after this checkpoint were dropped)" in capsys.readouterr().out
+    assert rows() == whole
+
+
+def test_an_unreadable_rng_state_is_a_warning(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["train.epochs=2", "train.checkpoint_every=1", "evaluate.test=false"]
+    assert run_cli(corpus, out, *common, "train.stop_after_steps=2") == 0
+    (out / "checkpoints" / "step_2" / "random_states_0.pkl").write_bytes(b"damaged")
+    capsys.readouterr()
+    assert run_cli(corpus, out, *common, "resume=latest") == 0
+    said = capsys.readouterr().out
+    assert f"warning: {out / 'checkpoints' / 'step_2'}: random_states_0.pkl could not be read" in said
+
+
+BAD_CONFIGS = {
+    "train.epochs=${oc.env:HOME}": "train.epochs: While dereferencing interpolation",
+    "train.epochs=${oc.env:VAVL_SURELY_UNSET}": "Environment variable 'VAVL_SURELY_UNSET' not found",
+    "output_dir=${missing.key}": "output_dir: Interpolation key 'missing.key' not found",
+    "log.every=0": "log.every=0 must be a positive integer",
+    "train.lr=-1": "train.lr=-1.0 must be a positive learning rate",
+    "train.warmup_ratio=5": "train.warmup_ratio=5.0 must be a fraction",
+    "train.max_grad_norm=-1": "train.max_grad_norm=-1.0 must be 0 (no clipping) or a positive norm",
+    "train.checkpoints_to_keep=-1": "train.checkpoints_to_keep=-1 must be a positive integer",
+    "evaluate.bootstrap=-1": "evaluate.bootstrap=-1 must be 0",
+    "data.labels=[]": "data.labels=[] names no class",
+}
+
+
+@pytest.mark.parametrize("override", list(BAD_CONFIGS))
+def test_a_bad_config_value_is_one_line(corpus, tmp_path, capsys, override):
+    assert run_cli(corpus, tmp_path / "run", override) == 2
+    line = one_line(capsys)
+    assert line.startswith("finetune.py: error: ") and BAD_CONFIGS[override] in line, line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", [b"- a\n- b\n", bytes(range(128, 256)) * 2])
+def test_a_config_file_that_is_not_a_mapping_is_one_line(tmp_path, capsys, content):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    assert finetune.cli(["--config", str(path), "data.manifest=x"]) == 2
+    line = one_line(capsys)
+    assert f"{path}: " in line and ("top level must be a mapping" in line or "not a text (UTF-8) YAML file" in line)

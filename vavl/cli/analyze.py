@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..core.errors import ConfigError
 from ..evaluation.analysis import SOURCES
+from .args import bounded
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="fused", choices=SOURCES, help="which pooled representation to plot")
     parser.add_argument("--clip", default=None, help="clip id for the saliency plot (default: the first clip)")
     parser.add_argument("--saliency", default="gradient", choices=("gradient", "occlusion", "none"))
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=bounded(1, 4096, int), default=16)
 
 
 def run(args: argparse.Namespace) -> int:

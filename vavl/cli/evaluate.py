@@ -18,6 +18,7 @@ import os
 
 from ..core.errors import DataError
 from ..data.conditions import DEFAULT_CONDITIONS, VALID_CONDITIONS, check_conditions_for_source, parse_conditions
+from .args import bounded
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=None, help="feature cache made by `vavl extract` (feature models)")
     parser.add_argument("--conditions", default=DEFAULT_CONDITIONS, help=f"comma-separated; valid: {VALID_CONDITIONS}")
     parser.add_argument("--out", required=True, help="report folder: metrics.json, report.md, robustness.png, confusion_*.png")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=bounded(1, 4096, int), default=16)
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)")
     parser.add_argument("--bootstrap-unit", choices=("speaker", "clip"), default="speaker",
                         help="what the intervals resample: speakers, as clusters (default; speaker-independent test sets), "

@@ -11,7 +11,7 @@ import os
 from ..core.errors import DataError
 from ..core.jobs import EXIT_CODES, exit_code
 from ..data.extract import BF16_TOLERANCE, GPU_FACE_BATCH, extract
-from .args import positive_float, positive_int
+from .args import bounded, positive_float, positive_int
 
 
 def add_arguments(parser) -> None:
@@ -21,8 +21,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--visual-encoder", help="preset or timm model name (its pretrained weights), or saved encoder folder")
     parser.add_argument("--random-init", action="store_true",
                         help="named encoders with untrained (random) weights: for benchmarks and tests; cache.json says so")
-    parser.add_argument("--fps", type=positive_float, default=5.0, help="video frames per second fed to the face encoder")
-    parser.add_argument("--batch-size", type=positive_int, default=4, help="clips per encoder forward pass")
+    parser.add_argument("--fps", type=bounded(0.01, 60, unit=" frames per second"), default=5.0,
+                        help="video frames per second fed to the face encoder (at most 60)")
+    parser.add_argument("--batch-size", type=bounded(1, 1024, int), default=4, help="clips per encoder forward pass")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (under accelerate: each rank's own GPU)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8", "auto"), default="fp32",
                         help="encoder weights: cast to fp32 / bf16 (conv nets channels-last) / fp16; int8: dynamic "
@@ -33,7 +34,7 @@ def add_arguments(parser) -> None:
                              f"{BF16_TOLERANCE}")
     parser.add_argument("--face-device", help="where MTCNN finds faces (default: --device): cpu runs it in the worker "
                                               "processes, a GPU in this process on the frames of several clips at once")
-    parser.add_argument("--face-batch", type=positive_int, help="frames per MTCNN forward (default 16 on the CPU, "
+    parser.add_argument("--face-batch", type=bounded(1, 4096, int), help="frames per MTCNN forward (default 16 on the CPU, "
                                                                   f"{GPU_FACE_BATCH} on a GPU)")
     parser.add_argument("--workers", type=int, default=0,
                         help="processes decoding clips (and finding faces, when they run on the CPU); pinned memory on CUDA")

@@ -22,7 +22,7 @@ from ..core.errors import DataError, MediaError
 from ..core.files import atomic_path
 from ..core.jobs import EXIT_CODES, ErrorLog, check_output_file, describe, exit_code
 from ..media.decode import MEDIA_SUFFIXES, is_media_file
-from .args import positive_float
+from .args import bounded
 
 
 def expand_paths(paths: list[str]) -> list[str]:
@@ -47,8 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", metavar="FILE", help="where tracebacks of unexpected errors go "
                         "(default: vavl-predict-<time>.log in the temporary folder, written only if needed)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
-    parser.add_argument("--window", type=positive_float, default=30.0, help="seconds decoded and encoded at a time")
-    parser.add_argument("--step", type=positive_float, default=1.0, help="seconds per timeline entry")
+    parser.add_argument("--window", type=bounded(1, 3600, unit=" seconds"), default=30.0,
+                        help="seconds decoded and encoded at a time (1 to 3600)")
+    parser.add_argument("--step", type=bounded(0.1, 3600, unit=" seconds"), default=1.0,
+                        help="seconds per timeline entry (0.1 to 3600)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU: all model stages; CPU: the speech encoder)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="the encoders' weights: fp32; bf16 (cast once, conv nets channels-last); int8 (dynamic "

@@ -81,7 +81,7 @@ def load_audeering(directory):
     prep = directory / "preprocessor_config.json"
     normalize = bool(_read_json(prep).get("do_normalize", True)) if prep.is_file() else True
     try:
-        backbone = load_weights(Wav2Vec2Model, directory)
+        backbone = load_weights(Wav2Vec2Model, directory, allow_pickle=True)   # the official checkpoint: tensors only
     except ConfigError as e:
         raise DataError(str(e)) from None
     encoder = SpeechEncoder(backbone, normalize=normalize, name="audeering-dim", source=str(directory))

@@ -108,7 +108,7 @@ class ClipLoader(torch.utils.data.Dataset):
             decode(a_path, video=False, end=self.max_seconds) if a_path else None,
             decode(v_path, audio=False, end=self.max_seconds) if v_path else None]
         notes = [n for c in parts if c is not None for n in decode_notes(
-            c.decoded, c.duration, c.nonfinite, len(c.audio) if c.audio is not None else 0, c.peak)]
+            c.decoded, c.duration, c.nonfinite, len(c.audio) if c.audio is not None else 0, c.peak, c.gaps)]
         if len(parts) == 1:
             return parts[0], notes
         a, v = parts

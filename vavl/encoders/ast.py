@@ -145,7 +145,7 @@ def from_directory(directory, **options) -> ASTEncoder:
 def build(pretrained: bool = False, source: str | None = None, **options) -> ASTEncoder:
     source = source or HUB_ID
     if pretrained:
-        model = load_weights(ASTModel, source)
+        model = load_weights(ASTModel, source, allow_pickle=True)   # the official checkpoint (hub id or its folder)
         fe = feature_extractor_from(ASTFeatureExtractor, source, _extractor_defaults(model.config))
     else:  # ASTConfig's defaults are the AudioSet model's architecture (10x10 patch strides, 1024 frames)
         model = ASTModel(ASTConfig())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import Any
 
 import torch
@@ -121,13 +122,35 @@ def quiet_hub() -> None:
     hub_logging.set_verbosity_error()
 
 
-def load_weights(model_class, source: str, part: str | None = None) -> nn.Module:
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def require_safetensors(directory) -> None:
+    """A local encoder folder must hold its weights as safetensors: one with only pickled weights
+    (pytorch_model.bin ...) is refused in one line, before anything is unpickled."""
+    from pathlib import Path
+
+    folder = Path(directory)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise ConfigError(f"{folder}: the weights are only in {pickles[0]}, a pickle (loading one can run code); vavl "
+                          "loads encoder folders from safetensors files only: where you trust the file, load it and "
+                          "save it again with save_pretrained (which writes model.safetensors)")
+
+
+def load_weights(model_class, source: str, part: str | None = None, allow_pickle: bool = False) -> nn.Module:
     """`model_class.from_pretrained(source)` in float32 (a hub id or a folder). Raises ConfigError
     when a weight of the model (or of its sub-module `part`) was not in the checkpoint, instead
     of going on with random weights. transformers' load report is kept quiet: the weights left
-    out on purpose (a decoder, a classifier) are not news, and missing ones raise here."""
+    out on purpose (a decoder, a classifier) are not news, and missing ones raise here. A local
+    folder with pickled weights only is refused unless allow_pickle (an official checkpoint read
+    by a converter; transformers then unpickles tensors only)."""
     from transformers.utils import logging as hf_logging
 
+    if not allow_pickle:
+        require_safetensors(source)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -136,6 +159,9 @@ def load_weights(model_class, source: str, part: str | None = None) -> nn.Module
         raise unreachable_weights(str(source), model_class.__name__, e) from None
     except (ValueError, KeyError) as e:
         raise ConfigError(f"{source}: cannot load {model_class.__name__} weights ({str(e).splitlines()[0]})") from None
+    except pickle.UnpicklingError:   # transformers unpickles tensors only; its message advises turning that off
+        raise ConfigError(f"{source}: the pickled weights hold more than tensors and were not loaded (vavl unpickles "
+                          "tensors only); use a safetensors copy of the weights") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     prefix = f"{part}." if part else ""

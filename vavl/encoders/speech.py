@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from ..core.errors import ConfigError
 from .base import EncoderPreset, register_encoder
-from .hf import LayerChoice, TransformersEncoder, load_weights, read_saved
+from .hf import LayerChoice, TransformersEncoder, load_weights, read_saved, require_safetensors
 
 MIN_SAMPLES = 400  # the convolutional front end needs 25 ms of audio for one frame
 
@@ -155,10 +155,11 @@ def from_spec(spec: dict[str, Any]) -> SpeechEncoder:
 
 def from_directory(directory: str | os.PathLike, num_layers: int | None = None, **options) -> SpeechEncoder:
     """A folder written by `save_pretrained` (transformers or SpeechEncoder)."""
+    require_safetensors(directory)   # before anything is unpickled
     saved = read_saved(directory)
     layer_weights = saved.pop("layer_weights", None)
     try:
-        model = AutoModel.from_pretrained(str(directory))
+        model = AutoModel.from_pretrained(str(directory), use_safetensors=True)
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(f"{directory}: not a loadable transformers audio model ({e})") from None
     if not hasattr(model, "_get_feature_vector_attention_mask"):
@@ -176,7 +177,7 @@ def _builder(name: str, arch: SpeechArch):
               normalize: bool = arch.normalize, **options) -> SpeechEncoder:
         source = source or arch.hub_id
         if pretrained:
-            model = load_weights(AutoModel, source)  # hub id or local folder; ConfigError if weights are missing
+            model = load_weights(AutoModel, source, allow_pickle=True)  # the official checkpoint (hub id or its folder)
         else:
             config = AutoConfig.for_model(arch.model_type, **arch.config)
             if num_layers is not None:

@@ -125,7 +125,7 @@ def _builder(name: str):
     def build(pretrained: bool = False, source: str | None = None, **options) -> VideoMAEEncoder:
         source = source or HUB_IDS[name]
         if pretrained:
-            return VideoMAEEncoder(load_weights(VideoMAEModel, source), *_normalisation(source), name=name, source=source,
+            return VideoMAEEncoder(load_weights(VideoMAEModel, source, allow_pickle=True), *_normalisation(source), name=name, source=source,
                                    **options)
         # VideoMAEConfig's defaults are ViT-B: 16 frames, tubelets of 2, 224 px, 16 px patches
         return VideoMAEEncoder(VideoMAEModel(VideoMAEConfig()), name=name, source=source, **options)

@@ -27,7 +27,8 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhi
 
 from ..core.errors import ConfigError
 from .base import EncoderPreset, pad_rows, register_encoder
-from .hf import LayerChoice, TransformersEncoder, extractor_from_dict, feature_extractor_from, load_weights, read_saved
+from .hf import (LayerChoice, TransformersEncoder, extractor_from_dict, feature_extractor_from, load_weights, read_saved,
+                 require_safetensors)
 
 SAMPLE_RATE = 16000
 HOP = 160                       # log-mel hop: 100 mel frames per second, 50 encoder frames per second
@@ -135,7 +136,7 @@ class WhisperSpeechEncoder(LayerChoice, TransformersEncoder):
 def load_pretrained(source: str) -> HFWhisperEncoder:
     """The encoder of a Whisper checkpoint (hub id or folder of WhisperForConditionalGeneration /
     WhisperModel); the decoder's weights are not loaded."""
-    return load_weights(WhisperForAudioClassification, source, part="encoder")
+    return load_weights(WhisperForAudioClassification, source, part="encoder", allow_pickle=True)
 
 
 def from_spec(spec: dict[str, Any]) -> WhisperSpeechEncoder:
@@ -148,6 +149,7 @@ def from_spec(spec: dict[str, Any]) -> WhisperSpeechEncoder:
 
 def from_directory(directory, **options) -> WhisperSpeechEncoder:
     """A folder written by WhisperSpeechEncoder.save_pretrained, or a transformers Whisper folder."""
+    require_safetensors(directory)   # a user's folder: safetensors only, before anything is unpickled
     saved = read_saved(directory)
     layer_weights = saved.pop("layer_weights", None)
     if saved.get("kind") == "whisper":

@@ -4,7 +4,6 @@ needed), atomically (a temporary file renamed into place), and returns its path.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 

@@ -95,6 +95,9 @@ def _entry(model, scores: torch.Tensor, modalities: list[str]) -> dict[str, Any]
     return {"label": label, "scores": values, "modalities": modalities}
 
 
+MIN_WINDOW, MIN_STEP = 1.0, 0.1   # seconds
+
+
 @torch.inference_mode()
 def predict(path, model, device: str = "cpu", window: float = 30.0, step: float = 1.0, bf16: bool = False,
             precision: str | None = None) -> dict[str, Any]:
@@ -106,8 +109,8 @@ def predict(path, model, device: str = "cpu", window: float = 30.0, step: float 
     int8 | auto (vavl.encoders.precision; a model object passed in is copied, not converted;
     None: as the model is, fp32 for a folder).
     Raises MediaError for unreadable files."""
-    if not (window > 0 and step > 0):
-        raise ConfigError(f"window={window}, step={step}: both must be > 0 seconds")
+    if not (MIN_WINDOW <= window and MIN_STEP <= step):   # below these a file is re-decoded thousands of times
+        raise ConfigError(f"window={window}, step={step}: the window must be >= {MIN_WINDOW} s and the step >= {MIN_STEP} s")
     model = prepare_model(model, device, precision, bf16)
     return predict_clip(path, model, device, window, step, bf16)
 
@@ -180,7 +183,7 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
     starts = np.arange(0.0, max(info.duration, 1e-3), window) if info.duration > window else [0.0]
     clip_scores, weights, timeline, used = [], [], [], set()
     frames = face_frames = samples = nonfinite = 0
-    duration = decoded = peak = 0.0
+    duration = decoded = peak = gaps = 0.0
     silent = True
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
@@ -201,6 +204,7 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
         decoded += clip.decoded
         samples += len(clip.audio) if clip.audio is not None else 0
         nonfinite, peak = nonfinite + clip.nonfinite, max(peak, clip.peak)
+        gaps += getattr(clip, "gaps", 0.0)
         if inputs["input_values"] is not None and float(inputs["input_values"].abs().max()) > 1e-4:
             silent = False
         feats, times = {"audio_features": None, "audio_mask": None, "visual_features": None, "visual_mask": None}, {}
@@ -232,7 +236,7 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
             entry = _entry(model, s, mods) if mods else {"label": None, "scores": None, "modalities": []}
             timeline.append({"start": round(a, 3), "end": round(b, 3), **entry})
     duration = max(duration, info.duration)
-    notes = decode_notes(decoded, duration, nonfinite, samples, peak)
+    notes = decode_notes(decoded, duration, nonfinite, samples, peak, gaps)
     if model.audio_encoder is not None and not info.has_audio:
         notes.append("no audio stream: audio modality missing")
     elif want_audio and samples == 0:

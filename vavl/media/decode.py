@@ -41,6 +41,7 @@ class DecodedClip:
     decoded: float | None = None    # seconds that actually decoded (< duration: truncated or corrupt)
     nonfinite: int = 0              # audio samples that were NaN / inf, set to 0
     peak: float = 0.0               # largest |sample| before clipping to [-1, 1]
+    gaps: float = 0.0               # seconds of video with no frame (timestamp gaps longer than a frame is held)
 
 
 @dataclass
@@ -130,16 +131,37 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
+HOLD_SECONDS, MAX_HOLD_SECONDS = 1.0, 60.0
+
+
 class _FrameSampler:
-    """Turns decoded video frames (any timing) into frames on the grid k / fps within [start, end)."""
+    """Turns decoded video frames (any timing) into frames on the grid k / fps within [start, end).
+    A frame stands for the grid times until the next frame, but for at most its declared duration
+    (at least HOLD_SECONDS, at most MAX_HOLD_SECONDS): grid times in a longer timestamp gap get no
+    frame (counted in `gaps`), so a file's timestamps cannot make frames, and memory, grow beyond
+    what its packets hold."""
 
     def __init__(self, fps: float, start: float, end: float | None, max_side: int | None):
         self.fps, self.end, self.max_side = fps, end, max_side
         self.next_k = math.ceil(start * fps - 1e-6)
-        self.prev = None            # (time, av.VideoFrame)
+        self.prev = None            # (time, av.VideoFrame, held until)
         self.images: list[np.ndarray] = []
         self.times: list[float] = []
         self.step = 1.0 / fps
+        self.gaps = 0.0
+
+    @staticmethod
+    def _hold(t: float, duration: float | None) -> float:
+        return t + min(max(duration or 0.0, HOLD_SECONDS), MAX_HOLD_SECONDS)
+
+    def _skip_to(self, t: float) -> None:
+        """Grid times before t that no frame stands for: left out."""
+        k = math.ceil(t * self.fps - 1e-6)
+        if self.end is not None:
+            k = min(k, math.ceil(self.end * self.fps - 1e-6))
+        if k > self.next_k:
+            self.gaps += (k - self.next_k) / self.fps
+            self.next_k = k
 
     def _rgb(self, frame) -> np.ndarray:
         """The frame as (h, w, 3) RGB, scaled, and turned the way the stream says it is shown."""
@@ -149,9 +171,10 @@ class _FrameSampler:
         return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
     def _emit_until(self, t_limit: float) -> None:
-        """Emit the held frame for every grid time < t_limit (and < end)."""
+        """Emit the held frame for every grid time < t_limit (and < end, and < where its hold ends)."""
         if self.prev is None:
             return
+        t_limit = min(t_limit, self.prev[2])
         image = None
         while True:
             t = self.next_k / self.fps
@@ -163,14 +186,16 @@ class _FrameSampler:
             self.times.append(t)
             self.next_k += 1
 
-    def add(self, t: float, frame) -> bool:
-        """Feed one decoded frame; returns False once frames are past `end`."""
+    def add(self, t: float, frame, duration: float | None = None) -> bool:
+        """Feed one decoded frame (`duration`: what its stream declares); returns False once frames are past `end`."""
         if self.prev is None:
-            # the first frame also covers grid points before it (a clip that starts late)
-            self.prev = (min(t, self.next_k / self.fps), frame)
+            # the first frame also covers grid points before it (a clip that starts late), within its hold
+            self._skip_to(t - (self._hold(t, duration) - t))
+            self.prev = (min(t, self.next_k / self.fps), frame, self._hold(t, duration))
         else:
             self._emit_until(t)
-            self.prev = (t, frame)
+            self._skip_to(t)
+            self.prev = (t, frame, self._hold(t, duration))
         return self.end is None or t < self.end
 
     def finish(self, last_duration: float) -> None:
@@ -227,7 +252,7 @@ def decode(path, fps: float = 25.0, sample_rate: int = 16000, max_side: int | No
                             last_frame_duration = float(frame.duration * frame.time_base)
                         elif vs.average_rate:
                             last_frame_duration = 1.0 / float(vs.average_rate)
-                        if not sampler.add(t, frame):
+                        if not sampler.add(t, frame, last_frame_duration):
                             video_done = True
                     else:
                         if audio_t0 is None:
@@ -265,7 +290,8 @@ def decode(path, fps: float = 25.0, sample_rate: int = 16000, max_side: int | No
     duration = max(stop - start, 0.0)
     return DecodedClip(path=path, audio=wave, sample_rate=sample_rate, frames=frames, frame_times=frame_times,
                        fps=float(fps) if vs is not None else None, duration=duration, start=start,
-                       decoded=min(max(content_end - start, 0.0), duration), nonfinite=nonfinite, peak=peak)
+                       decoded=min(max(content_end - start, 0.0), duration), nonfinite=nonfinite, peak=peak,
+                       gaps=sampler.gaps if sampler is not None else 0.0)
 
 
 def _repair(wave: np.ndarray) -> tuple[np.ndarray, int, float]:
@@ -279,10 +305,15 @@ def _repair(wave: np.ndarray) -> tuple[np.ndarray, int, float]:
     return wave, int(bad.sum()), peak
 
 
-def decode_notes(decoded: float, duration: float, nonfinite: int = 0, samples: int = 0, peak: float = 0.0) -> list[str]:
+def decode_notes(decoded: float, duration: float, nonfinite: int = 0, samples: int = 0, peak: float = 0.0,
+                 gaps: float = 0.0) -> list[str]:
     """What the user should know about a decode (one clip, or several windows added up): a file
-    that decoded short of what its header promises, and repaired audio samples."""
+    that decoded short of what its header promises, repaired audio samples, and video timestamp gaps."""
     notes = []
+    if gaps >= 1.0:
+        notes.append(f"{gaps:.1f} s of video fall in timestamp gaps with no frame (a frame stands for at most "
+                     f"{HOLD_SECONDS:g} s past its timestamp, or its declared duration up to {MAX_HOLD_SECONDS:g} s): "
+                     "no face there")
     if duration > 0 and decoded < duration - max(0.25, 0.05 * duration):
         notes.append(f"decoded {decoded:.2f} s of {duration:.2f} s: the file is truncated or corrupt, the rest is left out")
     if nonfinite:

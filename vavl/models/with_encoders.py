@@ -57,6 +57,12 @@ class AudioVisualModel(PreTrainedModel):
         super().__init__(config)
         from ..encoders.build import encoder_from_spec
 
+        for key in ("fusion", "audio_encoder", "visual_encoder", "processor"):   # what a hand-edited config.json can break
+            value = getattr(config, key, None)
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"config.json: {key!r} must be an object (as save_pretrained writes it) or null, "
+                                  f"got {type(value).__name__} {str(value)[:40]!r}")
+
         self.fusion = fusion if fusion is not None else AutoModel.from_config(config.build_fusion_config())
         if audio_encoder is None and config.audio_encoder:
             audio_encoder = encoder_from_spec(config.audio_encoder)
