@@ -51,6 +51,17 @@ def test_predict_scores_a_face_clip_in_hicmae_order(folder, clips, capsys):
     assert all(abs(r["scores"][k] - v) < 1e-5 for k, v in expected.items())
 
 
+def test_transformers_pipeline_takes_the_converted_folder(folder):
+    from transformers import pipeline
+
+    import vavl  # noqa: F401  (registers the task)
+
+    classify = pipeline("audio-visual-emotion-recognition", model=str(folder))
+    g = np.random.default_rng(0)
+    r = classify({"audio": (0.1 * g.standard_normal(16000)).astype(np.float32), "sampling_rate": 16000})
+    assert list(r["scores"]) == ORDER and r["modalities"] == ["audio"] and "timeline" not in r
+
+
 def test_predict_without_faces_or_video_uses_the_other_modality(folder, clips, capsys):
     assert cli(["predict", str(clips["speech"]), str(clips["noface"]), "--model", str(folder), "--json"]) == 0
     speech, noface = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:])
