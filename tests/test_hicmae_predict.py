@@ -23,6 +23,10 @@ ORDER = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
 def folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("hicmae") / "model"
     assert cli(["convert", "hicmae", str(CHECKPOINT), "--corpus", "crema-d", "--num-heads", "4", "--out", str(out)]) == 0
+    settings = json.loads((out / "preprocessor_config.json").read_text())
+    assert settings["fps"] == 30.0
+    settings["fps"] = 15.0   # half the face tracking of the default 30 fps: a faster test, the same code paths
+    (out / "preprocessor_config.json").write_text(json.dumps(settings))
     return out
 
 
@@ -39,7 +43,7 @@ def test_predict_scores_a_face_clip_in_hicmae_order(folder, clips, capsys):
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert list(r["scores"]) == ORDER and r["label"] == max(r["scores"], key=r["scores"].get)
     assert abs(sum(r["scores"].values()) - 1) < 1e-5
-    assert r["modalities"] == ["audio", "visual"] and r["head"] == "fused" and r["face_frames"] > 30
+    assert r["modalities"] == ["audio", "visual"] and r["head"] == "fused" and r["face_frames"] >= 15
     assert len(r["timeline"]) == 2   # the two official temporal views
     # the clip score is the mean over the views of softmax(logits), computed here from the processor's views
     model = load_model(folder)
@@ -49,6 +53,17 @@ def test_predict_scores_a_face_clip_in_hicmae_order(folder, clips, capsys):
         probs = model(pixel_values=views["pixel_values"], input_features=views["input_features"]).logits.softmax(-1)
     expected = dict(zip(ORDER, probs.mean(0).tolist()))
     assert all(abs(r["scores"][k] - v) < 1e-5 for k, v in expected.items())
+
+
+def test_transformers_pipeline_takes_the_converted_folder(folder):
+    from transformers import pipeline
+
+    import vavl  # noqa: F401  (registers the task)
+
+    classify = pipeline("audio-visual-emotion-recognition", model=str(folder))
+    g = np.random.default_rng(0)
+    r = classify({"audio": (0.1 * g.standard_normal(16000)).astype(np.float32), "sampling_rate": 16000})
+    assert list(r["scores"]) == ORDER and r["modalities"] == ["audio"] and "timeline" not in r
 
 
 def test_predict_without_faces_or_video_uses_the_other_modality(folder, clips, capsys):

@@ -57,7 +57,7 @@ class AudioVisualEmotionPipeline(Pipeline):
     _load_tokenizer = False
 
     def __init__(self, model, *args, **kwargs):
-        if not isinstance(model, AudioVisualModel):
+        if not (isinstance(model, AudioVisualModel) or getattr(model, "takes_views", False)):   # HiCMAE scores views
             raise ConfigError(f"{type(model).__name__} takes encoder features, not media: the pipeline needs a model with "
                               "encoders (vavl.create_model(name, audio_encoder=..., visual_encoder=...))")
         super().__init__(model, *args, **kwargs)
