@@ -20,6 +20,8 @@ from ..core.errors import DataError
 from .corpora import get_indexer
 from .manifest import write_manifest
 
+SYNTHETIC_MARKER = "VAVL_SYNTHETIC.txt"   # written by vavl.data.synthetic.make_corpus in a corpus root
+
 SHOW = 5   # ids named in a report
 
 
@@ -38,9 +40,12 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_a
     if not root.exists():
         raise DataError(f"{root}: corpus folder not found")
     records = get_indexer(corpus)(root, **{k: v for k, v in options.items() if v is not None})
+    synthetic = (root / SYNTHETIC_MARKER).is_file()   # vavl.data.synthetic's clips: cards must not name a corpus
     for rec in records:   # which corpus a clip is from travels with it (model cards name it, with its license)
         if corpus in CORPUS_NAMES:
             rec.setdefault("corpus", CORPUS_NAMES[corpus])
+        if synthetic:
+            rec["synthetic"] = True
     listed = len(records)
     lacking = {"audio": [], "video": []}
     kept, dropped, no_media = [], [], []

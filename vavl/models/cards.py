@@ -28,6 +28,7 @@ CORPORA = {  # corpus -> (Hub dataset type, license of the data)
     "MSP-IMPROV": ("msp-improv", "other"),          # academic license agreement
     "MSP-Podcast": ("msp-podcast", "other"),
 }
+SYNTHETIC = "synthetic"   # corpus of a model trained on vavl.data.synthetic's clips: no dataset, no data license
 MARK = "library_name: vavl"   # how a card vavl wrote is recognised
 TASK_NAME = "Audio-visual emotion recognition"
 
@@ -140,6 +141,8 @@ def card_data(model, *, name: str, corpus: str | None = None, label: str | None 
     from huggingface_hub import ModelCardData
 
     found = encoders(model)
+    if corpus == SYNTHETIC:   # made by vavl itself: no dataset to name, no data license, and a tag that says so
+        corpus, tags = None, [*(tags or []), "synthetic-data"]
     ids = list(base_model or []) + [hub_id for _, hub_id, _ in found if hub_id]
     modalities = modalities or {m for m, *_ in found} or {"audio", "visual"}
     data_license = CORPORA.get(corpus, (None, "other" if corpus else None))[1]
