@@ -152,7 +152,7 @@ def _encoders_fact(run: dict, model) -> str:
     for m in ("audio", "visual"):
         name, w = feats.get(f"{m}_encoder"), feats.get(f"{m}_weights") or {}
         if name:
-            sha = f", sha256 `{w['sha256'][:16]}…`" if w.get("sha256") else ""
+            sha = f", sha256 `{w['sha256'][:16]}…`" if w.get("sha256") and w.get("weights") != "none" else ""
             parts.append(f"{m}: `{name}`, weights {describe_weights(w)}{sha}")
     return "; ".join(parts) or "not recorded in the cache's cache.json"
 

@@ -73,6 +73,7 @@ def test_predict_takes_the_recipes_folder_and_matches_the_cache(trained, tmp_pat
     with torch.no_grad():
         cached = {s["id"]: model(**model_inputs(collate([s]), labels=False)).logits.softmax(-1)[0] for s in data}
     names = model.label_names
+    assert names == ["angry", "happy", "neutral", "sad"]   # the data's class names, never LABEL_k
     for row in rows:
         clip_id = ids[Path(row["file"]).name]
         got = torch.tensor([row["scores"][n] for n in names])
@@ -121,3 +122,26 @@ def test_evaluate_on_raw_media_takes_the_folder_and_reports_what_the_model_is(tr
     assert metrics["data"] == {"corpus": None, "synthetic": True, "label_field": "label"}
     report = (tmp_path / "report" / "report.md").read_text()
     assert "encoders: audio `mfcc`" in report and "**synthetic clips**" in report and "label field `label`" in report
+
+
+def test_the_cache_encoders_are_rebuilt_as_recorded_or_refused_in_one_line():
+    """cache.json -> the encoders: an untrained one from its seed (the same weights, so the same
+    sha256); other weights than those recorded stop with one line naming both hashes; an encoder
+    passed in code cannot be rebuilt (the recipe then saves the fusion model alone)."""
+    from vavl.core.errors import ConfigError
+    from vavl.encoders import build_encoder
+    from vavl.encoders.build import weights_identity
+    from vavl.models.provenance import NotRebuildable, cache_encoders
+
+    recorded = weights_identity(build_encoder("test_convnext", pretrained=False, seed=3))
+    settings = {"visual_encoder": "test_convnext", "visual_weights": recorded}
+    torch.manual_seed(99)
+    rebuilt = cache_encoders(settings, "cache/x")["visual"]
+    assert weights_identity(rebuilt) == recorded
+    wrong = {**settings, "visual_weights": {**recorded, "sha256": "f" * 64}}
+    with pytest.raises(ConfigError, match="cache/x: the visual encoder test_convnext") as e:
+        cache_encoders(wrong, "cache/x")
+    assert "f" * 16 in str(e.value) and recorded["sha256"][:16] in str(e.value) and "\n" not in str(e.value)
+    assert not isinstance(e.value, NotRebuildable)   # a refusal, not a "go on without encoders"
+    with pytest.raises(NotRebuildable, match="given in code"):
+        cache_encoders({"audio_encoder": "MyEncoder", "audio_weights": {"weights": "given", "sha256": "0" * 64}}, "cache/y")

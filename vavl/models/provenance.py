@@ -159,7 +159,7 @@ def provenance_lines(record: dict[str, Any]) -> list[str]:
     lines = []
     if isinstance(enc, dict):
         lines.append("- encoders: " + "; ".join(f"{m} `{e['name']}`, weights {e['weights']}"
-                                                 + (f", sha256 `{e['sha256'][:16]}…`" if e.get("sha256") else "")
+                                                 + (f", sha256 `{e['sha256'][:16]}…`" if e.get("sha256") and not e["weights"].startswith("none") else "")
                                                  for m, e in enc.items()))
     else:
         lines.append(f"- encoders: {enc}")

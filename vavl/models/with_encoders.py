@@ -177,6 +177,7 @@ class AudioVisualModel(PreTrainedModel):
         from .cards import write_card
 
         self.config.processor = self.processor.to_dict()
+        self.config.fusion = self.fusion.config.to_dict()   # as it is now (a trainer may have recorded its provenance)
         super().save_pretrained(save_directory, *args, **kwargs)
         self.processor.save_pretrained(save_directory)
         write_card(save_directory, self)
