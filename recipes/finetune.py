@@ -47,8 +47,9 @@ from vavl.models.with_encoders import AudioVisualModel
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the recipe's own files, however it is started
 from finetune_config import ALIASES, load_config  # noqa: E402
 from finetune_model import build_model, class_weights, make_optimizers, resolve_labels  # noqa: E402
-from finetune_outputs import (JsonlLog, TrainerState, latest_checkpoint, load_state_warning, model_card,  # noqa: E402
-                              push_to_hub, save_checkpoint, save_failed, wandb_tracker)
+from finetune_outputs import (JsonlLog, TrainerState, best_model, cache_encoders_for, latest_checkpoint,  # noqa: E402
+                              load_state_warning, model_card, provenance, push_to_hub, save_checkpoint, save_failed,
+                              wandb_tracker)
 
 
 # ---- setup ----------------------------------------------------------------------------------
@@ -116,8 +117,14 @@ def setup(cfg: DictConfig) -> dict:
     origins = {m: accelerator.unwrap_model(model).input_origin(m) for m in ("audio", "visual")}  # what "multiplied by 0" means for its inputs
     corpora = {r.get("corpus") for r in records}
     corpus = d.corpus or (corpora.pop() if len(corpora) == 1 else None)   # one corpus named in the manifest
-    return dict(cfg=cfg, accelerator=accelerator, model=model, train_dl=train_dl, datasets=datasets, names=names, origins=origins,
-                corpus=corpus,
+    synthetic = bool(records) and all(r.get("synthetic") for r in records)   # vavl.data.synthetic's clips
+    run = dict(cfg=cfg, records=records, splits={s: len(r) for s, r in splits.items()}, synthetic=synthetic, corpus=corpus,
+               names=names)
+    # the encoders that made the cache, so that the best model takes media files (main process: it saves)
+    encoders = cache_encoders_for(cfg, accelerator.print) if accelerator.is_main_process else None
+    run["provenance"] = provenance(run)
+    return dict(run, accelerator=accelerator, model=model, train_dl=train_dl, datasets=datasets, origins=origins,
+                cache_encoders=encoders,
                 optimizers=dict(zip(keys, rest[:len(keys)])), schedulers=dict(zip(keys, rest[len(keys):])),
                 state=state, out_dir=out_dir, total_steps=total)
 
@@ -343,6 +350,8 @@ def save_best(run: dict, model, metric: str, config_path: str | None) -> None:
     if not run["accelerator"].is_main_process:
         return
     out_dir = run["out_dir"]
+    # trained on a cache: the encoders that made it go in front (vavl predict takes the folder as it is)
+    model = best_model(run, model)
     try:
         model.save_pretrained(out_dir, safe_serialization=True)      # a model with encoders saves its processor too
     except Exception as e:   # a full disk: one line

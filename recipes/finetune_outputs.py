@@ -22,6 +22,7 @@ from vavl.core.errors import ConfigError, DataError
 from vavl.core.files import atomic_write_text, public_modes, write_error
 from vavl.models import cards
 from vavl.models.cards import cached_features, prediction_rule, render_card, results_table  # noqa: F401
+from vavl.models.provenance import NotRebuildable, cache_encoders, describe_weights, model_from_cache
 
 
 class TrainerState:
@@ -195,31 +196,124 @@ def save_checkpoint(accelerator, out_dir: Path, state: TrainerState, keep: int) 
     accelerator.wait_for_everyone()
 
 
+# ---- what the best model is and where it came from ---------------------------------------------
+def cache_encoders_for(cfg: DictConfig, say=print) -> dict | None:
+    """The encoders that made `data.cache`, rebuilt from its cache.json (and checked against the
+    sha256 recorded there: other weights stop the run with one line naming both), so that the best
+    model takes media files; None, with a line saying why, when they cannot be rebuilt (an encoder
+    given in code, weights not on this machine): the model then takes cached features only."""
+    if not cfg.data.cache:
+        return None
+    try:
+        return cache_encoders(FeatureCache(cfg.data.cache).settings, str(cfg.data.cache))
+    except NotRebuildable as e:
+        say(f"note: {e}; the trained model will take cached features only (vavl evaluate --cache), not media files")
+        return None
+
+
+def provenance(run: dict) -> dict:
+    """What the model was trained on, recorded in its config (config.json: fusion `provenance`) and card."""
+    cfg = run["cfg"]
+    d = cfg.data
+    out = {"weights": "trained", "trained_by": "recipes/finetune.py", "model": cfg.model.name,
+           "corpus": run["corpus"], "synthetic": run["synthetic"], "manifest": str(d.manifest),
+           "protocol": d.protocol, "fold": d.fold, "label_field": d.label_field, "labels": list(run["names"]),
+           "splits": run["splits"]}
+    if d.cache:
+        settings = FeatureCache(d.cache).settings
+        out["features"] = {"cache": str(d.cache), **{f"{m}_{k}": settings.get(f"{m}_{k}") for m in ("audio", "visual")
+                                                     for k in ("encoder", "weights")}}
+    else:
+        out["features"] = {"cache": None, "end_to_end": True}
+    return out
+
+
+def best_model(run: dict, model):
+    """What save_best writes: the fusion model with its provenance; trained on a cache whose encoders
+    could be rebuilt, the full model (those encoders + the cache's processor settings) around it."""
+    fusion = getattr(model, "fusion_model", model)
+    fusion.config.provenance = run["provenance"]
+    encoders = run.get("cache_encoders")
+    if not encoders:
+        return model
+    return model_from_cache(fusion, FeatureCache(run["cfg"].data.cache).settings, encoders)
+
+
+def _encoders_fact(run: dict, model) -> str:
+    """Which encoders made the model's inputs, with their weights (pretrained / random-init / folder + sha256)."""
+    feats = (run.get("provenance") or {}).get("features") or {}
+    if not feats.get("cache"):
+        specs = [(m, getattr(model.config, f"{m}_encoder", None)) for m in ("audio", "visual")]
+        return "; ".join(f"{m}: `{s.get('name') or s.get('model_name') or s.get('kind')}`, {s.get('weights')}, fine-tuned"
+                         for m, s in specs if s) or "—"
+    parts = []
+    for m in ("audio", "visual"):
+        name, w = feats.get(f"{m}_encoder"), feats.get(f"{m}_weights") or {}
+        if name:
+            sha = f", sha256 `{w['sha256'][:16]}…`" if w.get("sha256") and w.get("weights") != "none" else ""
+            parts.append(f"{m}: `{name}`, weights {describe_weights(w)}{sha}")
+    return "; ".join(parts) or "not recorded in the cache's cache.json"
+
+
+def trained_on(run: dict) -> str:
+    """The data, in words: "synthetic clips (vavl.data.synthetic) in the CREMA-D layout" or the corpus."""
+    corpus = run.get("corpus")
+    if run.get("synthetic"):
+        return f"synthetic clips (vavl.data.synthetic){f' in the {corpus} layout' if corpus else ''}, not real recordings"
+    return corpus or "a custom manifest"
+
+
 def model_card(run: dict, model, metric: str, config_path: str | None, results: dict | None = None) -> str:
     """The run's model card, written like the zoo's (vavl.models.cards.render_card): what was trained on
-    what, the best dev score and, after testing, the dev / test tables."""
+    what (encoders and their weights, corpus or synthetic data, protocol, split sizes, label field), the
+    best dev score and, after testing, the dev / test tables."""
     cfg, state, names, c = run["cfg"], run["state"], run["names"], model.emotion_config
     d, t = cfg.data, cfg.train
-    facts = [("architecture", f"`{type(model).__name__}` ({c.model_type}), {sum(p.numel() for p in model.parameters()):,} parameters"),
+    fusion = getattr(model, "fusion_model", model)
+    media = any(getattr(model, f"{m}_encoder", None) is not None for m in ("audio", "visual"))
+    protocol = f"`{d.protocol}`" + ("" if d.fold is None else f", fold {d.fold}")
+    sizes = ", ".join(f"{s} {n}" for s, n in run.get("splits", {}).items())
+    facts = [("architecture", f"`{type(fusion).__name__}` ({c.model_type}), {sum(p.numel() for p in fusion.parameters()):,} "
+                              f"parameters; built from the registry entry `{cfg.model.name}`"),
              ("task", c.task), ("attributes" if c.task == "regression" else "classes", ", ".join(names)),
              ("prediction", prediction_rule(getattr(c, "prediction", "fused"))),
-             ("inputs", f"cached frozen-encoder features `{d.cache}` ({c.audio_dim}-d audio, {c.visual_dim}-d visual)" if d.cache
+             ("encoders", _encoders_fact(run, model)),
+             ("inputs", (f"cached frozen-encoder features `{d.cache}` ({c.audio_dim}-d audio, {c.visual_dim}-d visual)"
+                         + ("; this folder holds those encoders too, so it takes media files" if media else
+                            "; this folder holds the fusion model only: it takes those features")) if d.cache
               else "raw clips, encoders fine-tuned"),
-             ("data", f"`{d.manifest}`, protocol `{d.protocol}`" + ("" if d.fold is None else f", fold {d.fold}")
-              + f", label field `{d.label_field}`"),
+             ("trained on", trained_on(run)),
+             ("data", f"`{d.manifest}`, protocol {protocol}, split sizes: {sizes}, label field `{d.label_field}`"),
              ("training", f"schedule `{t.schedule}`, {t.epochs} epochs, lr {t.lr}, batch {t.batch_size} per process, "
                           f"modality dropout {dict(t.modality_dropout)}, seed {cfg.seed}"),
              ("recipe", f"`python recipes/finetune.py --config {config_path or '<config>'}` (full config in `finetune_config.yaml`)")]
     found = (f"| dev_best_{metric} | {state.best:.4f} (epoch {state.best_epoch + 1}) |" if cfg.evaluate.dev
              else "| selection | none (evaluate.dev=false): the model after the last step |")
-    tables = "".join(f"\n### {split} ({r['n_samples']} clips)\n\n{results_table(r)}" for split, r in (results or {}).items())
-    use = ('```python\nimport vavl\nfrom transformers import AutoModel\nmodel = AutoModel.from_pretrained("<this folder>")\n'
+    where = "synthetic data, not a corpus: these numbers say the pipeline works, nothing about real emotion recognition" \
+        if run.get("synthetic") else trained_on(run)
+    tables = "".join(f"\n### {split} ({r['n_samples']} clips of {where})\n\n{results_table(r)}"
+                     for split, r in (results or {}).items())
+    use = ("```bash\nvavl predict clip.mp4 folder/ --model <this folder>\n```\n" if media else
+           '```python\nimport vavl\nfrom transformers import AutoModel\nmodel = AutoModel.from_pretrained("<this folder>")\n'
            "out = model(audio_features=a, audio_mask=am, visual_features=v, visual_mask=vm)\n```\n")
-    body = render_card(f"{cfg.model.name} fine-tuned with vavl", "Trained and scored by `recipes/finetune.py`.", facts,
+    title = f"{type(fusion).__name__} on {_input_words(run, model)}, trained on {trained_on(run)}"
+    body = render_card(title, "Trained and scored by `recipes/finetune.py`.", facts,
                        [("Results", f"| metric | value |\n|---|---|\n{found}\n{tables}"), ("Use", use)])
     features = cached_features(FeatureCache(d.cache).settings) if d.cache else {}
-    return cards.render(model, body, name=Path(cfg.output_dir).name, corpus=run["corpus"], label=d.label_field,
-                       protocol=d.protocol + ("" if d.fold is None else f" fold {d.fold}"), results=results, **features)
+    corpus = cards.SYNTHETIC if run.get("synthetic") else run["corpus"]
+    return cards.render(model, body, name=Path(cfg.output_dir).name, corpus=corpus, label=d.label_field,
+                        protocol=d.protocol + ("" if d.fold is None else f" fold {d.fold}"), results=results, **features)
+
+
+def _input_words(run: dict, model) -> str:
+    """"mfcc + face-rgb features" / "raw clips (wav2vec2-base + efficientnet_b2)"."""
+    feats = (run.get("provenance") or {}).get("features") or {}
+    names = [Path(str(n)).name for n in (feats.get("audio_encoder"), feats.get("visual_encoder")) if n]
+    if feats.get("cache"):
+        return f"{' + '.join(names)} features" if names else "cached features"
+    specs = [getattr(model.config, f"{m}_encoder", None) or {} for m in ("audio", "visual")]
+    names = [str(s.get("name") or s.get("model_name") or s.get("kind")) for s in specs if s]
+    return f"raw clips ({' + '.join(names)})" if names else "raw clips"
 
 
 UPLOADED = ["*.json", "*.safetensors", "README.md", "finetune_config.yaml", "*.png"]   # the model, not the run

@@ -26,3 +26,13 @@ def test_demo_runs_end_to_end(tmp_path):
     model = AutoModel.from_pretrained(out / "model")
     assert model.label_names == metrics["labels"]
     assert summary["prediction"]["predicted"] in metrics["labels"]
+    # what the demo's outputs claim: synthetic data, named as such; no corpus, no corpus license
+    card = (out / "model" / "README.md").read_text()
+    header, body = card.split("\n---\n", 1)
+    assert "datasets:" not in header and "odbl" not in header and "synthetic-data" in header
+    assert "CREMA-D test" not in card and "synthetic clips" in body
+    title = next(line for line in body.splitlines() if line.startswith("# "))
+    assert "mfcc + face-rgb" in title and "synthetic" in title and "auxformer_w2v2l_effb2.crema_d" not in title
+    assert "**synthetic clips**" in (out / "report" / "report.md").read_text()
+    assert model.config.fusion["provenance"]["synthetic"] is True
+    assert model.config.audio_encoder["identity"]["name"] == "mfcc"   # the demo's model is the recipe's folder, as it is

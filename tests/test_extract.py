@@ -33,7 +33,7 @@ def encoders(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("encoders")
     tiny_wav2vec2_dir(root / "audio")
-    build_encoder("test_convnext", image_size=64, pretrained=False).save_pretrained(root / "visual")
+    build_encoder("test_convnext", image_size=64, pretrained=False, seed=5).save_pretrained(root / "visual")
     return str(root / "audio"), str(root / "visual")
 
 
@@ -179,14 +179,36 @@ def test_cache_records_the_weights_and_refuses_other_weights(tmp_path, encoders)
     from vavl.encoders import build_encoder
     from vavl.core.errors import DataError
 
-    torch.manual_seed(1)
-    other = build_encoder("test_convnext", pretrained=False)               # same architecture, other weights
+    assert saved["seed"] == 0
+    other = build_encoder("test_convnext", pretrained=False, seed=1)       # same architecture, other weights
     with pytest.raises(DataError, match="visual_weights"):
         extract(manifest, tmp_path / "cache", None, other, **settings)
     folder = extract(manifest, tmp_path / "folder", None, encoders[1], **settings)
     weights = FeatureCache(tmp_path / "folder").settings["visual_weights"]
     assert folder["failed"] == 0 and weights["weights"] == "folder" and weights["source"] == str(Path(encoders[1]).resolve())
     assert len(weights["sha256"]) == 64 and weights["sha256"] != saved["sha256"]
+
+
+def test_untrained_encoders_are_those_extract_made_whatever_the_global_random_state(tmp_path):
+    """build_encoder(pretrained=False) and create_model(pretrained_encoders=False) draw the weights
+    `vavl extract --random-init` draws: a model built in code has the cache's encoder."""
+    import vavl
+    from vavl.encoders import build_encoder
+    from vavl.encoders.build import weights_identity
+
+    manifest = make("custom", tmp_path, n_speakers=1)
+    extract(manifest, tmp_path / "cache", None, "test_convnext", random_init=True, fps=3, progress=False, log=QUIET)
+    cached = FeatureCache(tmp_path / "cache").settings["visual_weights"]
+    torch.manual_seed(123)
+    built = weights_identity(build_encoder("test_convnext", pretrained=False))
+    assert built == cached and built["seed"] == 0
+    torch.manual_seed(7)
+    full = vavl.create_model("auxformer", visual_encoder="test_convnext", pretrained_encoders=False,
+                             hidden_size=16, num_layers=1, num_heads=2)
+    assert weights_identity(full.visual_encoder)["sha256"] == cached["sha256"]
+    assert full.config.visual_encoder["weights"] == "random-init" and full.config.visual_encoder["seed"] == 0
+    other = weights_identity(build_encoder("test_convnext", pretrained=False, seed=1))
+    assert other["sha256"] != cached["sha256"] and other["seed"] == 1
 
 
 def test_offline_with_an_empty_hub_cache_exits_2_and_writes_nothing(tmp_path):

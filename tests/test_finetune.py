@@ -302,3 +302,7 @@ def test_end_to_end_fine_tunes_the_encoders(tmp_path):
     cnn = [k for k in before if k.startswith("feature_extractor.conv_layers.0.") and k.endswith("weight")][0]
     assert not torch.allclose(after[layer], before[layer]), "transformer layers of the speech encoder did not learn"
     assert torch.equal(after[cnn], before[cnn]), "the CNN feature encoder must stay frozen"
+    # the saved config says the fusion model is trained (no "untrained" note), on what, end to end
+    prov = trained.emotion_config.provenance
+    assert prov["weights"] == "trained" and prov["features"] == {"cache": None, "end_to_end": True}
+    assert prov["synthetic"] is True and prov["protocol"] == "speaker-5fold" and prov["fold"] == 0

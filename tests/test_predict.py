@@ -16,6 +16,8 @@ from vavl.media import write_clip
 from vavl.models.with_encoders import AudioVisualModel
 
 UNTRAINED = "the visual encoder has untrained (random) weights: these scores carry no meaning"
+UNTRAINED_FUSION = ("the fusion model (its classification heads) is untrained: these scores carry no meaning; "
+                    "train it (recipes/finetune.py) or load a trained folder")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def test_predict_audio_visual_clip(model, clips):
     assert [x for e in r["timeline"] for x in (e["start"], e["end"])] == pytest.approx([0, 1, 1, 2], abs=0.05)
     assert all(e["modalities"] == ["audio", "visual"] for e in r["timeline"])
     assert set(r["timings"]) == {"decode", "faces", "audio_encoder", "visual_encoder", "fusion"}
-    assert r["notes"] == [UNTRAINED] and r["decoded"] == pytest.approx(r["duration"], abs=0.1)
+    assert r["notes"] == [UNTRAINED_FUSION, UNTRAINED] and r["decoded"] == pytest.approx(r["duration"], abs=0.1)
 
 
 @pytest.mark.parametrize("name,modalities,note", [
@@ -88,7 +90,7 @@ def test_predict_audio_visual_clip(model, clips):
 def test_predict_handles_every_kind_of_clip(model, clips, name, modalities, note):
     r = vavl.predict(clips[name], model=model)
     assert r["modalities"] == modalities and r["label"] in LABELS.values()
-    notes = [n for n in r["notes"] if n != UNTRAINED]
+    notes = [n for n in r["notes"] if n not in (UNTRAINED, UNTRAINED_FUSION)]
     assert (note is None and not notes) or any(note in n for n in notes)
     assert r["timeline"] and all(set(e["modalities"]) <= set(modalities) for e in r["timeline"])
     if "visual" not in modalities and name.endswith(".mp4") and name != "mute.mp4":
@@ -224,3 +226,19 @@ def test_a_clip_shorter_than_one_encoder_frame_is_scored(tmp_path, model):
         path = write_clip(tmp_path / f"{ms}ms.wav", audio=tone(ms / 1000), sample_rate=16000)
         r = vavl.predict(path, model=model)
         assert r["modalities"] == ["audio"] and r["label"] in LABELS.values() and r["timeline"][0]["scores"]
+
+
+def test_an_untrained_fusion_model_says_so_even_with_trained_encoders(tmp_path, clips):
+    """create_model builds the fusion heads untrained: with encoders from a folder (their own weights)
+    every prediction still says the scores mean nothing; a trained model (provenance recorded) does not."""
+    from tiny_encoders import tiny_speech_dir
+
+    speech = tiny_speech_dir(tmp_path / "speech")
+    m = vavl.create_model("auxformer", audio_encoder=speech, id2label=LABELS, hidden_size=16, num_heads=2, num_layers=1)
+    assert m.config.audio_encoder["weights"] == "folder"
+    r = vavl.predict(clips["speech.wav"], model=m)
+    assert r["notes"][-1] == UNTRAINED_FUSION and r["label"] in LABELS.values()
+    m.save_pretrained(tmp_path / "saved")
+    assert UNTRAINED_FUSION in vavl.predict(clips["speech.wav"], model=str(tmp_path / "saved"))["notes"]
+    m.fusion.config.provenance = {"weights": "trained", "trained_by": "a test"}
+    assert not any("untrained" in n for n in vavl.predict(clips["speech.wav"], model=m)["notes"])

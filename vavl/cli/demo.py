@@ -8,8 +8,8 @@ that keep those cues: 40 MFCCs per 10 ms for audio, 32x32 RGB MTCNN face crops f
 itself, run by path as `vavl run finetune` runs it (from a checkout or an installed wheel).
 
 Leaves in DIR: corpus/, manifest.jsonl, features/, finetune/ (the recipe's output folder),
-model/ (encoders + fusion model, save_pretrained: loadable with AutoModel after `import vavl`,
-and usable by `vavl predict`), report/ (metrics.json, report.md, confusion and robustness PNGs).
+model/ (a copy of the recipe's best model: the fusion model with the encoders that made the
+features, loadable with AutoModel after `import vavl`, and usable by `vavl predict` as it is), report/ (metrics.json, report.md, confusion and robustness PNGs).
 """
 from __future__ import annotations
 
@@ -93,16 +93,13 @@ def demo(out: str | Path = "demo-out", size: str = "default", seed: int = 0, pro
     write_report(results, out / "report")
     test = split_records(read_manifest(manifest), "speaker-5fold", 0)["test"]
 
-    step("save model")
-    from ..models.with_encoders import AudioVisualModel
+    step("save model")   # the recipe's best-model folder already holds the mfcc / face-rgb encoders: a copy
+    import shutil
 
-    fusion = load_model(str(out / "finetune"))
-    full = AudioVisualModel.from_parts(fusion, audio_encoder=AUDIO_ENCODER, visual_encoder=VISUAL_ENCODER,
-                                       processor={"fps": 5.0})
-    full.save_pretrained(out / "model")
-    (out / "model" / "README.md").write_text((out / "finetune" / "README.md").read_text(encoding="utf-8")
-                                             + f"\nThis folder adds the `{AUDIO_ENCODER}` / `{VISUAL_ENCODER}` encoders "
-                                               "in front of the fusion model, so it takes media files.\n", encoding="utf-8")
+    (out / "model").mkdir(exist_ok=True)
+    for f in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md"):
+        shutil.copy2(out / "finetune" / f, out / "model" / f)
+    load_model(str(out / "model"), media=True)   # loads, takes media files, its encoders are those of the cache
 
     step("predict")
     clip = test[0]

@@ -360,11 +360,7 @@ def _build(name: str, random_init: bool):
     """A named encoder with its pretrained weights, or untrained (seeded: a resumed run gets the same network)."""
     from ..encoders import build_encoder
 
-    if not random_init:
-        return build_encoder(name, pretrained=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_encoder(name, pretrained=False)
+    return build_encoder(name, pretrained=not random_init)   # untrained: seed 0, recorded in cache.json
 
 
 def _gather_errors(out: Path, index: dict[str, Any], log, errors: list[dict], traces: list[str],

@@ -29,6 +29,8 @@ from .corpora import get_indexer, known_bad
 from .manifest import write_manifest
 from .protocols import check_protocols
 
+SYNTHETIC_MARKER = "VAVL_SYNTHETIC.txt"   # written by vavl.data.synthetic.make_corpus in a corpus root
+
 SHOW = 5   # ids named in a report
 
 
@@ -55,9 +57,12 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike, drop_a
     broken = [r["id"] for r in records if r["id"] in bad]
     if drop_known_bad:
         records = [r for r in records if r["id"] not in bad]
+    synthetic = (root / SYNTHETIC_MARKER).is_file()   # vavl.data.synthetic's clips: cards must not name a corpus
     for rec in records:   # which corpus a clip is from travels with it (model cards name it, with its license)
         if corpus in CORPUS_NAMES:
             rec.setdefault("corpus", CORPUS_NAMES[corpus])
+        if synthetic:
+            rec["synthetic"] = True
     listed = len(records)
     lacking = {"audio": [], "video": []}
     kept, dropped, no_media = [], [], []

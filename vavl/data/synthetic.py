@@ -28,6 +28,7 @@ from ..core.errors import ConfigError
 from ..media.write import write_clip
 
 LAYOUTS = ("crema-d", "ravdess", "msp-improv", "custom")
+from .prepare import SYNTHETIC_MARKER as MARKER  # noqa: E402  (in the corpus root: `vavl prepare` marks every clip "synthetic": true)
 SIGNALS = ("both", "audio", "video")
 
 
@@ -149,6 +150,8 @@ def make_corpus(layout: str, root: str | os.PathLike, n_speakers: int = 4, clips
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     makers[layout](root, n_speakers, clips_per_class, duration, size, fps, signal, seed)
+    (root / MARKER).write_text(f"Synthetic clips written by vavl.data.synthetic.make_corpus ({layout} layout, signal "
+                               f"{signal}, seed {seed}): not recordings of people.\n", encoding="utf-8")
     return root
 
 

@@ -7,6 +7,8 @@
 
 `pretrained=True` fetches the upstream weights (or takes them from the local Hugging Face cache);
 when they can be neither found nor downloaded, a ConfigError names the hub id and what to do.
+`pretrained=False` builds the untrained network from `seed` (default 0, as `vavl extract --random-init`
+does), so that the same name and seed always give the same weights; the seed is recorded with them.
 """
 from __future__ import annotations
 
@@ -30,20 +32,23 @@ TRANSFORMERS_KINDS = {"whisper": ("vavl.encoders.whisper", "whisper"),
                       "videomae": ("vavl.encoders.videomae", "videomae")}
 
 
-def build_encoder(name_or_path: str | os.PathLike, pretrained: bool = True, **options) -> Encoder:
+def build_encoder(name_or_path: str | os.PathLike, pretrained: bool = True, seed: int = 0, **options) -> Encoder:
     """A preset name, a directory saved by transformers/vavl, or any timm model name -> Encoder.
     A name means its pretrained weights (hub or local Hugging Face cache); pretrained=False builds an
-    untrained network of the same architecture. A folder always brings its own weights."""
+    untrained network of the same architecture, its weights drawn from `seed` (the global random
+    state is left as it was). A folder always brings its own weights."""
     name = str(name_or_path)
     if os.path.isdir(name):
         return _mark(load_encoder(name, **options), "folder", str(Path(name).resolve()))
     _load_presets()
     if name in _PRESETS:
         source = _PRESETS[name].source
-        with _fetching(name, source if pretrained else None):
+        with _fetching(name, source if pretrained else None), _seeded(None if pretrained else seed):
             encoder = _PRESETS[name].build(pretrained=pretrained, **options)
         encoder._vavl_preset = (name, dict(options))
-        return _mark(encoder, ("pretrained" if pretrained else "random-init") if source else "none", source)
+        if not source:
+            return _mark(encoder, "none", None)
+        return _mark(encoder, "pretrained", source) if pretrained else _mark(encoder, "random-init", source, seed)
     import timm
 
     if timm.is_model(name):
@@ -54,9 +59,9 @@ def build_encoder(name_or_path: str | os.PathLike, pretrained: bool = True, **op
         if pretrained and not source:
             raise ConfigError(f"{name}: timm publishes no pretrained weights for this model; pass a folder that holds "
                               "weights, or ask for an untrained network (--random-init, pretrained_encoders=False)")
-        with _fetching(name, source if pretrained else None):
+        with _fetching(name, source if pretrained else None), _seeded(None if pretrained else seed):
             encoder = faces.from_timm(name, pretrained=pretrained, **({"source": source} if source else {}), **options)
-        return _mark(encoder, "pretrained" if pretrained else "random-init", source)
+        return _mark(encoder, "pretrained", source) if pretrained else _mark(encoder, "random-init", source, seed)
     known = ", ".join(sorted(_PRESETS))
     raise ConfigError(f"unknown encoder {name!r}: not a folder, a preset ({known}) or a timm model name")
 
@@ -72,9 +77,20 @@ def _fetching(name: str, hub_id: str | None):
         raise unreachable_weights(hub_id, name, e) from None
 
 
-def _mark(encoder: Encoder, weights: str, source: str | None) -> Encoder:
+@contextmanager
+def _seeded(seed: int | None):
+    """Untrained weights drawn from `seed` on the CPU generator, the caller's random state untouched."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _mark(encoder: Encoder, weights: str, source: str | None, seed: int | None = None) -> Encoder:
     """Record where the encoder's weights came from (read by weights_identity and full-model configs)."""
-    encoder._vavl_weights = {"weights": weights, "source": source}
+    encoder._vavl_weights = {"weights": weights, "source": source, **({"seed": seed} if seed is not None else {})}
     return encoder
 
 

@@ -57,6 +57,15 @@ def markdown_report(results: dict) -> str:
     for key in ("model", "manifest", "protocol", "fold", "split", "source"):
         if results.get(key) is not None:
             lines.append(f"- {key}: `{results[key]}`")
+    data = results.get("data") or {}
+    if data:
+        what = "**synthetic clips** (vavl.data.synthetic), not real recordings" if data.get("synthetic") else \
+            f"`{data.get('corpus') or 'a custom manifest'}`"
+        lines.append(f"- scored on: {what}, label field `{data.get('label_field')}`")
+    if results.get("model_provenance"):
+        from ..models.provenance import provenance_lines
+
+        lines += provenance_lines(results["model_provenance"])
     boot = results["bootstrap"]
     lines += [f"- clips: {results['n_samples']}, task: {results['task']}, labels: {', '.join(results['labels'])}",
               f"- intervals: 95% percentile bootstrap, {boot['resamples']} resamples of {boot.get('unit', 'clip')}s"

@@ -261,6 +261,15 @@ def score_predictions(pred: Predictions, condition: Condition, config, *, bootst
     return out
 
 
+def data_provenance(dataset) -> dict[str, Any]:
+    """What the scored clips are: their corpus (or that they are synthetic) and the label field read."""
+    records = getattr(dataset, "records", None) or []
+    corpora = sorted({str(r.get("corpus")) for r in records if r.get("corpus")})
+    return {"corpus": corpora[0] if len(corpora) == 1 else (corpora or None),
+            "synthetic": bool(records) and all(r.get("synthetic") for r in records),
+            "label_field": "label"}   # relabelled records carry the chosen field's value in "label"
+
+
 def evaluate(model, dataset, conditions: str | Sequence[str | Condition] = ("av",), *, batch_size: int = 16,
              bootstrap: int = 1000, seed: int = 0, accelerator=None, num_workers: int = 0, progress: bool = True,
              meta: dict | None = None, bootstrap_unit: str = "speaker") -> dict:
@@ -276,7 +285,10 @@ def evaluate(model, dataset, conditions: str | Sequence[str | Condition] = ("av"
         from accelerate import Accelerator  # only distributed runs need Accelerate
 
         accelerator = Accelerator()
-    results: dict[str, Any] = {**(meta or {}), "task": config.task, "labels": config.label_names, "n_samples": len(dataset),
+    from ..models.provenance import model_provenance
+
+    results: dict[str, Any] = {**(meta or {}), "model_provenance": model_provenance(model), "data": data_provenance(dataset),
+                               "task": config.task, "labels": config.label_names, "n_samples": len(dataset),
                                "bootstrap": {"resamples": bootstrap, "confidence": 0.95, "seed": seed, "unit": bootstrap_unit,
                                              "min_clusters": MIN_BOOTSTRAP_CLUSTERS},
                                "condition_semantics": {c.name: c.describe() for c in conditions}, "conditions": {}}

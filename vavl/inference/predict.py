@@ -271,8 +271,13 @@ def _finite(scores: torch.Tensor, path: str) -> torch.Tensor:
 
 
 def _untrained_notes(model) -> list[str]:
-    """Encoders that full-model configs record as untrained (built with pretrained_encoders=False)."""
+    """Parts recorded as untrained: the fusion model built by create_model and never trained (its
+    config's provenance says "random-init"), encoders built with pretrained_encoders=False."""
     notes = []
+    provenance = getattr(model.emotion_config, "provenance", None) or {}
+    if provenance.get("weights") == "random-init":
+        notes.append("the fusion model (its classification heads) is untrained: these scores carry no meaning; "
+                     "train it (recipes/finetune.py) or load a trained folder")
     for m in ("audio", "visual"):
         spec = getattr(model.config, f"{m}_encoder", None) or {}
         if spec.get("weights") == "random-init":

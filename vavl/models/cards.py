@@ -30,6 +30,7 @@ CORPORA = {  # corpus -> (Hub dataset type, license of the data)
     "IEMOCAP": ("iemocap", "other"),                # USC release agreement
     "MELD": ("meld", "other"),                      # the MELD repository's terms; its clips come from a TV series
 }
+SYNTHETIC = "synthetic"   # corpus of a model trained on vavl.data.synthetic's clips: no dataset, no data license
 MARK = "library_name: vavl"   # how a card vavl wrote is recognised
 TASK_NAME = "Audio-visual emotion recognition"
 
@@ -142,6 +143,9 @@ def card_data(model, *, name: str, corpus: str | None = None, label: str | None 
     from huggingface_hub import ModelCardData
 
     found = encoders(model)
+    scored_on = corpus
+    if corpus == SYNTHETIC:   # made by vavl itself: no dataset to name, no data license, and a tag that says so
+        corpus, tags = None, [*(tags or []), "synthetic-data"]
     ids = list(base_model or []) + [hub_id for _, hub_id, _ in found if hub_id]
     modalities = modalities or {m for m, *_ in found} or {"audio", "visual"}
     data_license = CORPORA.get(corpus, (None, "other" if corpus else None))[1]
@@ -155,7 +159,7 @@ def card_data(model, *, name: str, corpus: str | None = None, label: str | None 
     return ModelCardData(library_name="vavl", pipeline_tag=tag, license=license_,
                          datasets=datasets or ([corpus] if corpus else None), base_model=sorted(set(ids)) or None,
                          tags=list(dict.fromkeys(t for t in all_tags if t)), model_name=name,
-                         eval_results=eval_results(results, corpus, label, protocol, tag) or None)
+                         eval_results=eval_results(results, scored_on, label, protocol, tag) or None)
 
 
 def render(model, body: str, **meta: Any) -> str:

@@ -38,6 +38,8 @@ def create_model(
                 defaults.pop(key, None)
         config = entry.model_class.config_class(**{**defaults, **config_overrides})
         model = entry.model_class(config)
+        # nothing trained yet: predictions say so until a trainer records what it did (recipes/finetune.py)
+        model.config.provenance = {"weights": "random-init", "model": entry.name}
     if audio_encoder is None and visual_encoder is None:
         return model
     return AudioVisualModel.from_parts(

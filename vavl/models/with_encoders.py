@@ -103,8 +103,7 @@ class AudioVisualModel(PreTrainedModel):
         from ..media.processor import AudioVisualProcessor
 
         proc = AudioVisualProcessor.for_encoders(encoders["audio"], encoders["visual"], **(processor or {}))
-        specs = {m: None if e is None else {**encoder_spec(e), "weights": getattr(e, "_vavl_weights", {}).get("weights")}
-                 for m, e in encoders.items()}
+        specs = {m: None if e is None else {**encoder_spec(e), **_weights_fields(e)} for m, e in encoders.items()}
         config = AudioVisualConfig(
             fusion=fusion.config.to_dict(), processor=proc.to_dict(),
             audio_encoder=specs["audio"], visual_encoder=specs["visual"],
@@ -186,6 +185,7 @@ class AudioVisualModel(PreTrainedModel):
         from ..core.files import public_modes
 
         self.config.processor = self.processor.to_dict()
+        self.config.fusion = self.fusion.config.to_dict()   # as it is now (a trainer may have recorded its provenance)
         super().save_pretrained(save_directory, *args, **kwargs)
         public_modes(save_directory)   # the weights get the umask's permissions, like every other file
         self.processor.save_pretrained(save_directory)
@@ -193,8 +193,11 @@ class AudioVisualModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        from .provenance import check_encoder_weights
+
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
+        check_encoder_weights(model, str(pretrained_model_name_or_path))
         path = os.path.join(str(pretrained_model_name_or_path), "preprocessor_config.json")
         if os.path.exists(path):
             from ..media.processor import AudioVisualProcessor
@@ -227,6 +230,13 @@ class AudioVisualModel(PreTrainedModel):
         if enc["visual_features"] is None:
             enc["visual_features"], enc["visual_mask"] = visual_features, visual_mask
         return self.fusion(**enc, labels=labels, **kwargs)
+
+
+def _weights_fields(encoder: Encoder) -> dict[str, Any]:
+    """What a full model's config says of an encoder's weights: "weights" (pretrained / random-init /
+    folder / none) and, for untrained ones, the seed they were drawn from."""
+    origin = getattr(encoder, "_vavl_weights", {})
+    return {"weights": origin.get("weights"), **({"seed": origin["seed"]} if "seed" in origin else {})}
 
 
 register_auto(AudioVisualConfig, AudioVisualModel)
