@@ -2,6 +2,7 @@
 depend on the batch size."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,3 +58,30 @@ def test_shut_off_results_do_not_depend_on_the_batch_size(tmp_path):
     assert bool((per_group.all(1) | ~per_group.any(1)).all())
     metrics = [evaluate(model, data, ["shut-off:0.3"], batch_size=b, bootstrap=0, progress=False)["conditions"] for b in (7, 32)]
     assert metrics[0] == metrics[1]
+
+
+def test_the_timeline_png_shows_audio_and_face_dropping_out_mid_clip(tmp_path, monkeypatch):
+    from vavl.evaluation import plots
+
+    mods = [["audio", "visual"], ["audio", "visual"], ["visual"], ["visual"], ["audio"], ["audio", "visual"]]
+    scores = {"angry": 0.7, "happy": 0.3}
+    result = {"file": "clip.mp4", "label": "angry", "scores": scores, "modalities": ["audio", "visual"], "duration": 6.0,
+              "task": "single_label_classification",
+              "timeline": [{"start": float(i), "end": i + 1.0, "label": "angry", "scores": scores, "modalities": m}
+                           for i, m in enumerate(mods)]}
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path, **kw: (figures.append(fig), save(fig, path, **kw))[1])
+    path = plots.plot_timeline(result, tmp_path / "timeline.png")
+    assert (tmp_path / "timeline.png").stat().st_size > 0 and path.endswith("timeline.png")
+    ax = figures[0].axes[0]
+    spans = {}
+    for patch in ax.patches:
+        x0, x1 = patch.get_path().vertices[:, 0].min(), patch.get_path().vertices[:, 0].max()
+        box = patch.get_transform().transform([[x0, 0], [x1, 0]])   # axvspan: x in data, y in axes units
+        data = ax.transData.inverted().transform(box)[:, 0]
+        spans.setdefault(patch.get_hatch() or "solid", []).append(tuple(np.round(data, 3)))
+    assert sorted(spans["///"]) == [(2.0, 3.0), (3.0, 4.0)]       # no audio in seconds 2-4
+    assert sorted(spans["solid"]) == [(4.0, 5.0)]                  # no face in second 4-5
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "no audio" in legend and "no face" in legend
