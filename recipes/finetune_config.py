@@ -41,7 +41,8 @@ class DataConfig:
     protocol: str = "vavl-1"                   # a key of each record's "folds"
     fold: Optional[int] = None                 # test fold for k-fold protocols
     label_field: str = "label"                 # record field holding the class label (e.g. labels.perceived-av)
-    labels: Optional[list[str]] = None         # class names in order; null = the model entry's id2label
+    labels: Optional[list[str]] = None         # class names in order; null = the labels found in the training split
+    allow_unseen_labels: bool = False          # keep data.labels classes the training split never has (an official run on part of its data)
     task: Optional[str] = None                 # null = the model entry's task
     num_workers: int = 0                       # loader processes; > 0: kept between epochs, batches read ahead
     corpus: Optional[str] = None               # for the model card (license, model-index); null = the manifest's

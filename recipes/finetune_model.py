@@ -5,6 +5,8 @@ per branch for VAVL's schedule).
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -14,8 +16,10 @@ from vavl.core.errors import ConfigError, DataError
 
 
 def resolve_labels(cfg: DictConfig, entry_config: dict, splits: dict) -> tuple[str, list[str]]:
-    """(task, label names): data.task / data.labels, else the model entry's. For classes, every
-    label of every split must be one of them and occur in training."""
+    """(task, label names): data.task / data.labels. Classes: data.labels, or by default the labels
+    found in the training split (named on the console; in the model entry's order when they are its
+    classes). Every configured class must occur in training, and every label of every split must be
+    one of them and occur in training."""
     d = cfg.data
     task = d.task or entry_config.get("task", "single_label_classification")
     if task == "regression":
@@ -23,10 +27,22 @@ def resolve_labels(cfg: DictConfig, entry_config: dict, splits: dict) -> tuple[s
         if not any((r.get("attributes") or {}).get(a) is not None for r in splits["train"] for a in attrs):
             raise DataError(f"{d.manifest}: no training clip has any of the attributes {attrs}")
         return task, attrs
-    id2label = entry_config.get("id2label")
-    names = d.labels or ([id2label[k] for k in sorted(id2label, key=int)] if id2label else
-                         sorted({r.get("label") for r in splits["train"]} - {None}))
-    names = [str(n) for n in names]
+    found = sorted({str(r["label"]) for r in splits["train"] if r.get("label") is not None})
+    if d.labels:
+        names = [str(n) for n in d.labels]
+        unseen = [n for n in names if n not in found]
+        if found and unseen and not d.allow_unseen_labels:
+            raise DataError(f"{d.manifest}: data.labels {unseen} never occur in the training split (data.label_field "
+                            f"{d.label_field!r}, which has {found}); the model could not learn them: remove them from "
+                            "data.labels, fix the split, or set data.allow_unseen_labels=true")
+    else:   # the classes the training split has; in the model entry's order when they are its classes
+        id2label = entry_config.get("id2label") or {}
+        entry = [str(id2label[k]) for k in sorted(id2label, key=int)]
+        names = entry if set(entry) == set(found) else found
+        if found and int(os.environ.get("RANK", "0")) == 0:
+            note = "" if names == entry else f"; the model entry's {len(entry)} classes {entry} are not used" if entry else ""
+            print(f"finetune.py: data.labels: {len(names)} classes found in the training split ({d.label_field!r}): "
+                  f"{names}{note}", flush=True)
     check_split_labels(splits, names, f"{d.manifest} (data.label_field {d.label_field!r}, data.labels)")
     return task, names
 

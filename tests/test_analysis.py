@@ -105,3 +105,76 @@ def test_vavl_analyze_writes_figures_and_summaries(trained, tmp_path):
     assert 0.8 <= peak <= 1.2                                                   # frames 8..11 = 0.8..1.2 s
     assert json.loads((out / "errors.json").read_text())["n"] == 40
     assert cli.main(args[:-4] + ["--clip", "nope"]) == 2
+
+
+# ---- every registered model, and a full model with encoders ------------------------------------
+A_DIM, V_DIM = 12, 16   # face-grey at 4 px gives 16-d rows, mfcc with 12 coefficients 12-d
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    """12 clips with random features, four classes and three attributes (for regression models)."""
+    root = tmp_path_factory.mktemp("analysis_registry")
+    g = torch.Generator().manual_seed(0)
+    cache, records = FeatureCache(root / "cache"), []
+    for i in range(12):
+        cache.write(f"c{i:02d}", torch.randn(9, A_DIM, generator=g), torch.randn(4, V_DIM, generator=g), {"duration": 1.0})
+        records.append({"id": f"c{i:02d}", "speaker": f"s{i % 3}", "label": LABELS[i % 4],
+                        "attributes": {a: float(torch.rand(1, generator=g)) for a in ("arousal", "dominance", "valence")}})
+    write_manifest(records, root / "manifest.jsonl")
+    return root
+
+
+def _small(name):
+    from dataclasses import fields
+
+    from test_zoo_models import SMALL
+
+    entry = vavl.get_entry(name)
+    known = {f.name for f in fields(entry.model_class.config_class)}
+    small = {**{k: v for k, v in SMALL.items() if k in known}, "audio_dim": A_DIM, "visual_dim": V_DIM}
+    if entry.config.get("task", entry.model_class.config_class().task) != "regression":
+        small["id2label"] = LABELS
+    torch.manual_seed(0)
+    return vavl.create_model(name, **small)
+
+
+def _analyze(model_dir, root, out, saliency):
+    return cli.main(["analyze", "--model", str(model_dir), "--manifest", str(root / "manifest.jsonl"),
+                     "--cache", str(root / "cache"), "--out", str(out), "--clip", "c05", "--saliency", saliency])
+
+
+REGISTRY = [n for n in vavl.list_models() if hasattr(vavl.get_entry(n).model_class, "compute_heads")]
+
+
+@pytest.mark.parametrize("name", REGISTRY)
+def test_vavl_analyze_works_for_every_registered_model(name, small_corpus, tmp_path):
+    model = _small(name).eval()
+    model.save_pretrained(tmp_path / "model")
+    sample = {"audio_features": torch.randn(9, A_DIM), "visual_features": torch.randn(4, V_DIM)}
+    takes = {m: saliency_over_time(model, sample, "gradient")[m] is not None for m in ("audio", "visual")}
+    assert any(takes.values())
+    for method in ("gradient", "occlusion"):
+        sal = saliency_over_time(model, sample, method)
+        # a value per frame for each modality the model takes, none for one it ignores
+        assert {m: None if sal[m] is None else sal[m].shape for m in takes} == \
+            {m: ((9,) if m == "audio" else (4,)) if t else None for m, t in takes.items()}
+    assert _analyze(tmp_path / "model", small_corpus, tmp_path / "out", "occlusion") == 0
+    written = json.loads((tmp_path / "out" / "saliency_c05.json").read_text())
+    assert {m for m in ("audio", "visual") if m in written} == {m for m, t in takes.items() if t}
+    assert (tmp_path / "out" / "saliency_c05.png").stat().st_size > 0
+
+
+def test_vavl_analyze_works_for_a_full_model_with_encoders(small_corpus, tmp_path):
+    """A model with encoders (as the demo writes) takes the cached features as its fusion model does."""
+    from vavl.encoders.build import build_encoder
+    from vavl.models.with_encoders import AudioVisualModel
+
+    for name in ("auxformer", "mult"):
+        fusion = _small(name)
+        model = AudioVisualModel.from_parts(fusion, build_encoder("mfcc", n_mfcc=A_DIM), build_encoder("face-grey", image_size=4))
+        model.eval().save_pretrained(tmp_path / name)
+        for saliency in ("gradient", "occlusion"):
+            assert _analyze(tmp_path / name, small_corpus, tmp_path / f"out_{name}_{saliency}", saliency) == 0
+            written = json.loads((tmp_path / f"out_{name}_{saliency}" / "saliency_c05.json").read_text())
+            assert len(written["audio"]["saliency"]) == 9 and len(written["visual"]["saliency"]) == 4

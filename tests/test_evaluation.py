@@ -284,17 +284,37 @@ def test_cli_errors_before_running(tmp_path, capsys):
                               id2label={0: "angry", 1: "happy", 2: "fear", 3: "sad"})
     model.save_pretrained(tmp_path / "model")
     args = ["evaluate", "--model", str(tmp_path / "model"), "--manifest", str(tmp_path / "manifest.jsonl"),
-            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--split", "all"]
     assert cli.main(args + ["--conditions", "av,fog"]) == 2
     assert "unknown condition 'fog'" in capsys.readouterr().err
     assert cli.main(args + ["--conditions", "av"]) == 2
     assert "differ from the model's" in capsys.readouterr().err
     vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16, num_layers=0,
                       id2label=LABELS).save_pretrained(tmp_path / "good")
-    no_cache = ["evaluate", "--model", str(tmp_path / "good"), "--manifest", str(tmp_path / "manifest.jsonl"), "--out", str(tmp_path / "out")]
+    no_cache = ["evaluate", "--model", str(tmp_path / "good"), "--manifest", str(tmp_path / "manifest.jsonl"), "--out", str(tmp_path / "out"),
+                "--split", "all"]
     assert cli.main(no_cache) == 2                                            # a features model needs --cache
     assert "--cache" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_needs_a_protocol_or_an_explicit_split_all(tmp_path, capsys):
+    """Without --protocol every clip is scored, training clips included: the user has to say so."""
+    cache, records = audio_signal_corpus(tmp_path, n_train=8, n_test=8)
+    vavl.create_model("early_fusion_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16, num_layers=0,
+                      id2label=LABELS).save_pretrained(tmp_path / "model")
+    args = ["evaluate", "--model", str(tmp_path / "model"), "--manifest", str(tmp_path / "manifest.jsonl"),
+            "--cache", str(tmp_path / "cache"), "--conditions", "av", "--bootstrap", "0"]
+    assert cli.main(args + ["--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--protocol" in err and "--split all" in err
+    assert cli.main(args + ["--split", "test", "--out", str(tmp_path / "a")]) == 2      # a split needs its protocol
+    assert cli.main(args + ["--split", "all", "--protocol", "synthetic", "--out", str(tmp_path / "a")]) == 2
+    assert not (tmp_path / "a").exists()
+    assert cli.main(args + ["--split", "all", "--out", str(tmp_path / "all")]) == 0
+    assert cli.main(args + ["--protocol", "synthetic", "--out", str(tmp_path / "test")]) == 0
+    every, test = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("all", "test"))
+    assert (every["n_samples"], every["split"]) == (16, "all clips") and (test["n_samples"], test["split"]) == (8, "test")
 
 
 def test_raw_media_model_with_encoders_end_to_end(tmp_path):
@@ -320,7 +340,7 @@ def test_raw_media_model_with_encoders_end_to_end(tmp_path):
     ev.load_model = lambda path: loaded
     try:
         code = cli.main(["evaluate", "--model", str(tmp_path / "model"), "--manifest", str(tmp_path / "manifest.jsonl"),
-                         "--conditions", "av,audio,video,noise-snr:0,occlude-face:0.5", "--batch-size", "4",
+                         "--split", "all", "--conditions", "av,audio,video,noise-snr:0,occlude-face:0.5", "--batch-size", "4",
                          "--bootstrap", "20", "--out", str(tmp_path / "report")])
     finally:
         ev.load_model = original

@@ -158,8 +158,11 @@ def test_label_unseen_in_training_fails_before_training(tmp_path):
     root = make_corpus(tmp_path / "c", n=24, labels=lambda i, split: "fear" if split == "test" else CLASSES[i % 3])
     over = [f"data.manifest={root / 'manifest.jsonl'}", f"data.cache={root / 'cache'}", f"output_dir={tmp_path / 'out'}",
             "log.wandb=false", "model.name=auxformer_w2v2l_effb2.crema_d"]
-    with pytest.raises(DataError, match=r"test label\(s\) \['fear'\] never occur in training"):
+    # without data.labels the classes are the training split's: a test label outside them stops the run
+    with pytest.raises(DataError, match=r"test clips have label\(s\) \['fear'\] outside the model's classes \['angry', 'happy', 'sad'\]"):
         finetune.main(finetune.load_config(None, over))
+    with pytest.raises(DataError, match=r"data.labels \['fear'\] never occur in the training split"):
+        finetune.main(finetune.load_config(None, over + ["data.labels=[angry,fear,happy,sad]"]))
     with pytest.raises(DataError, match=r"outside the model's classes"):
         finetune.main(finetune.load_config(None, over + ["data.labels=[angry,happy,sad]"]))
     assert not (tmp_path / "out").exists()
@@ -306,3 +309,22 @@ def test_end_to_end_fine_tunes_the_encoders(tmp_path):
     prov = trained.emotion_config.provenance
     assert prov["weights"] == "trained" and prov["features"] == {"cache": None, "end_to_end": True}
     assert prov["synthetic"] is True and prov["protocol"] == "speaker-5fold" and prov["fold"] == 0
+
+
+def test_a_custom_corpus_trains_the_classes_of_its_training_split(tmp_path, capsys):
+    """recipes/configs/custom/auxformer.yaml on a 4-class corpus of one's own, without data.labels: the model
+    has those 4 classes (not the registry entry's 6 CREMA-D ones, two of which never occur) and the run names
+    them; a configured class that the training split never has is an error, as an unseen test label is."""
+    from transformers import AutoModel
+
+    four = ["angry", "happy", "neutral", "sad"]   # CREMA-D names, so the entry's 6 classes would have "fit"
+    root = make_corpus(tmp_path / "c", n=48, labels=lambda i, split: four[i % 4])
+    config = ROOT / "recipes/configs/custom/auxformer.yaml"
+    over = [f"data.manifest={root / 'manifest.jsonl'}", f"data.cache={root / 'cache'}", f"output_dir={tmp_path / 'run'}",
+            "data.protocol=vavl-1", "data.fold=null", "log.progress=false", "train.batch_size=8", "train.max_steps=2",
+            "train.epochs=1"] + [f"model.config.{k}={v}" for k, v in TINY["auxformer"].items()]
+    finetune.main(finetune.load_config(config, over), str(config))
+    assert AutoModel.from_pretrained(tmp_path / "run").config.label_names == four
+    assert f"data.labels: 4 classes found in the training split ('label'): {four}" in capsys.readouterr().out
+    with pytest.raises(DataError, match=r"data.labels \['fear'\] never occur in the training split"):
+        finetune.main(finetune.load_config(config, over + ["data.labels=[angry,fear,happy,neutral,sad]"]))

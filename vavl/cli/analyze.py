@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--condition", default="av", help="condition the clips are run under (see vavl evaluate)")
     parser.add_argument("--out", required=True, help="folder for the figures and summaries")
     parser.add_argument("--embedding", default="pca", choices=("pca", "tsne", "none"))
-    parser.add_argument("--source", default="fused", choices=SOURCES, help="which pooled representation to plot")
+    parser.add_argument("--source", default=None, choices=SOURCES,
+                        help="which pooled representation to plot (default: fused, or the one a unimodal model has)")
     parser.add_argument("--clip", default=None, help="clip id for the saliency plot (default: the first clip)")
     parser.add_argument("--saliency", default="gradient", choices=("gradient", "occlusion", "none"))
     parser.add_argument("--batch-size", type=bounded(1, 4096, int), default=16)
@@ -54,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     pred = predict_dataset(model, dataset, condition, batch_size=args.batch_size, embeddings=True)
     written = []
     if args.embedding != "none":
-        path = out / f"embedding_{args.source}.png"
-        embedding_map(pred, config.label_names, path, args.source, args.embedding, config.task == "regression")
+        source = args.source or next((s for s in SOURCES if f"{s}_embedding" in pred.embeddings), "fused")
+        path = out / f"embedding_{source}.png"
+        embedding_map(pred, config.label_names, path, source, args.embedding, config.task == "regression")
         written.append(path.name)
     if config.task != "regression":
         summary = error_summary(pred, config.label_names)

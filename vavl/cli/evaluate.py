@@ -3,6 +3,7 @@ metrics.json, report.md, robustness.png, confusion PNGs.
 
     vavl evaluate --model DIR --manifest M --protocol vavl-1 --split test --cache CACHE \
         --conditions av,audio,video,drop-frames:0.5,drop-audio:0.3 --out REPORT
+    vavl evaluate --model DIR --manifest M --split all ...   # every clip (no protocol: say so)
 
 Cross-corpus: `--label-map PRESET|FILE` scores a model on another corpus' manifest, its labels
 mapped to the model's classes (vavl.data.label_maps); what the map drops is counted, and
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..core.errors import DataError
+from ..core.errors import ConfigError, DataError
 from ..data.conditions import DEFAULT_CONDITIONS, VALID_CONDITIONS, check_conditions_for_source, parse_conditions
 from .args import bounded
 
@@ -26,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", required=True, help="manifest (.jsonl) of the clips to score")
     parser.add_argument("--protocol", default=None, help="fold/split protocol in the manifest, e.g. vavl-1 or speaker-5fold")
     parser.add_argument("--fold", type=int, default=None, help="test fold of a k-fold protocol")
-    parser.add_argument("--split", default="test", choices=("train", "dev", "test"), help="split to score (default test)")
+    parser.add_argument("--split", default=None, choices=("train", "dev", "test", "all"),
+                        help="split of --protocol to score (default test), or `all`: every clip of the manifest, "
+                             "training clips included (no --protocol)")
     parser.add_argument("--cache", default=None, help="feature cache made by `vavl extract` (feature models)")
     parser.add_argument("--conditions", default=DEFAULT_CONDITIONS, help=f"comma-separated; valid: {VALID_CONDITIONS}")
     parser.add_argument("--out", required=True, help="report folder: metrics.json, report.md, robustness.png, confusion_*.png")
@@ -50,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.reports import markdown_report, write_report
 
     conditions = parse_conditions(args.conditions)          # every check before any model runs
+    if args.split == "all" and args.protocol is not None:
+        raise ConfigError("--split all scores every clip of the manifest: drop --protocol, or name its split "
+                          "(--split train|dev|test)")
+    if args.protocol is None and args.split != "all":
+        raise ConfigError("give --protocol P (and --split, default test) to score a split, or --split all "
+                          "to score every clip of the manifest, training clips included")
+    args.split = args.split or "test"
     records = select_records(read_manifest(args.manifest), args.protocol, args.split, args.fold)
     model = load_model(args.model)
     cross = {}

@@ -17,10 +17,12 @@ or corrupted. `vavl evaluate` runs a model under each (see vavl.evaluation.scori
                    raw media only
   occlude-face:p   in every face crop, a horizontal band covering a fraction p of the crop's rows
                    is set to 0 in normalised space (the mean colour); raw media only
-  shut-off:p       per batch, one draw r (seeded by the batch's clip ids): r < p multiplies every
-                   clip's audio input by 0, p <= r < 2p its video input; masks stay, so the clips
-                   still count as having both modalities (official AuxFormer train.py does this to
-                   its dev batches; a batch-dependent condition, for reproducing that selection)
+  shut-off:p       per group of 32 consecutive clips (dataset order: the official dev batches), one
+                   draw r (seeded by the group): r < p multiplies every clip's audio input by 0,
+                   p <= r < 2p its video input; masks stay, so the clips still count as having both
+                   modalities (official AuxFormer train.py does this to its dev batches, for
+                   reproducing that selection). The groups do not follow --batch-size, so neither
+                   do the results; a batch without clip indices is one group, seeded by its clip ids
 noise-snr and occlude-face change signals that cached encoder features no longer hold, so on a
 feature cache they raise a ConfigError before anything runs (evaluate raw media instead).
 """
@@ -49,6 +51,7 @@ CONDITION_KINDS = {  # kind -> (takes a parameter, valid range, needs raw media)
 }
 VALID_CONDITIONS = "av, audio, video, zero-audio, zero-video, drop-frames:P, drop-audio:P, occlude-face:P (P in 0..1), noise-snr:DB, shut-off:P (0..0.5)"
 DEFAULT_CONDITIONS = "av,audio,video,drop-frames:0.5,drop-audio:0.5"
+SHUT_OFF_GROUP = 32         # shut-off draws once per this many consecutive clips (official batch_size 32)
 AUDIO_FRAME_SECONDS = 0.02  # drop-audio on raw waveforms works on 20 ms frames
 MODALITY_KEYS = {"visual": ("visual_features", "visual_mask", "pixel_values", "pixel_mask"),
                  "audio": ("audio_features", "audio_mask", "input_values", "attention_mask")}
@@ -86,7 +89,8 @@ class Condition:
                 "drop-audio": f"{v} of each clip's audio frames dropped (features: masked; waveform: 20 ms frames zeroed)",
                 "noise-snr": f"white noise added to the waveform at {v} dB SNR",
                 "occlude-face": f"a band of {v} of each face crop's rows set to the mean colour",
-                "shut-off": f"per batch, audio (probability {v}) or video (probability {v}) multiplied by 0, masks kept"}[self.kind]
+                "shut-off": f"per group of {SHUT_OFF_GROUP} consecutive clips, audio (probability {v}) or video "
+                            f"(probability {v}) multiplied by 0, masks kept"}[self.kind]
 
 
 def parse_condition(text: str) -> Condition:
@@ -178,9 +182,16 @@ def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0,
         raise ConfigError(f"condition {condition.name!r} changes raw media and cannot be applied to cached features; "
                           "evaluate without --cache (raw media) or drop this condition")
     if kind == "shut-off":
-        g = _clip_generator(seed, condition, "|".join(map(str, batch["ids"])))
-        off = shut_off_draw(p, p, g)
-        return batch if off is None else zero_modality(batch, off, (origins or {}).get(off))
+        if batch.get("index") is None:   # a batch on its own: one draw, seeded by its clips
+            off = shut_off_draw(p, p, _clip_generator(seed, condition, "|".join(map(str, batch["ids"]))))
+            return batch if off is None else zero_modality(batch, off, (origins or {}).get(off))
+        groups = (torch.as_tensor(batch["index"]) // SHUT_OFF_GROUP).tolist()
+        draws = {grp: shut_off_draw(p, p, _clip_generator(seed, condition, f"group {grp}")) for grp in set(groups)}
+        for modality in ("audio", "visual"):
+            rows = torch.tensor([draws[grp] == modality for grp in groups])
+            if rows.any():
+                batch = _zero_rows(batch, modality, rows, (origins or {}).get(modality))
+        return batch
     gens = [_clip_generator(seed, condition, str(i)) for i in batch["ids"]]
     if kind == "drop-frames":
         batch["visual_features"], batch["visual_mask"] = _drop_frames(batch.get("visual_features"), batch.get("visual_mask"), p, gens)
@@ -196,6 +207,16 @@ def apply_condition(batch: dict[str, Any], condition: Condition, seed: int = 0,
     elif kind == "occlude-face" and batch.get("pixel_values") is not None:
         batch["pixel_values"] = _occlude(batch["pixel_values"], batch.get("pixel_mask"), p, gens)
     return batch
+
+
+def _zero_rows(batch: dict[str, Any], modality: str, rows: torch.Tensor, origin: torch.Tensor | None) -> dict[str, Any]:
+    """`zero_modality` on the clips `rows` (b,) bool of a batch only."""
+    zeroed = zero_modality(batch, modality, origin)
+    for key in MODALITY_KEYS[modality][::2]:
+        if batch.get(key) is not None:
+            keep = rows.to(batch[key].device).view(-1, *[1] * (batch[key].dim() - 1))
+            zeroed[key] = torch.where(keep, zeroed[key], batch[key])
+    return zeroed
 
 
 def _clip_generator(seed: int, condition: Condition, clip_id: str) -> torch.Generator:

@@ -16,7 +16,7 @@ one safetensors file in the cache, written atomically.
 On a GPU (`--device cuda`): worker processes decode (`--workers`) into pinned memory; faces run
 on the face device (`--face-device`, default the extraction device) in this process, MTCNN on the
 frames of several clips at once; a few loader batches are taken together and sorted by length,
-so each encoder forward pads little (a speech encoder whose features depend on padding,
+so each encoder forward pads little (an encoder whose features would depend on padding,
 `batch_invariant=False`, only meets clips of its own length); `--bf16` runs the encoders under
 bfloat16 autocast (weights stay fp32); a background thread writes the cache, so the device never
 waits on disk. With faces on the CPU they run in the workers. Either way a clip's features are

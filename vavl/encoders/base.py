@@ -7,13 +7,19 @@ An encoder turns raw input into frames of features:
 Every encoder is an nn.Module with `modality`, `output_dim`, `frame_rate` (output frames per
 second, None when it follows the input frames) and, for visual ones, `image_size`, `mean`,
 `std` and `output_times` (when each output row happened), and `batch_invariant` (False: pad a
-clip only with clips of its own length, or its features change). Presets are plain data
+clip only with clips of its own length, or its features change).
+
+One mask rule holds for every encoder, whatever its batch companions: a clip whose input mask row
+is all false (no audio, no face) has no output frames — an all-false output mask row and zero
+features. `Encoder` enforces it around every subclass's `forward` (`present_rows_only`): such
+rows never reach the network, which sees only the clips that have the modality. Presets are plain data
 (`EncoderPreset`, with a one-line card: what it is, rate, width, license of the weights);
 `build_encoder(name)` makes the module.
 """
 from __future__ import annotations
 
 import fnmatch
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,6 +27,42 @@ import torch
 from torch import nn
 
 from ..core.errors import ConfigError
+
+
+def present_rows_only(forward: Callable) -> Callable:
+    """Wrap an encoder's forward(x, mask) so that the clips whose mask row is all false skip the
+    network and come back with zero features and an all-false mask row (the network's own answer
+    for an empty row, e.g. transformers' frame mask of a speech model, is never used). Under
+    torch.compile / export every row runs and the rule is applied to the outputs."""
+    if getattr(forward, "_vavl_present_rows", False):
+        return forward
+
+    @functools.wraps(forward)
+    def wrapper(self, x: torch.Tensor, mask: torch.Tensor | None = None, *args, **kwargs):
+        if mask is None:
+            return forward(self, x, mask, *args, **kwargs)
+        present = mask.reshape(mask.shape[0], -1).bool().any(1)   # (b,)
+        if torch.compiler.is_compiling():   # traceable: run every row, then apply the rule
+            feats, fmask = forward(self, x, mask, *args, **kwargs)
+            fmask = fmask.bool() & present.unsqueeze(1)
+            return torch.where(fmask.unsqueeze(-1), feats, torch.zeros((), dtype=feats.dtype, device=feats.device)), fmask
+        if bool(present.all()):
+            return forward(self, x, mask, *args, **kwargs)
+        b = x.shape[0]
+        if not bool(present.any()):
+            dtype = x.dtype if x.is_floating_point() else torch.float32
+            return (torch.zeros(b, 1, self.output_dim, dtype=dtype, device=x.device),
+                    torch.zeros(b, 1, dtype=torch.bool, device=x.device))
+        idx = present.nonzero().squeeze(1)
+        feats, fmask = forward(self, x[idx], mask[idx], *args, **kwargs)
+        out = feats.new_zeros(b, *feats.shape[1:])
+        out[idx.to(feats.device)] = feats
+        out_mask = torch.zeros(b, fmask.shape[1], dtype=torch.bool, device=fmask.device)
+        out_mask[idx.to(fmask.device)] = fmask.bool()
+        return out, out_mask
+
+    wrapper._vavl_present_rows = True
+    return wrapper
 
 
 class Encoder(nn.Module):
@@ -32,6 +74,12 @@ class Encoder(nn.Module):
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     batch_invariant: bool = True     # a clip's features do not depend on the clips batched (and padded) with it
+
+    def __init_subclass__(cls, **kwargs):
+        """Every encoder's forward follows the mask rule (module docstring): see present_rows_only."""
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__:
+            cls.forward = present_rows_only(cls.__dict__["forward"])
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

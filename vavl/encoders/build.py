@@ -150,6 +150,30 @@ def encoder_spec(encoder: Encoder) -> dict[str, Any]:
     raise ConfigError(f"{type(encoder).__name__}: cannot describe this encoder for saving; give it a spec() method")
 
 
+def import_for_spec(spec: dict[str, Any] | None) -> None:
+    """Import every module that `encoder_from_spec(spec)` needs (vavl's encoder module, the
+    transformers model family, timm). Loading a full model calls this before transformers builds it
+    on the meta device: a module first imported inside that context would create its module-level
+    tensors there, and they hold no data (the AST encoder's first use failed so)."""
+    if not spec:
+        return
+    kind = spec.get("kind")
+    if kind == "speech":
+        from transformers import AutoConfig, AutoModel
+
+        from . import speech  # noqa: F401
+
+        AutoModel._model_mapping[type(AutoConfig.for_model(spec["model_type"]))]   # imports the modeling module
+    elif kind == "timm":
+        import timm  # noqa: F401
+
+        from . import faces  # noqa: F401
+    elif kind in TRANSFORMERS_KINDS:
+        importlib.import_module(TRANSFORMERS_KINDS[kind][0])
+    elif kind in ("classic", "preset"):
+        _load_presets()
+
+
 def encoder_from_spec(spec: dict[str, Any]) -> Encoder:
     kind = spec.get("kind")
     if kind == "speech":

@@ -103,19 +103,38 @@ class SpeechEncoder(LayerChoice, TransformersEncoder):
             mean = (x * m).sum(1, keepdim=True) / count
             var = (((x - mean) * m) ** 2).sum(1, keepdim=True) / count
             x = (x - mean) / torch.sqrt(var + 1e-7) * m
-        # group-norm front ends (base models) were trained without attention masks: padding is zeros
-        pass_mask = getattr(self.model.config, "feat_extract_norm", "layer") == "layer"
+        if self.takes_mask:
+            return self.encode(x, mask)
+        # group-norm front ends (base models) were trained without attention masks and normalise over
+        # the padding too: clips of one length run together, each group cut to its own length
+        lengths = (mask * torch.arange(1, mask.shape[1] + 1, device=mask.device)).amax(1)   # end of each row's audio
+        feats = frame_mask = None
+        for n in lengths.unique().tolist():
+            rows = (lengths == n).nonzero().squeeze(1)
+            f, m = self.encode(x[rows, :int(n)], mask[rows, :int(n)])
+            if feats is None:
+                t = self.model._get_feat_extract_output_lengths(torch.tensor(x.shape[1])).item()
+                feats = f.new_zeros(x.shape[0], int(t), f.shape[-1])
+                frame_mask = torch.zeros(x.shape[0], int(t), dtype=torch.bool, device=f.device)
+            feats[rows, :f.shape[1]], frame_mask[rows, :m.shape[1]] = f, m
+        return feats, frame_mask
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised waveforms, every mask row with audio -> frames and their mask. The frame mask
+        comes from transformers' `_get_feature_vector_attention_mask`, which is only right for rows
+        with audio (an all-false row comes back mostly true): Encoder's mask rule keeps the others out."""
         hidden_needed = self.layer is not None or self.weighted
         with torch.set_grad_enabled(self.grad_enabled()):
-            out = self.model(x, attention_mask=mask.long() if pass_mask else None, output_hidden_states=hidden_needed)
+            out = self.model(x, attention_mask=mask.long() if self.takes_mask else None, output_hidden_states=hidden_needed)
         feats = self.mix(out.hidden_states) if hidden_needed else out.last_hidden_state
         frame_mask = self.model._get_feature_vector_attention_mask(feats.shape[1], mask.long()).bool()
         return feats * frame_mask.unsqueeze(-1), frame_mask
 
     @property
-    def batch_invariant(self) -> bool:
-        """Layer-norm front ends take the mask; group-norm ones (base models) normalise over the
-        padding too, so a padded clip's features depend on the longest clip of its batch."""
+    def takes_mask(self) -> bool:
+        """Layer-norm front ends take the attention mask; group-norm ones (base models) do not, and
+        normalise over padding: forward runs each length of a batch on its own, so both kinds are
+        batch-invariant."""
         return getattr(self.model.config, "feat_extract_norm", "layer") == "layer"
 
     def layer_ids(self) -> dict[str, int]:

@@ -74,7 +74,9 @@ def saliency_over_time(model, sample: dict[str, Any], method: str = "gradient", 
     """Per-frame saliency of one clip's features for the class `target` (default: the predicted one).
 
     sample: {"audio_features": (ta, da) or None, "visual_features": (tv, dv) or None}.
-    Returns {"target": int, "audio": (ta,) array or None, "visual": (tv,) array or None}.
+    Returns {"target": int, "audio": (ta,) array or None, "visual": (tv,) array or None}; None also
+    for a modality the model does not take (a unimodal baseline). Any model of the registry, or a
+    full model (encoders + fusion model), which takes the features as its fusion model does.
     Regression models: the target is an attribute index (default 0) and its predicted value is used.
     """
     config = model.emotion_config   # a model with encoders takes the features as its fusion model does
@@ -88,22 +90,26 @@ def saliency_over_time(model, sample: dict[str, Any], method: str = "gradient", 
     def score(out, k):
         return out.logits[:, k] if regression else out.logits.softmax(-1)[:, k]
 
+    if method not in ("gradient", "occlusion"):
+        raise ConfigError(f"saliency method {method!r} must be 'gradient' or 'occlusion'")
     with torch.no_grad():
         out = model(**inputs)
     if target is None:
         target = 0 if regression else int(out.logits[0].argmax())
     result: dict[str, Any] = {"target": target, "audio": None, "visual": None}
+    # gradient x input; a modality whose input gets no gradient is one the model does not take
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+    out = model(**leaves)
+    (out.logits[0, target]).backward()
+    used = {k: x for k, x in leaves.items() if x.grad is not None}
+    model.zero_grad(set_to_none=True)
     if method == "gradient":
-        leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
-        out = model(**leaves)
-        (out.logits[0, target]).backward()
-        for k, x in leaves.items():
+        for k, x in used.items():
             result[k.split("_")[0]] = (x.grad[0] * x[0]).sum(-1).abs().detach().numpy()
-        model.zero_grad(set_to_none=True)
-    elif method == "occlusion":
+    else:
         with torch.no_grad():
             base = float(score(model(**inputs), target))
-            for k, x in inputs.items():
+            for k, x in ((k, inputs[k]) for k in used):
                 t = x.shape[1]
                 masks = {f"{m}_mask": torch.ones(1, inputs[f"{m}_features"].shape[1], dtype=torch.bool)
                          for m in ("audio", "visual") if f"{m}_features" in inputs}
@@ -113,8 +119,6 @@ def saliency_over_time(model, sample: dict[str, Any], method: str = "gradient", 
                     m[k.replace("features", "mask")][0, start: start + window] = False
                     drop[start: start + window] = base - float(score(model(**inputs, **m), target))
                 result[k.split("_")[0]] = drop
-    else:
-        raise ConfigError(f"saliency method {method!r} must be 'gradient' or 'occlusion'")
     return result
 
 

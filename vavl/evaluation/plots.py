@@ -120,14 +120,20 @@ def plot_saliency(tracks: dict[str, tuple[np.ndarray, np.ndarray]], path, title:
 
 
 def plot_timeline(result: dict[str, Any], path) -> str:
-    """Line per class (or attribute) over time; grey bands where no face was used. Returns the path."""
+    """Line per class (or attribute) over time; where a modality drops out (a timeline entry that did
+    not use it): grey bands for no face, hatched ones for no audio, both in the legend. Returns the path."""
     plt = _pyplot()
     entries = [e for e in result["timeline"] if e["scores"] is not None]
     names = list(entries[0]["scores"]) if entries else list(result.get("scores") or {})
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    for e in result["timeline"]:
-        if "visual" not in e["modalities"]:
-            ax.axvspan(e["start"], e["end"], color="0.9", lw=0)
+    bands = {"visual": dict(color="0.88", lw=0, label="no face"),
+             "audio": dict(facecolor="none", edgecolor="tab:red", hatch="///", lw=0, alpha=0.45, label="no audio")}
+    for modality, style in bands.items():
+        labelled = False
+        for e in result["timeline"]:
+            if modality not in e["modalities"]:
+                ax.axvspan(e["start"], e["end"], **{**style, "label": None if labelled else style["label"]})
+                labelled = True
     mids = np.array([(e["start"] + e["end"]) / 2 for e in entries])
     for name in names:
         ax.plot(mids, [e["scores"][name] for e in entries], marker="o", ms=3, label=name)
@@ -138,7 +144,7 @@ def plot_timeline(result: dict[str, Any], path) -> str:
         ax.set_ylim(0, 1)
     ax.set_xlim(0, max(result.get("duration") or 0, mids.max() if len(mids) else 1))
     title = f"{Path(result['file']).name}: {result['label'] or ''} ({'+'.join(result['modalities']) or 'no input'})"
-    ax.set_title(title + "  — grey: no face", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, ncol=min(len(names), 4), loc="upper right")
     fig.tight_layout()
     return str(_save(fig, path, dpi=100, bbox_inches=None))

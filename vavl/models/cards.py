@@ -285,7 +285,7 @@ def card_text(name: str, results: dict | None = None) -> str:
                           f"```json\n{config}\n```\n"),
         ("Use", use.format(name=e.name) if use else
          f'```python\nimport vavl\nmodel = vavl.create_model("{e.name}")   # takes encoder features (b, t, d){raw}\n```\n\n'
-         f"Train: `{train}`\n\nEvaluate with missing modalities: `vavl evaluate --model RUN_DIR --manifest M --cache CACHE "
+         f"Train: `{train}`\n\nEvaluate with missing modalities: `vavl evaluate --model RUN_DIR --manifest M --protocol P --cache CACHE "
          "--conditions av,audio,video --out REPORT`\n"),
         ("Results", _results_section(e.name, results))]
     return render_card(e.name, f"{e.description or e.architecture}\n\n**Status:** {e.status}", facts, sections, header=MARKER)

@@ -22,6 +22,12 @@ def load_model(model, device: str = "cpu", media: bool = False):
         name = str(model)
         if os.path.isdir(name):
             model = _from_folder(name)
+        elif os.path.exists(name):
+            raise ConfigError(f"{name}: not a folder; give the folder a model was saved to (save_pretrained, "
+                              "the output folder of recipes/finetune.py)")
+        elif os.sep in name or "/" in name or name.startswith((".", "~")):   # a path, never a zoo name
+            raise ConfigError(f"{name}: no such folder; give the folder a model was saved to (save_pretrained, "
+                              "the output folder of recipes/finetune.py)")
         else:
             from .factory import create_model
 

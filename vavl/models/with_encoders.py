@@ -193,8 +193,14 @@ class AudioVisualModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        from ..encoders.build import import_for_spec
         from .provenance import check_encoder_weights
 
+        config = kwargs.get("config")
+        if not isinstance(config, AudioVisualConfig):
+            config = AudioVisualConfig.from_pretrained(pretrained_model_name_or_path)
+        for spec in (config.audio_encoder, config.visual_encoder):   # imported here, not on the meta device
+            import_for_spec(spec)
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
         check_encoder_weights(model, str(pretrained_model_name_or_path))
