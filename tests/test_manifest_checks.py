@@ -58,7 +58,8 @@ def test_the_commands_say_it_in_one_line(tmp_path, capsys, command):
     path = tmp_path / "m.jsonl"
     path.write_text(json.dumps({"id": 12, "audio": "a.wav"}) + "\n")
     args = {"extract": ["extract", "--manifest", str(path), "--out", str(tmp_path / "c"), "--audio-encoder", "mfcc"],
-            "evaluate": ["evaluate", "--manifest", str(path), "--cache", str(tmp_path / "c"), "--model", str(tmp_path), "--out", str(tmp_path / "r")]}
+            "evaluate": ["evaluate", "--manifest", str(path), "--cache", str(tmp_path / "c"), "--model", str(tmp_path), "--out", str(tmp_path / "r"),
+                         "--split", "all"]}
     assert main(args[command]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{path}:1: \"id\" must be a non-empty string, got int 12" in err[0], err

@@ -155,7 +155,7 @@ def import_for_spec(spec: dict[str, Any] | None) -> None:
     transformers model family, timm). Loading a full model calls this before transformers builds it
     on the meta device: a module first imported inside that context would create its module-level
     tensors there, and they hold no data (the AST encoder's first use failed so)."""
-    if not spec:
+    if not isinstance(spec, dict):   # None, or a hand-edited wrong type: the model's __init__ refuses it in one line
         return
     kind = spec.get("kind")
     if kind == "speech":
