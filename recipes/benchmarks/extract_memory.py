@@ -10,7 +10,8 @@ filled up to 90 files with 2 s 96x96 synthetic clips. Encoders: the classic `mfc
 presets (no weights; MTCNN still finds faces), so the run measures decoding, face finding and the
 pipeline's own buffers rather than a large network. Each `vavl extract` runs as a child of a small
 launcher process; its peak RSS is the launcher's `getrusage(RUSAGE_CHILDREN).ru_maxrss`, so
-nothing the benchmark itself holds is counted. The target of issue 29: a 2-hour file under 2 GB.
+nothing the benchmark itself holds is counted. A --short-seconds file of the same kind is measured
+first: the floor (imports, MTCNN), so the JSON shows how peak RSS grows with the duration. The target of issue 29: a 2-hour file under 2 GB.
 """
 from __future__ import annotations
 
@@ -100,6 +101,8 @@ def measure(manifest: Path, cache: Path, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hours", type=float, default=2.0, help="length of the long file")
+    parser.add_argument("--short-seconds", type=int, default=60,
+                        help="a short file of the same kind, measured first: the floor (imports, MTCNN) to compare with")
     parser.add_argument("--files", type=int, default=90, help="files in the folder run (0: skip it)")
     parser.add_argument("--fps", type=float, default=1.0, help="face frames per second for extract")
     parser.add_argument("--out", default=str(HERE / "results" / "extract_memory.json"))
@@ -112,6 +115,12 @@ def main() -> None:
               "load_average_start": os.getloadavg(), "target": "2-hour file under 2 GB peak RSS (issue 29)"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.short_seconds:
+            write_long_file(tmp / "short.mp4", args.short_seconds)
+            write_manifest([{"id": "short", "audio": str(tmp / "short.mp4"), "video": str(tmp / "short.mp4")}],
+                           tmp / "short.jsonl")
+            result["short_file"] = {"seconds": args.short_seconds, **measure(tmp / "short.jsonl", tmp / "cache_short", args)}
+            print(json.dumps(result["short_file"], indent=1), flush=True)
         seconds = int(args.hours * 3600)
         t = time.perf_counter()
         long_file = write_long_file(tmp / "long.mp4", seconds)
@@ -126,6 +135,11 @@ def main() -> None:
             result["folder"] = {"files": len(records), "what": "tests/malformed_media.py battery + 2 s synthetic clips"}
             result["folder"].update(measure(tmp / "folder.jsonl", tmp / "cache_folder", args))
             print(json.dumps(result["folder"], indent=1), flush=True)
+    if "short_file" in result:
+        long, short = result["long_file"], result["short_file"]
+        result["long_file"]["rss_growth_mib_per_media_hour"] = round(
+            (long["peak_rss_mib"] - short["peak_rss_mib"]) / ((long["seconds"] - short["seconds"]) / 3600), 1)
+    result["long_file"]["under_2_gb"] = result["long_file"]["peak_rss_mib"] < 2048
     result["load_average_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
