@@ -215,6 +215,9 @@ def train(run: dict, config_path: str | None = None) -> dict:
         except Exception as e:  # wandb could not start: go on with the JSONL log only
             acc.print(f"warning: experiment tracker did not start ({e}); logging to {out_dir / 'log.jsonl'} only")
     step_fn = train_step_vavl if t.schedule == "vavl" else train_step_joint
+    if cfg.data.official_arousal_flip and (acc.unwrap_model(model).task != "regression"
+                                           or "arousal" not in acc.unwrap_model(model).config.label_names):
+        raise ConfigError("data.official_arousal_flip needs a regression model with an arousal output; set it to false")
     metric = t.metric or ("ccc" if acc.unwrap_model(model).task == "regression" else "UA")
     stopped = None
     model.train()
@@ -386,16 +389,10 @@ def main(cfg: DictConfig, config_path: str | None = None) -> dict:
 def official_arousal_flip(batch: dict, model) -> dict:
     """VAVL's MSP-IMPROV loader (VV utils/dataset.py:79-83) replaces arousal by 6 - arousal in place each time a clip
     is read, so with one read per epoch the training targets are 6 - x in epochs 1, 3, 5, ... and x in 2, 4, ..."""
-    names = list(acc_unwrap(model).config.label_names)
-    if "arousal" not in names or batch.get("labels") is None:
-        raise ConfigError("data.official_arousal_flip needs a regression model with an arousal output")
+    names = list(getattr(model, "module", model).config.label_names)
     labels = batch["labels"].clone()
     labels[:, names.index("arousal")] = 6.0 - labels[:, names.index("arousal")]
     return {**batch, "labels": labels}
-
-
-def acc_unwrap(model):
-    return getattr(model, "module", model)
 
 
 def format_results(summary: dict, results: dict) -> str:

@@ -236,3 +236,16 @@ def test_official_arousal_flip_alternates_the_training_targets_only_when_asked(t
     for n, batch in enumerate(seen):
         flipped = flip and (n // per_epoch) % 2 == 0
         assert all(v == (6.0 - stored[i] if flipped else stored[i]) for i, v in batch), n
+
+
+def test_official_arousal_flip_on_a_classifier_is_refused_before_training(tmp_path):
+    corpus = make_corpus(tmp_path)
+    config = ROOT / "recipes/configs/crema_d/vavl_official.yaml"
+    cfg = finetune.load_config(config, tiny_overrides(config, corpus, tmp_path / "run") + ["data.official_arousal_flip=true"])
+    run = finetune.setup(cfg)
+    try:
+        with pytest.raises(ConfigError, match="official_arousal_flip"):
+            finetune.train(run)
+    finally:
+        run["accelerator"].end_training()
+    assert not (tmp_path / "run" / "log.jsonl").is_file() or not (tmp_path / "run" / "log.jsonl").read_text().strip()
