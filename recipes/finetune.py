@@ -215,6 +215,9 @@ def train(run: dict, config_path: str | None = None) -> dict:
         except Exception as e:  # wandb could not start: go on with the JSONL log only
             acc.print(f"warning: experiment tracker did not start ({e}); logging to {out_dir / 'log.jsonl'} only")
     step_fn = train_step_vavl if t.schedule == "vavl" else train_step_joint
+    if cfg.data.official_arousal_flip and (acc.unwrap_model(model).task != "regression"
+                                           or "arousal" not in acc.unwrap_model(model).config.label_names):
+        raise ConfigError("data.official_arousal_flip needs a regression model with an arousal output; set it to false")
     metric = t.metric or ("ccc" if acc.unwrap_model(model).task == "regression" else "UA")
     stopped = None
     model.train()
@@ -230,6 +233,8 @@ def train(run: dict, config_path: str | None = None) -> dict:
             set_seed(cfg.seed + 7919 * (state.epoch * len(dl) + state.batches_done), device_specific=True)
             md = t.modality_dropout
             batch = augment(batch, md.audio, md.visual, t.frame_masking, t.feature_noise, md.mode, md.per, run["origins"])
+            if cfg.data.official_arousal_flip and state.epoch % 2 == 0:
+                batch = official_arousal_flip(batch, model)
             losses = step_fn(acc, model, batch, run["optimizers"], run["schedulers"], cfg)
             stop_if_not_finite(acc, losses, state, batch)
             state.batches_done += 1
@@ -379,6 +384,15 @@ def main(cfg: DictConfig, config_path: str | None = None) -> dict:
     if acc.is_main_process:
         acc.print(format_results(summary, results))
     return {"summary": summary, "results": results, "output_dir": str(out_dir)}
+
+
+def official_arousal_flip(batch: dict, model) -> dict:
+    """VAVL's MSP-IMPROV loader (VV utils/dataset.py:79-83) replaces arousal by 6 - arousal in place each time a clip
+    is read, so with one read per epoch the training targets are 6 - x in epochs 1, 3, 5, ... and x in 2, 4, ..."""
+    names = list(getattr(model, "module", model).config.label_names)
+    labels = batch["labels"].clone()
+    labels[:, names.index("arousal")] = 6.0 - labels[:, names.index("arousal")]
+    return {**batch, "labels": labels}
 
 
 def format_results(summary: dict, results: dict) -> str:

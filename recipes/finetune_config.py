@@ -47,6 +47,7 @@ class DataConfig:
     num_workers: int = 0                       # loader processes; > 0: kept between epochs, batches read ahead
     corpus: Optional[str] = None               # for the model card (license, model-index); null = the manifest's
     order: str = "manifest"                    # clip order in each split: manifest | sorted (by clip id: VAVL's official order)
+    official_arousal_flip: bool = False        # regression: train on 6 - arousal in epochs 1, 3, 5, ... (VAVL's in-place flip on every read)
 
 
 @dataclass

@@ -275,6 +275,43 @@ def test_msp_improv_evaluation_txt(tmp_path):
     assert Path(first["video"]).parts[-4:] == ("session1", "S01A", "S", f"{ids[0]}.avi")
 
 
+
+MSP_PAIR = ["MSP-IMPROV-S01A-F01-S-FM01", "MSP-IMPROV-S02H-M01-S-MF01", "MSP-IMPROV-S03N-F01-S-FM02", "MSP-IMPROV-S04S-M01-S-MF02"]
+
+
+def test_msp_improv_arousal_means_the_same_from_evalution_txt_and_the_vavl_csv(tmp_path):
+    """5 = most aroused from either source: the VAVL CSV as it is (its angry / happy scenarios score higher),
+    an Evalution.txt that runs the other way flipped, one that runs this way kept; the shipped partition
+    file itself runs calm -> aroused; a file that cannot tell is refused."""
+    root = msp_tree(tmp_path / "msp", MSP_PAIR)
+    calm_to_aroused = {MSP_PAIR[0]: 4.0, MSP_PAIR[1]: 3.5, MSP_PAIR[2]: 2.0, MSP_PAIR[3]: 1.5}   # angry, happy, neutral, sad
+    (root / "vavl.csv").write_text("FileName,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set\n" + "".join(
+        f"{c}.wav,{a},3,3,1,Female,Train\n" for c, a in calm_to_aroused.items()))
+    letter = {0: "A", 1: "H", 2: "N", 3: "S"}
+
+    def evalution(values):
+        return "".join(f"UTD-IMPROV-{c[11:]}.avi; {letter[k]}; A:{values[c]:.6f}; V:3.0; D:3.0; N:3.0;\n\n"
+                       for k, c in enumerate(MSP_PAIR))
+
+    def arousal(**options):
+        prepare("msp-improv", root, tmp_path / "m.jsonl", log=open("/dev/null", "w"), **options)
+        return {r["id"]: r["attributes"]["arousal"] for r in read_manifest(tmp_path / "m.jsonl")}
+
+    from_csv = arousal(labels=root / "vavl.csv")
+    assert from_csv == calm_to_aroused
+    (root / "Evalution.txt").write_text(evalution({c: 6.0 - a for c, a in calm_to_aroused.items()}))   # 1 = most aroused
+    assert arousal() == from_csv
+    (root / "Evalution.txt").write_text(evalution(calm_to_aroused))                                    # 5 = most aroused
+    assert arousal() == from_csv
+    assert arousal(flip_arousal=True) == {c: 6.0 - a for c, a in calm_to_aroused.items()}              # asked: as asked
+    assert from_csv[MSP_PAIR[0]] > from_csv[MSP_PAIR[2]]                                                # angry above neutral
+    table = msp_improv.read_label_csv(PARTITIONS / "MSP-IMPROV" / "labels_consensus_EmoP_4class_D_1.csv")
+    assert msp_improv.runs_calm_to_aroused(table, Path("partition file"))
+    (root / "Evalution.txt").write_text(evalution({c: 3.0 for c in MSP_PAIR}))
+    with pytest.raises(DataError, match="--flip-arousal"):
+        arousal()
+    assert set(arousal(flip_arousal=False).values()) == {3.0}
+
 # ---- custom --------------------------------------------------------------------------------
 def test_custom_csv(tmp_path):
     (tmp_path / "media").mkdir()

@@ -207,3 +207,45 @@ def test_official_auxformer_dev_shut_off_is_drawn_afresh_every_epoch(tmp_path, m
     batch = {"ids": [f"c{i}" for i in range(32)], "audio_features": torch.ones(32, 2, 8), "visual_features": torch.ones(32, 2, 6)}
     draws = {int(apply_condition(batch, parse_condition("shut-off:0.2"), s)["audio_features"].sum() == 0) for s in range(20)}
     assert draws == {0, 1}   # another seed, another draw for the same batch
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_official_arousal_flip_alternates_the_training_targets_only_when_asked(tmp_path, monkeypatch, flip):
+    """VAVL utils/dataset.py:79-83 flips arousal in place on every read: 6 - x, x, 6 - x, ... epoch by epoch."""
+    corpus = make_corpus(tmp_path)
+    config = ROOT / "recipes/configs/msp_improv/vavl_official.yaml"
+    assert finetune.load_config(config, ["data.manifest=m.jsonl"]).data.official_arousal_flip is False
+    cfg = finetune.load_config(config, tiny_overrides(config, corpus, tmp_path / "run")
+                               + ["train.epochs=3", "evaluate.test=false", f"data.official_arousal_flip={str(flip).lower()}"])
+    stored = {r["id"]: r["attributes"]["arousal"] for r in read_manifest(corpus / "manifest.jsonl")}
+    seen, real = [], finetune.train_step_vavl
+
+    def spy(acc, model, batch, *args, **kwargs):
+        index = list(getattr(model, "module", model).config.label_names).index("arousal")
+        seen.append([(i, float(v)) for i, v in zip(batch["ids"], batch["labels"][:, index])])
+        return real(acc, model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(finetune, "train_step_vavl", spy)
+    run = finetune.setup(cfg)
+    try:
+        finetune.train(run)
+    finally:
+        run["accelerator"].end_training()
+    per_epoch = len(seen) // 3
+    assert per_epoch and len(seen) == 3 * per_epoch
+    for n, batch in enumerate(seen):
+        flipped = flip and (n // per_epoch) % 2 == 0
+        assert all(v == (6.0 - stored[i] if flipped else stored[i]) for i, v in batch), n
+
+
+def test_official_arousal_flip_on_a_classifier_is_refused_before_training(tmp_path):
+    corpus = make_corpus(tmp_path)
+    config = ROOT / "recipes/configs/crema_d/vavl_official.yaml"
+    cfg = finetune.load_config(config, tiny_overrides(config, corpus, tmp_path / "run") + ["data.official_arousal_flip=true"])
+    run = finetune.setup(cfg)
+    try:
+        with pytest.raises(ConfigError, match="official_arousal_flip"):
+            finetune.train(run)
+    finally:
+        run["accelerator"].end_training()
+    assert not (tmp_path / "run" / "log.jsonl").is_file() or not (tmp_path / "run" / "log.jsonl").read_text().strip()

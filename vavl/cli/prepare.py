@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
                         "mafw: the 'Train & Test Set' folder (default: found under --root); "
                         "msp-podcast: labels_consensus.csv (default: Labels/labels_consensus.csv)")
     parser.add_argument("--flip-arousal", choices=("yes", "no"),
-                        help="msp-improv: yes/no: store 6 - arousal (default: yes for Evalution.txt, no for CSVs)")
+                        help="msp-improv: yes/no: store 6 - arousal (default: decided from the file, so that 5 = most aroused: flipped when its angry/happy scenarios score lower arousal than its neutral/sad ones)")
     parser.add_argument("--csv", help="custom: the CSV when --root is a folder")
     parser.add_argument("--attributes", help="custom: comma-separated attribute columns (default: all numeric columns)")
     parser.add_argument("--label-set", help="iemocap: 4class (ang, hap+exc, neu, sad; default) | 6class | raw; "

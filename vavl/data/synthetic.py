@@ -259,7 +259,7 @@ def _ravdess(root, n_speakers, per_class, duration, size, fps, signal, seed):
 
 def _msp_improv(root, n_speakers, per_class, duration, size, fps, signal, seed):
     """Sessions 1..ceil(n_speakers/2), a female and a male speaker each; Evalution.txt with
-    categories and raw SAM attributes (arousal as the raw scale, flipped by the reader)."""
+    categories and raw SAM attributes (arousal written 1 = most aroused; the reader sees that and flips it)."""
     styler = _Styler(4, signal, seed)
     rng = np.random.default_rng(seed + 11)
     # arousal / valence / dominance centres per category A H N S (1-5, 5 = most aroused)

@@ -15,10 +15,17 @@ CSV (FileName, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set), or a plain CS
 column (id / FileName) and any of arousal/valence/dominance (or EmoAct/EmoVal/EmoDom) and a
 category column (label / emotion / EmoClass: A H N S or angry happy neutral sad). Categories
 outside these four (no consensus) give a null `label`. Attributes go to `attributes` on the
-1-5 scale. With `flip_arousal=None` (default) Evalution.txt arousal is stored as 6 - x and the CSVs'
-as they are. (The official VAVL loader flips the CSVs' EmoAct in place on every read, so its targets
-alternate between x and 6 - x; whether the two sources share one orientation after vavl's flip is
-not checked here: issue 26.)
+1-5 scale.
+
+Arousal has one meaning from either source: 5 = most aroused. The VAVL CSVs already run that way
+(EmoAct's mean by scenario, partition files: angry 2.67, happy 2.81, neutral 2.24, sad 2.30). For
+Evalution.txt neither the official VAVL code nor its docs say which end is which (the official loader
+reads only the CSVs), so with `flip_arousal=None` (default) the file's own clips decide, whichever the
+source: if the angry and happy scenarios' mean arousal (scenario letter of the clip id) is below the
+neutral and sad scenarios', the file runs 1 = most aroused and vavl stores 6 - x; otherwise as it is. A
+file where that cannot be told (a group without arousal, equal means) is refused: pass
+`flip_arousal=True/False` (`--flip-arousal yes/no`); a file without arousal is read as it is. The official loader's flip in place on every
+read (VV utils/dataset.py:79-83: targets alternate between x and 6 - x) is not copied.
 
 Folds: "session-6fold" (leave one session out: the fold is the session 1-6 minus one) and the
 VAVL partitions "vavl-1".."vavl-5" (vavl/data/partitions/MSP-IMPROV, MIT) and HiCMAE's
@@ -98,15 +105,33 @@ def read_label_csv(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+HIGH_AROUSAL, LOW_AROUSAL = ("angry", "happy"), ("neutral", "sad")
+
+
+def runs_calm_to_aroused(table: dict[str, dict[str, Any]], path: Path) -> bool:
+    """True when the file's arousal grows with arousal (5 = most aroused), False when it runs the other
+    way: the angry and happy scenarios' mean arousal against the neutral and sad scenarios'."""
+    groups: dict[bool, list[float]] = {True: [], False: []}
+    for clip_id, entry in table.items():
+        scenario = parse_id(clip_id)["scenario"]
+        if "arousal" in entry["attributes"]:
+            groups[scenario in HIGH_AROUSAL].append(entry["attributes"]["arousal"])
+    if not groups[True] or not groups[False] or sum(groups[True]) / len(groups[True]) == sum(groups[False]) / len(groups[False]):
+        raise DataError(f"{path}: cannot tell which end of the arousal scale is aroused (needs arousal for clips of the "
+                        "angry/happy and of the neutral/sad scenarios, with different means); pass --flip-arousal yes "
+                        "(the file's 1 = most aroused) or no")
+    return sum(groups[True]) / len(groups[True]) > sum(groups[False]) / len(groups[False])
+
+
 def index(root: str | os.PathLike, labels: str | os.PathLike | None = None, flip_arousal: bool | None = None,
           **_: Any) -> list[dict[str, Any]]:
     root = Path(root)
     label_path = find_file(root, ("Evalution.txt", "Evaluation.txt", "labels.csv"), labels)
     if label_path is None:
         raise DataError(f"{root}: no Evalution.txt; pass the label file with --labels FILE")
-    is_txt = label_path.suffix.lower() == ".txt"
-    table = read_evaluation(label_path) if is_txt else read_label_csv(label_path)
-    if flip_arousal if flip_arousal is not None else is_txt:
+    table = read_evaluation(label_path) if label_path.suffix.lower() == ".txt" else read_label_csv(label_path)
+    has_arousal = any("arousal" in e["attributes"] for e in table.values())
+    if has_arousal and (flip_arousal if flip_arousal is not None else not runs_calm_to_aroused(table, label_path)):
         for entry in table.values():
             if "arousal" in entry["attributes"]:
                 entry["attributes"]["arousal"] = 6.0 - entry["attributes"]["arousal"]
