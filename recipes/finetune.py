@@ -86,6 +86,10 @@ def setup(cfg: DictConfig) -> dict:
                           f"with the feature cache {cfg.data.cache} the model reads cached features: leave them unset")
     model = build_model(cfg, task, names, (None, None) if end_to_end else cached_feature_dims(cfg.data.cache, splits["train"]), weights)
     if end_to_end:
+        if hasattr(model, "forward_clips"):   # a whole model with its own encoders (HiCMAE)
+            raise ConfigError(f"model.name={cfg.model.name}: {type(model).__name__} is one whole model with its own "
+                              "encoders; this recipe fine-tunes vavl encoders + a fusion model and cannot train it yet "
+                              "(its config records the official settings; run a converted model with vavl evaluate)")
         if not isinstance(model, AudioVisualModel):
             raise ConfigError("data.cache is null (end to end) but the model has no encoders: "
                               "set model.audio_encoder / model.visual_encoder, or give a feature cache")

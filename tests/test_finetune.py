@@ -21,7 +21,11 @@ from tiny_encoders import tiny_wav2vec2_dir
 
 torch.set_num_threads(1)   # tiny models: threads only fight over the shared cores
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*/*.yaml"))
+# crema_d/hicmae.yaml records HiCMAE's official fine-tuning, which the recipe cannot run yet (one whole model, not
+# encoders + fusion): tests/test_hicmae_recipe.py checks it loads and that a run stops with one clear line
+NOT_RUNNABLE = {"crema_d/hicmae.yaml"}
+CONFIGS = sorted(p for p in (ROOT / "recipes" / "configs").glob("*/*.yaml")
+                 if p.relative_to(ROOT / "recipes" / "configs").as_posix() not in NOT_RUNNABLE)
 CLASSES = ["angry", "happy", "sad"]
 TINY = {  # per architecture family: the smallest valid shapes
     "auxformer": {"hidden_size": 16, "num_layers": 1, "num_heads": 2},

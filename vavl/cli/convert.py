@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-cache", help="a `vavl extract` cache whose audio features the new cache keeps")
     p = sub.add_parser("audeering", help="folder of audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim (CC-BY-NC-SA-4.0)")
     p.add_argument("checkpoint", metavar="DIR")
-    p = sub.add_parser("hicmae", help="a released HiCMAE fine-tuned checkpoint (sunlicai/HiCMAE, checkpoint-best.pth)")
+    p = sub.add_parser("hicmae", help="a released HiCMAE checkpoint (sunlicai/HiCMAE): a fine-tuned checkpoint-best.pth, or the "
+                                     "VoxCeleb2 pre-trained checkpoint-99.pth (its encoders, with a new untrained head)")
     p.add_argument("checkpoint")
     p.add_argument("--corpus", choices=("crema-d", "mafw"), help="the corpus it was fine-tuned on: names the outputs in "
                                                                    "HiCMAE's class order")
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         from ..models.cards import write_card
 
         write_card(args.out, model, modalities={"audio", "visual"}, **card(model, args.checkpoint, args.corpus, args.fold))
-        print(f"wrote {args.out}")
+        print(f"wrote {args.out}" + (" (pre-trained encoders; the head is untrained: fine-tune it before use)"
+                                     if getattr(model, "hicmae_pretrained", False) else ""))
         return 0
     elif args.source == "hsemotion":
         model = load_hsemotion(args.checkpoint, image_size=args.image_size)
