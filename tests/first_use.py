@@ -89,6 +89,7 @@ def module_tensors_on_meta(names) -> list[str]:
 def meta_tensors() -> int:
     """Import every vavl module under a meta-device context; print the module-level tensors left on meta."""
     import importlib
+    import importlib.util
     import pkgutil
 
     import torch
@@ -97,8 +98,12 @@ def meta_tensors() -> int:
 
     with torch.device("meta"):
         for info in pkgutil.walk_packages(vavl.__path__, "vavl."):
-            if ".cli" not in info.name and not info.name.endswith("__main__"):
-                importlib.import_module(info.name)
+            if ".cli" in info.name or info.name.endswith("__main__"):
+                continue
+            origin = importlib.util.find_spec(info.name).origin or ""
+            if not origin.endswith(".py"):   # the C attention kernel: a shared library ctypes loads, not a module
+                continue
+            importlib.import_module(info.name)
     print(json.dumps(module_tensors_on_meta([name for name in sys.modules if name.startswith("vavl")])))
     return 0
 

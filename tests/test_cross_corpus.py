@@ -37,7 +37,7 @@ def setup(tmp_path_factory):
 
 def evaluate(root, out, *extra):
     return cli.main(["evaluate", "--model", str(root / "model"), "--manifest", str(root / "ravdess.jsonl"),
-                     "--cache", str(root / "cache"), "--conditions", "av,audio", "--bootstrap", "0", "--out", str(out), *extra])
+                     "--cache", str(root / "cache"), "--conditions", "av,audio", "--bootstrap", "0", "--split", "all", "--out", str(out), *extra])
 
 
 def test_a_crema_d_model_scores_ravdess_through_a_preset(setup, tmp_path, capsys):

@@ -31,7 +31,7 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     return {"whisper-small": tiny_whisper_dir(root / "whisper"), "ast-audioset": tiny_ast_dir(root / "ast"),
             "videomae-base-kinetics": tiny_videomae_dir(root / "videomae"),
-            "audeering-dim": tiny_audeering_dir(root / "audeering")[0],
+            "audeering-dim": tiny_audeering_dir(root / "audeering", "model.safetensors")[0],   # a folder: safetensors only
             "wav2vec2-large-robust": tiny_speech_dir(root / "w2v2"), "efficientnet_b2": "test_efficientnet"}
 
 

@@ -309,10 +309,10 @@ def test_evaluate_needs_a_protocol_or_an_explicit_split_all(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--protocol" in err and "--split all" in err
     assert cli.main(args + ["--split", "test", "--out", str(tmp_path / "a")]) == 2      # a split needs its protocol
-    assert cli.main(args + ["--split", "all", "--protocol", "synthetic", "--out", str(tmp_path / "a")]) == 2
+    assert cli.main(args + ["--split", "all", "--protocol", "synthetic-speaker-overlap", "--out", str(tmp_path / "a")]) == 2
     assert not (tmp_path / "a").exists()
     assert cli.main(args + ["--split", "all", "--out", str(tmp_path / "all")]) == 0
-    assert cli.main(args + ["--protocol", "synthetic", "--out", str(tmp_path / "test")]) == 0
+    assert cli.main(args + ["--protocol", "synthetic-speaker-overlap", "--out", str(tmp_path / "test")]) == 0
     every, test = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("all", "test"))
     assert (every["n_samples"], every["split"]) == (16, "all clips") and (test["n_samples"], test["split"]) == (8, "test")
 

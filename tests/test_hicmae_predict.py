@@ -100,7 +100,7 @@ def test_evaluate_runs_the_missing_modality_conditions_on_raw_clips(folder, tmp_
     write_manifest(records, tmp_path / "manifest.jsonl")
     code = cli(["evaluate", "--model", str(folder), "--manifest", str(tmp_path / "manifest.jsonl"), "--conditions",
                 "av,audio,video,drop-frames:0.5,noise-snr:10", "--batch-size", "3", "--bootstrap", "20",
-                "--out", str(tmp_path / "report")])
+                "--split", "all", "--out", str(tmp_path / "report")])
     assert code == 0
     res = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert set(res["conditions"]) == {"av", "audio", "video", "drop-frames:0.5", "noise-snr:10"}

@@ -24,7 +24,9 @@ def test_mel_mfcc_and_kaldi_fbank_match_torchaudio(name):
     x = REF[name]
     close(S.mel_spectrogram(x, SR, WIN, HOP, 40), REF[f"{name}.mel40"])
     close(S.mfcc(x, SR, 40, WIN, HOP, 40), REF[f"{name}.mfcc40"])
-    close(S.kaldi_fbank(x, num_mel_bins=128), REF[f"{name}.fbank128"])
+    # a log of near-silent bands magnifies float32 FFT rounding, which differs with the CPU's vector
+    # path: 1.5e-6 of the largest value on the AVX-512 machine that made the fixture, 1.4e-5 on an AVX2 EPYC
+    close(S.kaldi_fbank(x, num_mel_bins=128), REF[f"{name}.fbank128"], rtol=5e-5)
 
 
 def test_deltas_match_torchaudio():

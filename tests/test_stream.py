@@ -14,7 +14,9 @@ from vavl.inference.predict import prepare_model
 from vavl.inference.stream import EXIT_FAILED, EXIT_STALLED, exit_code, stream_windows
 from vavl.media.live import array_events, av_events
 
-UNTRAINED = "the visual encoder has untrained (random) weights: these scores carry no meaning"
+UNTRAINED = ["the fusion model (its classification heads) is untrained: these scores carry no meaning; "
+             "train it (recipes/finetune.py) or load a trained folder",
+             "the visual encoder has untrained (random) weights: these scores carry no meaning"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def test_a_file_at_realtime_gives_one_line_per_window_then_the_end(tiny_full_mod
         assert w["modalities"] == ["audio", "visual"] and w["label"] in ("angry", "happy", "neutral")
         assert set(w["heads"]) == {"fused", "audio", "visual"}
         assert all(abs(sum(h.values()) - 1) < 1e-4 for h in w["heads"].values())
-        assert w["latency"] >= 0 and w["face_frames"] > 0 and w["notes"] == [UNTRAINED]
+        assert w["latency"] >= 0 and w["face_frames"] > 0 and w["notes"] == UNTRAINED
     assert len({w["face"]["track"] for w in windows}) == 1   # one face, followed across the windows
     assert windows[0]["face"]["box"][0] < windows[1]["face"]["box"][0]   # it moves right in face_frames
     assert "the source ended after" in capsys.readouterr().err
