@@ -31,18 +31,16 @@ normalisation).
 """
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..core.errors import ConfigError
+from .processor import load_settings, save_settings
 from .spectral import kaldi_fbank
 
-CONFIG_NAME = "preprocessor_config.json"
 MIN_AUDIO_SAMPLES = 1024    # official load_audio's min_audio_length
 FBANK_MIN_SAMPLES = 400     # one 25 ms frame at 16 kHz
 
@@ -234,18 +232,8 @@ class HiCMAEProcessor:
         return d
 
     def save_pretrained(self, directory) -> None:
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, CONFIG_NAME + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, os.path.join(directory, CONFIG_NAME))
+        save_settings(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory, **overrides) -> "HiCMAEProcessor":
-        path = os.path.join(directory, CONFIG_NAME)
-        if not os.path.exists(path):
-            raise ConfigError(f"{directory}: no {CONFIG_NAME}; save the processor with processor.save_pretrained(dir)")
-        with open(path) as f:
-            data = json.load(f)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in {**data, **overrides}.items() if k in names})
+        return load_settings(cls, directory, overrides)

@@ -19,9 +19,27 @@ import numpy as np
 import torch
 
 from ..core.errors import ConfigError
+from ..core.files import atomic_write_text
 from .decode import DecodedClip, decode
 
 CONFIG_NAME = "preprocessor_config.json"
+
+
+def save_settings(processor, directory: str | os.PathLike) -> None:
+    """A processor dataclass's `to_dict()` as `directory`/preprocessor_config.json, written atomically."""
+    os.makedirs(directory, exist_ok=True)
+    atomic_write_text(os.path.join(directory, CONFIG_NAME), json.dumps(processor.to_dict(), indent=2))
+
+
+def load_settings(cls, directory: str | os.PathLike, overrides: dict[str, Any]):
+    """The processor dataclass `cls` from `directory`/preprocessor_config.json; keys it lacks are ignored."""
+    path = os.path.join(directory, CONFIG_NAME)
+    if not os.path.exists(path):
+        raise ConfigError(f"{directory}: no {CONFIG_NAME}; save the processor with processor.save_pretrained(dir)")
+    with open(path) as f:
+        data = json.load(f)
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in {**data, **overrides}.items() if k in names})
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -133,18 +151,8 @@ class AudioVisualProcessor:
         return d
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, CONFIG_NAME + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, os.path.join(directory, CONFIG_NAME))
+        save_settings(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **overrides) -> "AudioVisualProcessor":
-        path = os.path.join(directory, CONFIG_NAME)
-        if not os.path.exists(path):
-            raise ConfigError(f"{directory}: no {CONFIG_NAME}; save the processor with processor.save_pretrained(dir)")
-        with open(path) as f:
-            data = json.load(f)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in {**data, **overrides}.items() if k in names})
+        return load_settings(cls, directory, overrides)
