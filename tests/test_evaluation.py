@@ -445,3 +445,28 @@ def test_a_speaker_bootstrap_over_too_few_speakers_is_flagged_and_replaced_by_th
     many = clips(24, MIN_BOOTSTRAP_CLUSTERS)
     fused = evaluate(model, many, ["av"], batch_size=6, bootstrap=200, progress=False)["conditions"]["av"]["fused"]
     assert fused["ci_unit"] == "speaker" and "ci_note" not in fused and fused["ci95"][key][0] is not None
+
+
+def test_a_model_whose_outputs_depend_on_the_batch_takes_its_recipes_test_batch_or_asks_for_one(tmp_path, capsys):
+    cache, records = audio_signal_corpus(tmp_path, n_train=4, n_test=12)
+    torch.manual_seed(0)
+    model = vavl.create_model("auxformer_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16, num_layers=1,
+                              num_heads=2, id2label=LABELS, official_batching=True)
+    model.save_pretrained(tmp_path / "model")
+    base = ["evaluate", "--model", str(tmp_path / "model"), "--manifest", str(tmp_path / "manifest.jsonl"), "--cache",
+            str(tmp_path / "cache"), "--protocol", "synthetic-speaker-overlap", "--conditions", "av", "--bootstrap", "0"]
+    assert cli.main(base + ["--out", str(tmp_path / "none")]) == 2       # no recipe config, no --batch-size: asked for
+    assert "--batch-size" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+    def confusion(out):
+        return json.loads((out / "metrics.json").read_text())["conditions"]["av"]["fused"]["confusion_matrix"]
+
+    (tmp_path / "model" / "finetune_config.yaml").write_text("train:\n  eval_batch_size: 64\nevaluate:\n  test_batch_size: 5\n")
+    assert cli.main(base + ["--out", str(tmp_path / "recipe")]) == 0
+    assert "batch size 5" in capsys.readouterr().out
+    assert cli.main(base + ["--out", str(tmp_path / "five"), "--batch-size", "5"]) == 0
+    assert confusion(tmp_path / "recipe") == confusion(tmp_path / "five")
+    plain = vavl.create_model("auxformer_w2v2l_effb2.crema_d", audio_dim=8, visual_dim=8, hidden_size=16, num_layers=1,
+                              num_heads=2, id2label=LABELS)
+    plain.save_pretrained(tmp_path / "plain")                             # batch-independent: the default 16, no question
+    assert cli.main(base[:2] + [str(tmp_path / "plain")] + base[3:] + ["--out", str(tmp_path / "plain-out")]) == 0

@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=None, help="feature cache made by `vavl extract` (feature models)")
     parser.add_argument("--conditions", default=DEFAULT_CONDITIONS, help=f"comma-separated; valid: {VALID_CONDITIONS}")
     parser.add_argument("--out", required=True, help="report folder: metrics.json, report.md, robustness.png, confusion_*.png")
-    parser.add_argument("--batch-size", type=bounded(1, 4096, int), default=16)
+    parser.add_argument("--batch-size", type=bounded(1, 4096, int), default=None,
+                        help="clips per forward pass (default 16; a model whose outputs depend on the batch, "
+                             "official_batching, takes its recipe's test batch from finetune_config.yaml or needs this)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)")
     parser.add_argument("--bootstrap-unit", choices=("speaker", "clip"), default="speaker",
                         help="what the intervals resample: speakers, as clusters (default; speaker-independent test sets), "
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
                  "test_corpus": ", ".join(sorted({str(r.get("corpus") or "unnamed") for r in records}))}
     else:
         check_labels(model.emotion_config, read_manifest(args.manifest), args.manifest)
+    args.batch_size = batch_size(args.batch_size, model, args.model)
     dataset = model_dataset(model, args.model, records, args.cache)
     check_conditions_for_source(conditions, data_source(dataset))
     if not distributed():
@@ -92,6 +95,34 @@ def run(args: argparse.Namespace) -> int:
                   f"trained on {cross['train_corpus'] or 'an unnamed corpus'}, scored on {cross['test_corpus']}")
         print(f"wrote {out}/metrics.json, report.md, robustness.png")
     return 0
+
+
+def batch_size(given: int | None, model, model_dir) -> int:
+    """--batch-size, or its default: 16, except for a model that computes the official padded-batch
+    function (official_batching), whose scores change with the batch: there it is the test batch its
+    recipe used (finetune_config.yaml in the model folder), and without one the user must name it."""
+    if given is not None:
+        return given
+    if not getattr(model.emotion_config, "official_batching", False):
+        return 16
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(model_dir) / "finetune_config.yaml"
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: unreadable ({e}); give --batch-size") from None
+    if isinstance(cfg, dict):
+        found = (cfg.get("evaluate") or {}).get("test_batch_size") or (cfg.get("train") or {}).get("eval_batch_size")
+        if isinstance(found, int) and found > 0:
+            print(f"batch size {found}: this model's outputs depend on the batch (official_batching), and its recipe "
+                  f"tested at {found} ({path.name})")
+            return found
+    raise ConfigError(f"{model_dir}: this model computes the official padded-batch function (official_batching), so "
+                      "its scores depend on the batch size and no finetune_config.yaml names one: give --batch-size N "
+                      "(the batch its paper tested with)")
 
 
 def train_corpus(model_dir) -> str | None:
