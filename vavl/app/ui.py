@@ -116,8 +116,10 @@ def build_app(model, device: str = "cpu", precision: str = "fp32", title: str | 
                     drop_video = gr.Checkbox(label="also without the video", elem_id="drop-video")
                     button = gr.Button("Score", variant="primary", elem_id="score")
             with gr.Row():
-                outs = [gr.Markdown(render(None, d) if d else f"### {TITLES[None]}", elem_id=ELEM[d])
-                        for d in (None, "audio", "video")]
+                outs = []
+                for d in (None, "audio", "video"):
+                    with gr.Column(scale=2 if d is None else 1, min_width=240):
+                        outs.append(gr.Markdown(render(None, d) if d else f"### {TITLES[None]}", elem_id=ELEM[d]))
             timeline = gr.Image(label="timeline (as `vavl predict --timeline` draws it)", type="filepath",
                                 elem_id="timeline")
             crops = gr.Gallery(label="face crops the visual encoder saw (up to 8, first 30 s)", columns=8, height=170,
