@@ -161,7 +161,8 @@ def test_export_space_writes_a_space_that_builds(tiny_full_model_dir, tmp_path, 
     from importlib.metadata import version
 
     out = tmp_path / "space"
-    assert main(["app", "--model", tiny_full_model_dir, "--export-space", str(out)]) == 0
+    assert main(["app", "--model", tiny_full_model_dir, "--export-space", str(out), "--precision", "int8"]) == 0
+    assert "precision='int8'" in (out / "app.py").read_text()   # --precision passes through to the Space
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "app.py", "model", "requirements.txt"]
     card = (out / "README.md").read_text()
     header = yaml.safe_load(card.split("---\n")[1])
@@ -170,11 +171,12 @@ def test_export_space_writes_a_space_that_builds(tiny_full_model_dir, tmp_path, 
     assert f"gradio=={version('gradio')}" in reqs and f"torch=={version('torch')}" in reqs
     assert reqs[0].startswith("vavl[app]==") and not any("pytest" in r or "mkdocs" in r for r in reqs)
     # the app builds its Blocks on the copied model and does not launch when told so
-    code = "import runpy; ns = runpy.run_path('app.py'); print(type(ns['demo']).__name__, ns['MODEL'])"
+    code = ("import runpy; ns = runpy.run_path('app.py'); print(type(ns['demo']).__name__, ns['MODEL'], "
+            "'Precision of the encoders: int8' in str(ns['demo'].config))")
     done = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True, text=True, timeout=180,
                           env=_env(VAVL_APP_BUILD_ONLY="1"))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "Blocks model"
+    assert done.stdout.strip().splitlines()[-1] == "Blocks model True"
     # a folder in use is refused in one line
     capsys.readouterr()
     assert main(["app", "--model", tiny_full_model_dir, "--export-space", str(out)]) == 2
@@ -194,3 +196,26 @@ def test_app_without_gradio_says_how_to_install_it_and_vavl_never_imports_it(tin
                             "vavl.cli.build_parser('app')\nprint('gradio' in sys.modules)"],
                            capture_output=True, text=True, timeout=120, env=_env())
     assert light.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_scoring_an_audio_only_clip_and_a_file_that_does_not_decode(tiny_full_model_dir, tmp_path, capsys):
+    from vavl.app.scoring import load, score
+    from vavl.app.ui import render
+    from vavl.core.errors import MediaError
+    from vavl.media import write_clip
+    from media_utils import tone
+
+    wav = write_clip(tmp_path / "speech.wav", audio=tone(1.5), sample_rate=16000)
+    model = load(tiny_full_model_dir)
+    full = score(model, wav, tmp_path / "work")
+    assert full["result"]["scores"] == _predict_json(wav, tiny_full_model_dir, capsys)["scores"]
+    assert set(full["heads"]) == {"audio"} and full["crops"] == [] and full["result"]["modalities"] == ["audio"]
+    gone = score(model, wav, tmp_path / "work", drop="audio")   # nothing left: said, not scored
+    assert gone["result"] is None and "nothing but audio" in render(gone, "audio")
+    assert score(model, wav, tmp_path / "work", drop="video")["result"]["scores"] == full["result"]["scores"]
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(MediaError, match="bad.mp4"):
+        score(model, bad, tmp_path / "work")
+    with pytest.raises(MediaError, match="bad.mp4"):
+        score(model, bad, tmp_path / "work", drop="audio")
