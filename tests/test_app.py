@@ -1,8 +1,8 @@
 """`vavl app` in a real browser: the command serves a tiny model on 127.0.0.1, headless Debian
 Chromium (driven by Playwright, never downloaded) uploads a clip, and the label and probabilities
 on the page are those `vavl predict` gives for the clip, the clip without its audio and the clip
-without its video. Also: the live tab's windows against `vavl stream`, the Space export, and the
-command without Gradio. Without /usr/bin/chromium the browser test fails (`.ci/run` installs it).
+without its video. Also: the live tab's windows against `vavl stream`, the live tab fed by Chromium's
+fake camera and microphone, the Space export, and the command without Gradio. Without /usr/bin/chromium the browser test fails (`.ci/run` installs it).
 
 The browser test saves its screenshot; VAVL_APP_SCREENSHOT=docs/assets/app.png writes the one the
 docs show.
@@ -219,3 +219,32 @@ def test_scoring_an_audio_only_clip_and_a_file_that_does_not_decode(tiny_full_mo
         score(model, bad, tmp_path / "work")
     with pytest.raises(MediaError, match="bad.mp4"):
         score(model, bad, tmp_path / "work", drop="audio")
+
+
+def test_live_tab_scores_windows_from_the_browsers_camera_and_microphone(served):
+    """Chromium's fake camera (a test pattern, no face) and microphone (beeps) stream into the live
+    tab: windows are scored as they come, and the missing face is said, not guessed."""
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream",
+                                                                    "--use-fake-ui-for-media-stream"])
+        try:
+            page = browser.new_context(viewport={"width": 1200, "height": 900},
+                                       permissions=["camera", "microphone"]).new_page()
+            page.goto(served)
+            page.get_by_role("tab", name="Live").click()
+            page.locator("#live-camera").get_by_text("Click to Access Webcam").click()
+            page.locator("#live-camera button[aria-label='capture photo']").click()   # streaming starts
+            page.locator("#live-microphone").get_by_text("Record").click()
+            page.wait_for_function(r"+((document.querySelector('#live-cam-status').innerText.match(/^(\d+) windows/)"
+                                   r" || [0, 0])[1]) >= 3", timeout=45000)
+            status = page.locator("#live-cam-status").inner_text()
+            rows = [r.split("\t") for r in page.locator("#live-cam-windows").inner_text().splitlines() if "\t" in r][1:]
+        finally:
+            browser.close()
+    assert "no face found" in status   # the fake camera shows no face: the visual modality is missing
+    assert len(rows) >= 3 and {r[3].strip() for r in rows} <= {"audio", "nothing"}
+    starts = [float(r[0]) for r in rows]
+    assert starts == sorted(starts, reverse=True) and all(float(r[1]) - float(r[0]) == 2.0 for r in rows)

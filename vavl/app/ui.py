@@ -8,7 +8,8 @@ Tab "Clip": upload or record (webcam + microphone) a clip, or give an audio file
 modalities used, notes), the timeline chart of `vavl predict --timeline` and the face crops the
 model saw; two boxes add the answer without the audio and without the video beside it
 (vavl.app.scoring). Tab "Live": a clip played at its own pace through `vavl stream`'s windows
-(vavl.inference.stream), one row per window as it is scored.
+(vavl.inference.stream), one row per window as it is scored; and the browser's camera and microphone
+streamed into the same windows (vavl.app.live).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import gradio as gr
 
 from ..core.errors import VavlError
 from . import scoring
+from .live import LiveFeed
 
 HEADS = ("fused", "audio", "visual")
 TITLES = {None: "whole clip", "audio": "without the audio", "video": "without the video"}
@@ -48,6 +50,19 @@ def render(answer: dict[str, Any] | None, drop: str | None) -> str:
     if r["notes"]:
         lines += [""] + [f"- {n}" for n in r["notes"]]
     return title + "\n".join(lines)
+
+
+def window_table(model, lines: list[dict[str, Any]]) -> str:
+    """Window lines of vavl.inference.stream as a Markdown table."""
+    names = model.label_names
+    rows = ["| start | end | label | modalities | " + " | ".join(names) + " | latency (s) |",
+            "|---|---|---|---|" + "---|" * (len(names) + 1)]
+    for line in lines:
+        scores = line["scores"] or {}
+        values = " | ".join(f"{scores[n]:.6f}" if n in scores else "" for n in names)
+        rows.append(f"| {line['start']:g} | {line['end']:g} | {line['label'] or ''} | "
+                    f"{'+'.join(line['modalities']) or 'nothing'} | {values} | {line['latency']:.3f} |")
+    return "\n".join(rows)
 
 
 def build_app(model, device: str = "cpu", precision: str = "fp32", title: str | None = None) -> gr.Blocks:
@@ -80,23 +95,49 @@ def build_app(model, device: str = "cpu", precision: str = "fp32", title: str | 
         if not path:
             raise gr.Error("Upload a clip to play as a stream.")
         p = loaded.processor
-        head = ("| start | end | label | modalities | " + " | ".join(loaded.label_names) + " | latency (s) |\n"
-                "|---|---|---|---|" + "---|" * (len(loaded.label_names) + 1))
         try:
             events = av_events(path, fps=p.fps, sample_rate=p.sample_rate, max_side=p.max_side, realtime=True)
-            rows, status = [], "playing"
-            yield head, status
+            lines, status = [], "playing"
+            yield window_table(loaded, lines), status
             for line in stream_windows(events, loaded, window=float(window), hop=float(hop), device=device):
                 if "event" in line:
                     status = f"{line['message']} after {line.get('after', 0):g} s ({line['windows']} windows)"
                 else:
-                    scores = line["scores"] or {}
-                    values = " | ".join(f"{scores[n]:.6f}" if n in scores else "" for n in loaded.label_names)
-                    rows.append(f"| {line['start']:g} | {line['end']:g} | {line['label'] or ''} | "
-                                f"{'+'.join(line['modalities']) or 'nothing'} | {values} | {line['latency']:.3f} |")
-                yield "\n".join([head, *rows]), status
+                    lines.append(line)
+                yield window_table(loaded, lines), status
         except VavlError as e:
             raise gr.Error(str(e)) from None
+
+    feeds: dict[str, LiveFeed] = {}   # one per browser session
+
+    def feed_for(request: gr.Request) -> LiveFeed:
+        key = getattr(request, "session_hash", None) or "default"
+        feed = feeds.get(key)
+        if feed is None or feed.closed:   # new, or stopped after a stall: start again
+            feed = feeds[key] = LiveFeed(loaded, device)
+        return feed
+
+    def live_view(feed: LiveFeed):
+        lines = feed.lines
+        status = f"{len(lines)} windows scored"
+        if lines:
+            status += f"; the latest: {lines[-1]['label'] or 'no prediction'}" + "".join(f"; {n}" for n in lines[-1]["notes"])
+        return window_table(loaded, lines[-20:][::-1]), status
+
+    def on_frame(image, request: gr.Request):
+        feed = feed_for(request)
+        feed.frame(image)
+        return live_view(feed)
+
+    def on_sound(chunk, request: gr.Request):   # the camera's events update the page
+        feed = feed_for(request)
+        if chunk is not None:
+            feed.sound(*chunk)
+
+    def on_leave(request: gr.Request):
+        feed = feeds.pop(getattr(request, "session_hash", None) or "default", None)
+        if feed is not None:
+            feed.close()
 
     with gr.Blocks(title=f"vavl: {name}") as demo:
         demo.vavl_workroot = workroot   # the answers' files live as long as the app
@@ -138,4 +179,16 @@ def build_app(model, device: str = "cpu", precision: str = "fp32", title: str | 
             status = gr.Markdown(elem_id="live-status")
             table = gr.Markdown(elem_id="live-windows")
             start.click(live_rows, [live_clip, window, hop], [table, status], concurrency_limit=1)
+            gr.Markdown("Camera and microphone: 2 s windows every 0.5 s, the newest first (start the camera, "
+                        "the microphone or both).")
+            with gr.Row():
+                camera = gr.Image(label="camera", sources=["webcam"], streaming=True, type="numpy",
+                                  webcam_options=gr.WebcamOptions(mirror=False), elem_id="live-camera")
+                microphone = gr.Audio(label="microphone", sources=["microphone"], streaming=True, type="numpy",
+                                      elem_id="live-microphone")
+            cam_status = gr.Markdown(elem_id="live-cam-status")
+            cam_table = gr.Markdown(elem_id="live-cam-windows")
+            camera.stream(on_frame, [camera], [cam_table, cam_status], stream_every=0.2, concurrency_limit=None)
+            microphone.stream(on_sound, [microphone], None, stream_every=0.5, concurrency_limit=None)
+        demo.unload(on_leave)
     return demo
