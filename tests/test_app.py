@@ -182,6 +182,8 @@ def test_export_space_writes_a_space_that_builds(tiny_full_model_dir, tmp_path, 
     assert main(["app", "--model", tiny_full_model_dir, "--export-space", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not empty" in err
+    assert main(["app", "--model", str(tmp_path / "typo"), "--export-space", str(tmp_path / "space2")]) == 2
+    assert "no such folder" in capsys.readouterr().err and not (tmp_path / "space2").exists()
 
 
 def test_app_without_gradio_says_how_to_install_it_and_vavl_never_imports_it(tiny_full_model_dir):

@@ -5,7 +5,7 @@
     DIR/README.md         the Space card: its YAML header (sdk: gradio, app_file, the gradio version), then text
     DIR/model/            the model folder, copied (a local folder; a zoo name is written into app.py as it is)
 
-No Gradio is needed to write it.
+The model is loaded once first, as the Space will load it. No Gradio is needed to write the folder.
 """
 from __future__ import annotations
 
@@ -40,7 +40,11 @@ def pinned_requirements() -> list[str]:
     import vavl
 
     lines = [f"vavl[app]=={vavl.__version__}"]
-    for req in metadata.requires("vavl") or []:
+    try:
+        requires = metadata.requires("vavl") or []
+    except metadata.PackageNotFoundError:   # run from a checkout that is not installed: the app extra only
+        requires = ['gradio>=6.0,<7; extra == "app"']
+    for req in requires:
         name_part, _, marker = req.partition(";")
         if marker and "extra" in marker and '"app"' not in marker:
             continue
@@ -75,6 +79,9 @@ def export_space(directory: str | os.PathLike, model: str, precision: str = "fp3
     out = Path(directory)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: exists and is not empty; give a new folder for the Space")
+    from .scoring import load
+
+    load(model, "cpu", precision)   # the Space loads it the same way: a typo or a features-only model stops here
     src = Path(model)
     config = src / "config.json"
     info = json.loads(config.read_text()) if config.is_file() else {}
