@@ -2,7 +2,8 @@
 Chromium (driven by Playwright, never downloaded) uploads a clip, and the label and probabilities
 on the page are those `vavl predict` gives for the clip, the clip without its audio and the clip
 without its video. Also: the live tab's windows against `vavl stream`, the live tab fed by Chromium's
-fake camera and microphone, the Space export, and the command without Gradio. Without /usr/bin/chromium the browser test fails (`.ci/run` installs it).
+fake camera and microphone, the Space export, and the command without Gradio. Without
+/usr/bin/chromium the browser tests fail (`.ci/run` installs it).
 
 The browser test saves its screenshot; VAVL_APP_SCREENSHOT=docs/assets/app.png writes the one the
 docs show.

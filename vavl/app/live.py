@@ -92,7 +92,9 @@ class LiveFeed:
         x = np.asarray(samples)
         if x.size == 0:
             return
-        wave = x.astype(np.float32) / (np.iinfo(x.dtype).max + 1) if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)
+        wave = x.astype(np.float32)
+        if np.issubdtype(x.dtype, np.integer):   # int16 from the browser -> [-1, 1)
+            wave /= np.iinfo(x.dtype).max + 1
         if wave.ndim == 2:
             wave = wave.mean(1)
         rate = self.processor.sample_rate

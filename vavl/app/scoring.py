@@ -25,7 +25,6 @@ from ..core.errors import MediaError
 
 WINDOW, STEP = 30.0, 1.0   # `vavl predict`'s defaults
 MAX_CROPS = 8
-KIND = {"audio": "audio", "video": "video"}   # a modality to drop -> the PyAV stream type it removes
 
 
 def load(model, device: str = "cpu", precision: str = "fp32"):
@@ -38,12 +37,13 @@ def load(model, device: str = "cpu", precision: str = "fp32"):
 def without_stream(path: str | os.PathLike, drop: str, out: str | os.PathLike) -> str | None:
     """Copy `path` into `out` (Matroska) without its `drop` ("audio" or "video") streams; packets are
     copied as they are. None when nothing else is left (an audio file without its audio)."""
+    assert drop in ("audio", "video"), f"drop {drop!r}: give audio or video"
     try:
         src = av.open(str(path))
     except Exception as e:
         raise MediaError(f"{path}: cannot open ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     with src:
-        keep = [s for s in src.streams if s.type in ("audio", "video") and s.type != KIND[drop]]
+        keep = [s for s in src.streams if s.type in ("audio", "video") and s.type != drop]
         if not keep:
             return None
         with av.open(str(out), "w", format="matroska") as dst:

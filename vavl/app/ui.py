@@ -121,7 +121,8 @@ def build_app(model, device: str = "cpu", precision: str = "fp32", title: str | 
         lines = feed.lines
         status = f"{len(lines)} windows scored"
         if lines:
-            status += f"; the latest: {lines[-1]['label'] or 'no prediction'}" + "".join(f"; {n}" for n in lines[-1]["notes"])
+            latest = lines[-1]
+            status += f"; the latest: {latest['label'] or 'no prediction'}" + "".join(f"; {n}" for n in latest["notes"])
         return window_table(loaded, lines[-20:][::-1]), status
 
     def on_frame(image, request: gr.Request):
