@@ -22,6 +22,7 @@ COMMANDS = {   # command -> one line of help; the code is vavl/cli/<command>.py
     "export": "a trained model as ONNX (checked with onnxruntime)",
     "env": "versions, devices and caches, for bug reports (--json for machines)",
     "stream": "emotion scores over sliding windows of a camera, microphone, URL or file, one JSON line each",
+    "app": "the model in a web page (Gradio): upload or record a clip; --export-space writes a Hugging Face Space",
 }
 QUIET_HUB = {"demo", "extract", "run", "predict", "evaluate", "analyze", "convert", "export", "stream"}   # they load transformers models
 
