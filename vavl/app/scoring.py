@@ -37,7 +37,8 @@ def load(model, device: str = "cpu", precision: str = "fp32"):
 def without_stream(path: str | os.PathLike, drop: str, out: str | os.PathLike) -> str | None:
     """Copy `path` into `out` (Matroska) without its `drop` ("audio" or "video") streams; packets are
     copied as they are. None when nothing else is left (an audio file without its audio)."""
-    assert drop in ("audio", "video"), f"drop {drop!r}: give audio or video"
+    if drop not in ("audio", "video"):
+        raise ValueError(f"drop={drop!r}: give 'audio' or 'video'")
     try:
         src = av.open(str(path))
     except Exception as e:
