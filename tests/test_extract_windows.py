@@ -87,3 +87,19 @@ def test_raw_media_training_refuses_a_long_file_in_one_line_without_decoding_it_
     with pytest.raises(DataError, match=r"long\.mp4: .*up to 3 s.*vavl extract") as e:
         datasets.load_clip({"id": "long", "video": str(path), "audio": str(path)}, processor)
     assert "\n" not in str(e.value) and ends and all(end == 3.0 for end in ends)
+
+
+def test_a_file_claiming_10_hours_is_extracted_in_the_two_windows_that_hold_packets(tmp_path):
+    from vavl.data.extract_long import LongClip, is_long
+    from vavl.media.processor import AudioVisualProcessor
+
+    frames = np.full((4, 16, 16, 3), 60, np.uint8)   # smaller than any face MTCNN looks for: no detector run
+    path = write_clip(tmp_path / "ten_hours.mkv", frames, fps=10, frame_times=np.array([0.0, 0.1, 0.2, 36000.0]))
+    rec = {"id": "x", "video": str(path)}
+    processor = AudioVisualProcessor(fps=FPS)
+    assert path.stat().st_size < 4000 and is_long(rec, processor, False, True, 60.0)
+    long = LongClip(rec, processor, False, True, 60.0)
+    seen = []
+    audio, visual, meta = long.encode(lambda inputs: seen.append(inputs["frames"]) or (None, None), None)
+    assert long.windows() == [0.0, 36000.0] and len(seen) == 2 and sum(seen) <= 4 * FPS
+    assert meta["windows"] == 2 and any("decoded" in n for n in meta["notes"])

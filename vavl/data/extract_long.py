@@ -122,8 +122,9 @@ class LongClip:
         declared = max(probe(p).duration for p in set(self.paths.values()) if p)
         duration = max(declared, reached)
         notes = decode_notes(decoded, duration, nonfinite, samples, peak, gaps)
-        notes.append(f"extracted in {len(starts)} windows of {self.window:g} s (audio with {self.context:g} s of "
-                     "context each side)")
+        if len(starts) > 1:
+            notes.append(f"extracted in {len(starts)} windows of {self.window:g} s (audio with {self.context:g} s of "
+                         "context each side)")
         meta = {"duration": float(duration), "frames": int(frames), "face_frames": int(face_frames), "notes": notes,
                 "window": self.window, "windows": len(starts)}
         return (torch.cat(audio) if audio else None), (torch.cat(visual) if visual else None), meta
