@@ -76,6 +76,7 @@ def load_clip(record: dict, processor):
 def _bounded(processor, path, **kw):
     from ..core.errors import MediaError
     from ..media.decode import probe
+    from .extract_long import unbounded_duration
 
     limit = RAW_MAX_SECONDS
     try:
@@ -87,7 +88,7 @@ def _bounded(processor, path, **kw):
         raise DataError(f"{path}: {max(declared, limit):.0f} s long or more; training and evaluation from raw media "
                         f"take clips up to {limit:g} s: cut it into clips, or run `vavl extract` (it takes long files "
                         "a window at a time) and use the cache")
-    return clip
+    return unbounded_duration(clip, limit)
 
 
 def cached_dataset(cache: str | Path, records: list[dict], config) -> FeatureDataset:

@@ -47,7 +47,7 @@ from ..core.errors import DataError
 from ..core.files import atomic_write_text, check_output_dir
 from .cache import CacheLock, FeatureCache
 from .extract_batches import encode_sorted, find_faces
-from .extract_long import WINDOW_SECONDS, LongClip, is_long, reaches
+from .extract_long import WINDOW_SECONDS, LongClip, is_long, reaches, unbounded_duration
 from .manifest import read_manifest
 
 SETTINGS_VERSION = 2   # 2: the encoders' weights are part of the settings
@@ -115,6 +115,8 @@ class ClipLoader(torch.utils.data.Dataset):
             decode(v_path, audio=False, end=end) if v_path else None]
         if reaches(parts, self.window):
             return None, []
+        if self.window and not self.max_seconds:   # decoded up to the window only to bound it: the file's own length
+            parts = [c if c is None else unbounded_duration(c, self.window) for c in parts]
         notes = [n for c in parts if c is not None for n in decode_notes(
             c.decoded, c.duration, c.nonfinite, len(c.audio) if c.audio is not None else 0, c.peak, c.gaps)]
         if len(parts) == 1:

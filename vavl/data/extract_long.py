@@ -16,6 +16,7 @@ the window is in cache.json, so one cache never mixes the two.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable
 
@@ -41,6 +42,14 @@ def reaches(parts, window: float | None) -> bool:
     """A clip decoded up to `window` s whose content reaches that end: the file may go on (its
     header said it was shorter), so it is extracted in windows."""
     return bool(window) and any(c is not None and c.start + (c.decoded or 0.0) >= window - 1e-3 for c in parts)
+
+
+def unbounded_duration(clip: DecodedClip, window: float) -> DecodedClip:
+    """A short clip decoded with end=window as decoding it without an end describes it: a file
+    whose header gives no duration gets the decoded length, not the window's."""
+    if clip.duration >= window - 1e-9 and (clip.decoded or 0.0) < window - 1e-3 and probe(clip.path).duration <= 0:
+        return dataclasses.replace(clip, duration=clip.decoded)
+    return clip
 
 
 def _paths(record: dict, want_audio: bool, want_video: bool) -> dict[str, str | None]:
