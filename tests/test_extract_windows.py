@@ -103,3 +103,23 @@ def test_a_file_claiming_10_hours_is_extracted_in_the_two_windows_that_hold_pack
     audio, visual, meta = long.encode(lambda inputs: seen.append(inputs["frames"]) or (None, None), None)
     assert long.windows() == [0.0, 36000.0] and len(seen) == 2 and sum(seen) <= 4 * FPS
     assert meta["windows"] == 2 and any("decoded" in n for n in meta["notes"])
+
+
+def test_a_long_file_met_in_a_loader_worker_is_still_one_line(long_clip, monkeypatch):
+    """Raw-media training with data.num_workers > 0: torch re-raises the worker's DataError with
+    its traceback in the message; the recipe prints error_line(e), the error's own line."""
+    import vavl.data.datasets as datasets
+    from vavl.core.jobs import error_line
+    from vavl.data.datasets import RawClipDataset
+    from vavl.media.processor import AudioVisualProcessor
+
+    manifest, path = long_clip
+    monkeypatch.setattr(datasets, "RAW_MAX_SECONDS", 3.0)
+    data = RawClipDataset([{"id": "long", "audio": str(path), "video": str(path)}], AudioVisualProcessor(fps=FPS))
+    loader = torch.utils.data.DataLoader(data, batch_size=1, num_workers=1, collate_fn=list)
+    with pytest.raises(DataError) as e:
+        next(iter(loader))
+    assert "Traceback" in str(e.value)   # what torch makes of it
+    line = error_line(e.value)
+    assert "\n" not in line and line.startswith(f"{path}: ") and "vavl extract" in line
+    assert error_line(DataError("a: b")) == "a: b"
