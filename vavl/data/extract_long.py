@@ -7,8 +7,9 @@ A file longer than `window` seconds (its header says so, or its content reaches 
 decoded) is decoded, face-processed and encoded in windows [k w, (k + 1) w), only those that hold
 packets (vavl.media.extent). Audio is decoded with CONTEXT seconds more on each side and the
 encoder's rows whose times fall inside the window are kept, so an encoder whose rows see less than
-CONTEXT of audio on either side (mfcc, fbank, zcr-energy: 25 ms) gives the rows of the whole file,
-to float rounding. Frames are those of the whole file's grid; the face track is chosen in each
+CONTEXT of audio on either side (mfcc, fbank, zcr-energy: 25 ms) gives the rows of the whole file
+where the decoder restarts cleanly at a seek (16 kHz AAC, WAV; a 44.1 kHz MP3: within 0.04%,
+docs/extract.md). Frames are those of the whole file's grid; the face track is chosen in each
 window (a long recording may change speaker), so a frame-local face encoder gives the whole file's
 rows where the window finds the same face box. Encoders with global context (wav2vec2, whisper,
 VideoMAE windows) see one window at a time: their features differ from a whole-file pass by design;
