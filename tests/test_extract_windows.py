@@ -123,3 +123,19 @@ def test_a_long_file_met_in_a_loader_worker_is_still_one_line(long_clip, monkeyp
     line = error_line(e.value)
     assert "\n" not in line and line.startswith(f"{path}: ") and "vavl extract" in line
     assert error_line(DataError("a: b")) == "a: b"
+
+
+def test_a_cache_made_before_windowed_extraction_goes_on_extracting_files_whole(long_clip, tmp_path):
+    manifest, path = long_clip
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"id": "first", "audio": str(path)}) + "\n")
+    out = tmp_path / "old"
+    extract(one, out, "mfcc", None, progress=False, log=QUIET, window=WINDOW)
+    settings = json.loads((out / "cache.json").read_text())
+    del settings["window"]                                   # as an older vavl wrote it
+    (out / "cache.json").write_text(json.dumps(settings))
+    both = tmp_path / "both.jsonl"
+    both.write_text(one.read_text() + json.dumps({"id": "long", "audio": str(path)}) + "\n")
+    extract(both, out, "mfcc", None, progress=False, log=QUIET, window=WINDOW)
+    cache = FeatureCache(out)
+    assert "window" not in cache.settings and "window" not in cache.read("long")["meta"]
