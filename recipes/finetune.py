@@ -40,6 +40,7 @@ from vavl.data.conditions import remove_modality
 from vavl.data.datasets import RawClipDataset, cached_dataset, cached_feature_dims, fill_feature_statistics, relabel, training_splits
 from vavl.core.errors import ConfigError, TrainingError, VavlError
 from vavl.core.files import atomic_write_text, check_output_dir
+from vavl.core.jobs import error_line
 from vavl.evaluation.scoring import evaluate, headline
 from vavl.models.loading import load_model
 from vavl.models.with_encoders import AudioVisualModel
@@ -421,7 +422,7 @@ def cli(argv=None) -> int:
     try:
         main(load_config(args.config, args.overrides, {"resume": args.resume} if args.resume else None), args.config)
     except VavlError as e:
-        print(f"finetune.py: error: {e}", file=sys.stderr)
+        print(f"finetune.py: error: {error_line(e)}", file=sys.stderr)   # one line, also from a loader worker
         return 2
     return 0
 

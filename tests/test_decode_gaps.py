@@ -31,3 +31,23 @@ def test_ordinary_variable_frame_rates_are_unchanged(tmp_path):
     path = write_clip(tmp_path / "vfr.mkv", frames(6), fps=10, frame_times=times)
     clip = decode(path, fps=10)
     assert np.allclose(clip.frame_times, np.arange(len(clip.frames)) / 10) and clip.gaps == 0.0
+
+
+def test_predict_decodes_only_the_windows_a_10_hour_header_really_fills(tmp_path, tiny_full_model_dir, monkeypatch):
+    """A 1.4 kB file whose timestamps claim 10 hours: two windows hold packets, so two are decoded
+    (not the ~1200 the duration spans), with a note; the timeline covers only those."""
+    from vavl.inference.predict import load_model
+    from vavl.media.decode import probe
+    import vavl
+
+    path = write_clip(tmp_path / "ten_hours.mkv", frames(4), fps=10, frame_times=np.array([0.0, 0.1, 0.2, 36000.0]),
+                      audio=None)
+    assert path.stat().st_size < 4000 and probe(path).duration > 35999
+    model = load_model(tiny_full_model_dir)
+    calls = []
+    decode = model.processor.decode
+    monkeypatch.setattr(model.processor, "decode", lambda p, **kw: calls.append(kw.get("start")) or decode(p, **kw))
+    r = vavl.predict(path, model=model, window=30.0, step=10.0)
+    assert calls == [0.0, 36000.0]
+    assert any("hold no packets" in n and "1199" in n for n in r["notes"])
+    assert len(r["timeline"]) <= 6

@@ -11,6 +11,7 @@ import os
 from ..core.errors import DataError
 from ..core.jobs import EXIT_CODES, exit_code
 from ..data.extract import BF16_TOLERANCE, GPU_FACE_BATCH, extract
+from ..data.extract_long import WINDOW_SECONDS
 from .args import bounded, positive_float, positive_int
 
 
@@ -39,6 +40,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="processes decoding clips (and finding faces, when they run on the CPU); pinned memory on CUDA")
     parser.add_argument("--max-seconds", type=positive_float, help="use at most this many seconds of each clip")
+    parser.add_argument("--window", type=bounded(5, 3600, unit=" seconds"), default=WINDOW_SECONDS,
+                        help=f"a file longer than this is decoded and encoded this many seconds at a time, so memory "
+                             f"does not grow with its length (default {WINDOW_SECONDS:g}; cache.json records it)")
     parser.add_argument("--max-side", type=positive_int, default=640, help="scale video so its longer side is at most this")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.epilog = EXIT_CODES.format(items="clip")
@@ -58,5 +62,5 @@ def run(args) -> int:
                       batch_size=args.batch_size, device=device, workers=args.workers, max_seconds=args.max_seconds,
                       max_side=args.max_side, precision="bf16-autocast" if args.bf16 else args.precision,
                       progress=not args.no_progress, random_init=args.random_init, face_device=face_device,
-                      face_batch=args.face_batch)
+                      face_batch=args.face_batch, window=args.window)
     return exit_code(summary.get("cached", summary["written"]), summary["failed"])

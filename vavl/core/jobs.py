@@ -41,6 +41,16 @@ def is_expected(e: BaseException) -> bool:
     return isinstance(e, (VavlError, OSError, av.error.FFmpegError))
 
 
+def error_line(e: BaseException) -> str:
+    """A vavl error's own line, also when a DataLoader worker raised it (torch re-raises it with
+    "Caught X in DataLoader worker process N" and the worker's traceback in the message)."""
+    text = str(e).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].endswith(type(e).__name__) else last
+    return text
+
+
 def describe(item: str, e: BaseException) -> tuple[str, str | None]:
     """Why `item` failed, in one line, and the traceback when the error was unexpected (else None)."""
     first = (str(e).strip().splitlines() or [""])[0][:300]

@@ -56,15 +56,39 @@ class RawClipDataset(torch.utils.data.Dataset):
         return sample
 
 
+RAW_MAX_SECONDS = 120.0   # raw-media training / evaluation takes clips up to this long (a clip is one sample)
+
+
 def load_clip(record: dict, processor):
-    """A record's audio and video (one file, or separate files as in CREMA-D) as one DecodedClip."""
+    """A record's audio and video (one file, or separate files as in CREMA-D) as one DecodedClip.
+    A file longer than RAW_MAX_SECONDS (by its header, or by what decodes: at most that much is
+    decoded) is refused in one line pointing at `vavl extract`, which takes long files a window at
+    a time."""
     video, audio = record.get("video"), record.get("audio")
     if not video and not audio:
         raise DataError(f"clip {record['id']!r} has neither an audio nor a video path in the manifest")
     if not video or not audio or video == audio:
-        return processor.decode(video or audio)
-    v, a = processor.decode(video, audio=False), processor.decode(audio, video=False)
+        return _bounded(processor, video or audio)
+    v, a = _bounded(processor, video, audio=False), _bounded(processor, audio, video=False)
     return replace(v, audio=a.audio, sample_rate=a.sample_rate, duration=max(v.duration, a.duration))
+
+
+def _bounded(processor, path, **kw):
+    from ..core.errors import MediaError
+    from ..media.decode import probe
+    from .extract_long import unbounded_duration
+
+    limit = RAW_MAX_SECONDS
+    try:
+        declared = probe(path).duration
+    except MediaError:
+        declared = 0.0   # decoding says what is wrong with it
+    clip = processor.decode(path, end=limit, **kw) if declared <= limit else None
+    if clip is None or clip.start + (clip.decoded or 0.0) >= limit - 1e-3:
+        raise DataError(f"{path}: {max(declared, limit):.0f} s long or more; training and evaluation from raw media "
+                        f"take clips up to {limit:g} s: cut it into clips, or run `vavl extract` (it takes long files "
+                        "a window at a time) and use the cache")
+    return unbounded_duration(clip, limit)
 
 
 def cached_dataset(cache: str | Path, records: list[dict], config) -> FeatureDataset:

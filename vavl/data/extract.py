@@ -47,6 +47,7 @@ from ..core.errors import DataError
 from ..core.files import atomic_write_text, check_output_dir
 from .cache import CacheLock, FeatureCache
 from .extract_batches import encode_sorted, find_faces
+from .extract_long import WINDOW_SECONDS, LongClip, is_long, reaches, unbounded_duration
 from .manifest import read_manifest
 
 SETTINGS_VERSION = 2   # 2: the encoders' weights are part of the settings
@@ -74,9 +75,10 @@ class ClipLoader(torch.utils.data.Dataset):
     the loader can pin) for the faces to be found in the main process."""
 
     def __init__(self, records, processor, want_audio: bool, want_video: bool, max_seconds: float | None,
-                 faces: bool = True):
+                 faces: bool = True, window: float | None = None):
         self.records, self.processor = records, processor
         self.want_audio, self.want_video, self.max_seconds, self.faces = want_audio, want_video, max_seconds, faces
+        self.window = None if max_seconds else window   # files longer than this: extracted in windows (extract_long)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -86,7 +88,11 @@ class ClipLoader(torch.utils.data.Dataset):
         if not (self.want_audio and rec.get("audio")) and not (self.want_video and rec.get("video")):
             return {"record": rec, "inputs": {}, "notes": [], "error": None}   # nothing to encode: cached as missing
         try:
+            if is_long(rec, self.processor, self.want_audio, self.want_video, self.window):
+                return {"record": rec, "long": True, "inputs": None, "notes": [], "error": None}
             clip, notes = self.decode(rec)
+            if clip is None:   # the content reached the window although the header said less
+                return {"record": rec, "long": True, "inputs": None, "notes": [], "error": None}
             if not self.faces:
                 frames = None if clip.frames is None else torch.from_numpy(clip.frames)
                 return {"record": rec, "clip": dataclasses.replace(clip, frames=None), "frames": frames, "notes": notes,
@@ -98,15 +104,19 @@ class ClipLoader(torch.utils.data.Dataset):
 
     def decode(self, rec):
         """The record's audio and video files (one file or two) -> one DecodedClip, and notes on
-        what was repaired or left out."""
+        what was repaired or left out; (None, []) when the content reaches the window (a long file)."""
         from ..media.decode import DecodedClip, decode_notes
 
         a_path = rec.get("audio") if self.want_audio else None
         v_path = rec.get("video") if self.want_video else None
-        decode = self.processor.decode
-        parts = [decode(a_path, end=self.max_seconds)] if a_path and a_path == v_path else [
-            decode(a_path, video=False, end=self.max_seconds) if a_path else None,
-            decode(v_path, audio=False, end=self.max_seconds) if v_path else None]
+        decode, end = self.processor.decode, self.max_seconds or self.window
+        parts = [decode(a_path, end=end)] if a_path and a_path == v_path else [
+            decode(a_path, video=False, end=end) if a_path else None,
+            decode(v_path, audio=False, end=end) if v_path else None]
+        if reaches(parts, self.window):
+            return None, []
+        if self.window and not self.max_seconds:   # decoded up to the window only to bound it: the file's own length
+            parts = [c if c is None else unbounded_duration(c, self.window) for c in parts]
         notes = [n for c in parts if c is not None for n in decode_notes(
             c.decoded, c.duration, c.nonfinite, len(c.audio) if c.audio is not None else 0, c.peak, c.gaps)]
         if len(parts) == 1:
@@ -166,7 +176,8 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
             visual_encoder: str | None = None, fps: float = 5.0, batch_size: int = 4, device: str = "cpu",
             workers: int = 0, max_seconds: float | None = None, max_side: int | None = 640,
             precision: str = "fp32", progress: bool = True, log=None, random_init: bool = False,
-            face_device: str | None = None, faces_in_main: bool | None = None, face_batch: int | None = None) -> dict[str, Any]:
+            face_device: str | None = None, faces_in_main: bool | None = None, face_batch: int | None = None,
+            window: float | None = WINDOW_SECONDS) -> dict[str, Any]:
     """Fill the cache at `out` for every clip of `manifest` not in it yet. Encoders are names
     (presets and timm names: their pretrained weights, or untrained ones with `random_init`),
     folders, or Encoder modules. precision: fp32 | bf16 | fp16 (weights cast; bf16 also puts conv
@@ -178,7 +189,9 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     (default 16 on the CPU, 64 on a GPU; 1 makes every frame's detections bit-identical however
     clips are grouped: in shared batches MTCNN's dense layers differ by ~1e-7, which moves a box
     by ~1e-5 px and now and then a crop pixel by one grey level). Returns a summary.
-    One `vavl extract` at a time writes a cache (a lock; a second one refuses in one line)."""
+    One `vavl extract` at a time writes a cache (a lock; a second one refuses in one line).
+    window: a file longer than this many seconds is decoded, face-processed and encoded a window at
+    a time (vavl.data.extract_long; None: every file whole); recorded in cache.json."""
     log = log or sys.stderr
     if not audio_encoder and not visual_encoder:
         raise DataError("give --audio-encoder, --visual-encoder or both")
@@ -202,13 +215,14 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
     try:
         return _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, device, workers, max_seconds,
                         max_side, precision, progress, log, random_init, face_device, faces_in_main, face_batch,
-                        rank, world, barrier, lock)
+                        rank, world, barrier, lock, window)
     finally:
         lock.release()
 
 
 def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, device, workers, max_seconds, max_side,
-             precision, progress, log, random_init, face_device, faces_in_main, face_batch, rank, world, barrier, lock):
+             precision, progress, log, random_init, face_device, faces_in_main, face_batch, rank, world, barrier, lock,
+             window=None):
     from ..encoders.build import weights_identity
     from ..media.processor import AudioVisualProcessor
     from .cache import BackgroundWriter
@@ -234,6 +248,11 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
         "audio_dim": a_enc.output_dim if a_enc else None, "visual_dim": v_enc.output_dim if v_enc else None,
         "processor": processor.to_dict(),
     }
+    window = None if max_seconds else window
+    settings["window"] = window
+    if FeatureCache(out).settings and "window" not in FeatureCache(out).settings:
+        settings.pop("window")   # a cache made before windowed extraction: its files stay whole, never mixed
+        window = None
     if getattr(a_enc, "wave_stats", None) is not None:   # the official global waveform z-scoring (vavl convert wav2vec2-official)
         settings["audio_wave_stats"] = a_enc.wave_stats
     cache = FeatureCache(out)
@@ -257,7 +276,8 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
     shard = [r for r in mine if not cache.has(r["id"])]
     skipped = len(mine) - len(shard)   # of this rank's clips
     loader = torch.utils.data.DataLoader(
-        ClipLoader(shard, processor, a_enc is not None, v_enc is not None, max_seconds, faces=not faces_in_main),
+        ClipLoader(shard, processor, a_enc is not None, v_enc is not None, max_seconds, faces=not faces_in_main,
+                   window=window),
         batch_size=batch_size, num_workers=workers, collate_fn=_unwrap, pin_memory=torch.device(device).type == "cuda",
         prefetch_factor=4 if workers else None)   # each worker keeps 4 batches ready
     errors, traces, lock, t0 = [], [], threading.Lock(), time.perf_counter()
@@ -276,11 +296,26 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
     def encode(group, audio, visual):   # encode_batch looked up at each call: a test may replace it
         return encode_batch(group, audio, visual, device, dtype, autocast)
 
-    def encode_window(window: list[dict[str, Any]]) -> None:
+    def encode_long(it: dict[str, Any]) -> None:   # a window at a time, here (vavl.data.extract_long)
+        clip_id = it["record"]["id"]
+        try:
+            long = LongClip(it["record"], processor, a_enc is not None, v_enc is not None, window)
+            a, v, meta = long.encode(lambda inputs: encode([{"inputs": inputs}], a_enc, v_enc)[0],
+                                     getattr(a_enc, "frame_rate", None))
+            for m, x in (("audio", a), ("visual", v)):
+                if x is not None and not torch.isfinite(x).all():
+                    raise DataError(f"{clip_id}: the {m} encoder gave non-finite features (NaN / inf)")
+            writer.write(clip_id, a, v, {**meta, "rank": rank})
+        except Exception as e:   # whatever it is, this clip only
+            fail(clip_id, *describe(clip_id, e))
+
+    def encode_window(items: list[dict[str, Any]]) -> None:
         good = []
-        for it in window:
+        for it in items:
             if it["error"] is not None:
                 fail(it["record"]["id"], it["error"], it.get("trace"))
+            elif it.get("long"):
+                encode_long(it)
             else:
                 good.append(it)
         if faces_in_main:
@@ -298,18 +333,18 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
                     "face_frames": int(inp.get("face_frames") or 0), "notes": it["notes"], "rank": rank})
             except Exception as e:   # whatever it is, this clip only
                 fail(clip_id, *describe(clip_id, e))
-        bar.update(len(window))
+        bar.update(len(items))
 
     writer = BackgroundWriter(cache, lambda clip_id, e: fail(clip_id, *describe(clip_id, e)))
     try:
-        window: list[dict[str, Any]] = []
+        pending: list[dict[str, Any]] = []
         for items in loader:
-            window += items
-            if len(window) >= LOOKAHEAD * batch_size:
-                encode_window(window)
-                window = []
-        if window:
-            encode_window(window)
+            pending += items
+            if len(pending) >= LOOKAHEAD * batch_size:
+                encode_window(pending)
+                pending = []
+        if pending:
+            encode_window(pending)
     finally:
         written = writer.close()   # every clip on disk (or failed) before the index is rebuilt
     bar.close()

@@ -10,6 +10,7 @@ timeline runs the fusion model again on `step`-second slices of the same feature
 """
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from ..core.errors import ConfigError, MediaError, VavlError
 from ..data.collate import pad_frames
 from ..media.arrays import ArrayClip
 from ..media.decode import decode_notes, probe
+from ..media.extent import content_windows
 from ..models.loading import load_model
 
 
@@ -138,6 +140,19 @@ def prepare_model(model, device: str = "cpu", precision: str | None = "fp32", bf
     return model
 
 
+def _window_starts(source, info, window: float, audio: bool, video: bool) -> tuple[list[float], int]:
+    """The windows to decode, and how many of those the header's duration declares were left out.
+    A file longer than one window is decoded only where its packets are (vavl.media.extent): a
+    header or a timestamp that claims hours cannot make empty windows, or minutes of work."""
+    if info.duration <= window:
+        return [0.0], 0
+    declared = math.ceil(info.duration / window - 1e-6)
+    if source.arrays:
+        return [k * window for k in range(declared)], 0
+    starts = content_windows(source.name, window, audio=audio, video=video) or [0.0]
+    return starts, max(declared - len(starts), 0)
+
+
 class _Source:
     """What the window loop reads: a file through the processor's decoder, or arrays resampled
     the same way (vavl.media.arrays)."""
@@ -180,13 +195,13 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
         have = [m for m, h in (("audio", info.has_audio), ("video", info.has_video)) if h]
         raise MediaError(f"{path}: has {' and '.join(have) or 'no streams'} but the model takes "
                          f"{'audio' if model.audio_encoder is not None else 'video'}")
-    starts = np.arange(0.0, max(info.duration, 1e-3), window) if info.duration > window else [0.0]
+    starts, skipped = _window_starts(source, info, window, want_audio, want_video)
     clip_scores, weights, timeline, used = [], [], [], set()
     frames = face_frames = samples = nonfinite = 0
     duration = decoded = peak = gaps = 0.0
     silent = True
     for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else None
+        end = start + window if i + 1 < len(starts) else None
         with clock("decode"):
             try:
                 clip = source.window(float(start), end, audio=want_audio, video=want_video)
@@ -237,6 +252,9 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
             timeline.append({"start": round(a, 3), "end": round(b, 3), **entry})
     duration = max(duration, info.duration)
     notes = decode_notes(decoded, duration, nonfinite, samples, peak, gaps)
+    if skipped:
+        notes.append(f"{skipped} of the {skipped + len(starts)} windows of {window:g} s that the declared "
+                     f"{info.duration:.0f} s span hold no packets: only the {len(starts)} with content were decoded")
     if model.audio_encoder is not None and not info.has_audio:
         notes.append("no audio stream: audio modality missing")
     elif want_audio and samples == 0:

@@ -374,16 +374,13 @@ def _trim_audio(wave: np.ndarray, t_first: float, start: float, end: float | Non
 
 
 def decode_windows(path, window: float = 30.0, **kwargs):
-    """Yield DecodedClip parts of at most `window` seconds covering the file, one at a time."""
-    info = probe(path)
-    total = info.duration
-    if total <= 0:  # no duration in the header: one pass over the whole file
-        yield decode(path, **kwargs)
-        return
-    n = max(1, math.ceil(total / window - 1e-6))
-    for i in range(n):
-        start = i * window
-        end = None if i == n - 1 else (i + 1) * window
+    """Yield DecodedClip parts of at most `window` seconds covering the file, one at a time: the
+    windows that hold packets (vavl.media.extent), not every window the header's duration spans."""
+    from .extent import content_windows
+
+    starts = content_windows(path, window, audio=kwargs.get("audio", True), video=kwargs.get("video", True)) or [0.0]
+    for i, start in enumerate(starts):
+        end = None if i == len(starts) - 1 else start + window
         yield decode(path, start=start, end=end, **kwargs)
 
 
