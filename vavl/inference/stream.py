@@ -125,14 +125,20 @@ class _Buffer:
 
 
 def _heads(model, clip, device: str) -> dict[str, Any]:
-    """predict_clip on one window, plus the probabilities of every head the window allows and its face boxes."""
+    """predict_clip on one window, plus the probabilities of every head the window allows and its face boxes.
+    A model scored by views (HiCMAE) has one head, fed zeros for a missing modality: its scores come
+    under the name predict's record gives it ("fused" with both modalities, else the one present)."""
     import torch
 
     extras: dict[str, Any] = {}
-    r = predict_clip(clip, model, device, window=1e9, step=1e9, extras=extras)
+    with torch.inference_mode():   # no autograd graph: scoring only (and less memory per window)
+        r = predict_clip(clip, model, device, window=1e9, step=1e9, extras=extras)
     outs, heads = extras.get("outputs") or [None], {}
     out = outs[0]
-    if out is not None and r["scores"] is not None:
+    if getattr(model, "takes_views", False):
+        if r["scores"] is not None:
+            heads[r["head"]] = dict(r["scores"])
+    elif out is not None and r["scores"] is not None:
         present = {m: bool(getattr(out, f"{m}_present")[0]) for m in ("audio", "visual")}
         for head, logits, ok in (("fused", out.fused_logits, present["audio"] and present["visual"]),
                                  ("audio", out.audio_logits, present["audio"]),
