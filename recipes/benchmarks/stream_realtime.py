@@ -119,9 +119,14 @@ def main() -> int:
     p.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples")
     p.add_argument("--out", default=str(HERE / "results" / "stream_realtime.json"))
     p.add_argument("--raw", help="also write the lines (with their arrival times) and the samples to this JSON file")
+    p.add_argument("--from-raw", metavar="RAW", help="no run: compute the report from a --raw file of an earlier run")
     args = p.parse_args()
 
     seconds = args.minutes * 60
+    if args.from_raw:
+        raw = json.loads(Path(args.from_raw).read_text())
+        return summarize(args, raw["lines"], raw["rss"], raw["cpu"], raw["loads"], raw["code"], raw["stderr"],
+                      raw.get("load_before"), raw.get("wall"), raw.get("load_after"))
     load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="vavl-stream-bench-") as tmp:
         tmp = Path(tmp)
@@ -129,8 +134,6 @@ def main() -> int:
         media = write_media(tmp / "media.mp4", seconds)
         build_model(tmp / "model")
         print(f"media and model ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        command = ["vavl", "stream", "media.mp4", "--model", "DIR", "--realtime", "--window", f"{args.window:g}",
-                   "--hop", f"{args.hop:g}"]
         argv = ["nice", "-n", str(args.nice), sys.executable, "-m", "vavl.cli", "stream", str(media), "--model",
                 str(tmp / "model"), "--realtime", "--window", str(args.window), "--hop", str(args.hop)]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
@@ -161,7 +164,17 @@ def main() -> int:
     wall = time.monotonic() - start
     if args.raw:
         Path(args.raw).write_text(json.dumps({"lines": lines, "rss": samples, "cpu": cpu, "loads": loads, "code": code,
-                                              "stderr": err[-5000:]}))
+                                              "stderr": err[-5000:], "load_before": load_before, "wall": wall,
+                                              "load_after": [round(x, 2) for x in os.getloadavg()]}))
+    return summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, None)
+
+
+def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, load_after=None) -> int:
+    seconds = args.minutes * 60
+    command = ["vavl", "stream", "media.mp4", "--model", "DIR", "--realtime", "--window", f"{args.window:g}",
+               "--hop", f"{args.hop:g}"]
+    if wall is None and lines and samples:
+        wall = lines[-1][0] - samples[0][0]
     windows = [(t, w) for t, w in lines if "event" not in w]
     event = lines[-1][1] if lines and "event" in lines[-1][1] else None
     if code != 0 or not windows:
@@ -195,7 +208,7 @@ def main() -> int:
         "model": f"auxformer + {AUDIO} (12 layers) + {VISUAL}, random weights",
         "media": f"{args.minutes:g} min synthetic 640x360 25 fps H.264 + 48 kHz AAC, one moving face",
         "window": args.window, "hop": args.hop, "threads": args.threads,
-        "media_seconds": round(media_played, 1), "wall_seconds": round(wall, 1),
+        "media_seconds": round(media_played, 1), "wall_seconds": round(wall, 1) if wall else None,
         "windows": len(windows), "windows_the_media_holds": expected,
         "dropped_chunks": max([w.get("dropped_chunks", 0) for _, w in windows] + [0]),
         "real_time_factor": round(sum(latency) / media_played, 3),
@@ -211,7 +224,7 @@ def main() -> int:
         "targets": {"real_time_factor<=0.5": None, "latency_p95<=1.5": None, "rss_flat_5pct": None},
         "machine": {"cpu_count": os.cpu_count(), "cpu": _cpu_name(), "platform": platform.platform(),
                     "cpu_flags": {f: _has_flag(f) for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")},
-                    "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                    "load_average_before": load_before, "load_average_after": load_after or [round(x, 2) for x in os.getloadavg()],
                     "load_average_1min_during": {"median": pct(loads, 50), "max": pct(loads, 100)}},
     }
     t = report["targets"]
