@@ -152,6 +152,18 @@ def test_the_reader_queue_is_bounded_live_sources_drop_their_oldest_chunks_files
     assert [g[1] for g in got[:20]] == [c[1] for c in chunks] and got[20] == ("end",)
 
 
+def test_a_live_reader_never_waits_for_a_full_queue():
+    from vavl.media.live import Reader
+
+    chunks = [("audio", i / 100, tone(0.01)) for i in range(3000)]   # 30 s of 10 ms chunks, nobody reading
+    live = Reader(iter(chunks), live=True, size=4)
+    deadline = time.time() + 20   # a reader that waited ~0.1 s per dropped chunk would need ~300 s
+    while live.dropped < 2996 and time.time() < deadline:
+        time.sleep(0.05)
+    assert live.dropped == 2996 and [live.get(timeout=5)[1] for _ in range(4)] == [c[1] for c in chunks[-4:]]
+    assert live.get(timeout=5) == ("end",)
+
+
 def test_windows_skip_ahead_over_a_gap_in_a_live_source(model, one_thread):
     chunks = [("audio", i / 10, tone(0.1)) for i in list(range(10)) + list(range(40, 55))]   # 1 s, 3 s lost, 1.5 s
     lines = list(stream_windows(array_events(iter(chunks), video=False), model, window=1.0, hop=0.5, stall=30))

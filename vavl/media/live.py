@@ -110,17 +110,24 @@ class Reader:
         self.thread.start()
 
     def _put(self, item: tuple) -> None:
-        while not self.stopped.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if self.live and item[0] not in (END, FAILED):
+        if self.live and item[0] not in (END, FAILED):   # never wait: room is made by dropping the oldest chunk
+            while not self.stopped.is_set():
+                try:
+                    self.queue.put_nowait(item)
+                    return
+                except queue.Full:
                     try:
                         self.queue.get_nowait()
                         self.dropped += 1
                     except queue.Empty:
                         pass
+            return
+        while not self.stopped.is_set():   # a file read as fast as possible, and the end: wait for room
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                pass
 
     def _run(self) -> None:
         try:
