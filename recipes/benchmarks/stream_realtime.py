@@ -199,7 +199,8 @@ def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, lo
     expected = int(np.floor((seconds - args.window) / args.hop)) + 1
     cpu_rtf = (round((playing[-1] - playing[0]) / len(windows) * expected / (args.threads * seconds), 3)
                if len(playing) > 1 else None)
-    stages = {k: round(statistics.median(w.get("timings", {}).get(k, 0.0) for _, w in windows), 3)
+    scored = [w for _, w in windows if w.get("timings")]
+    stages = {k: round(statistics.median(w["timings"].get(k, 0.0) for w in scored), 3) if scored else None
               for k in ("decode", "faces", "audio_encoder", "visual_encoder", "fusion")}
     report = {
         "benchmark": "stream_realtime",
@@ -209,7 +210,10 @@ def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, lo
         "media": f"{args.minutes:g} min synthetic 640x360 25 fps H.264 + 48 kHz AAC, one moving face",
         "window": args.window, "hop": args.hop, "threads": args.threads,
         "media_seconds": round(media_played, 1), "wall_seconds": round(wall, 1) if wall else None,
-        "windows": len(windows), "windows_the_media_holds": expected,
+        "windows": len(windows), "windows_the_media_holds": expected, "windows_scored": len(scored),
+        "windows_by_modalities": {"+".join(m) or "none": sum(1 for w in scored + [x for _, x in windows if not x.get("timings")]
+                                                              if (w.get("modalities") or []) == list(m))
+                                  for m in (("audio", "visual"), ("audio",), ("visual",), ())},
         "dropped_chunks": max([w.get("dropped_chunks", 0) for _, w in windows] + [0]),
         "real_time_factor": round(sum(latency) / media_played, 3),
         "cpu_real_time_factor": cpu_rtf,
