@@ -171,6 +171,20 @@ def test_windows_skip_ahead_over_a_gap_in_a_live_source(model, one_thread):
     assert all(w["modalities"] == ["audio"] for w in lines[:-1]) and lines[-1]["event"] == "end"
 
 
+def test_windows_nothing_arrived_for_are_skipped_and_counted_not_scored_empty(model, one_thread):
+    fps = model.processor.fps
+    frames = face_frames(int(6.5 * fps))
+    chunks = [("audio", i / 10, tone(0.1)) for i in list(range(10)) + list(range(50, 65))]   # 0-1 s, 5-6.5 s
+    chunks += [("video", j / fps, f) for j, f in enumerate(frames) if j / fps < 1 or j / fps >= 5]
+    lines = list(stream_windows(array_events(iter(sorted(chunks, key=lambda c: c[1]))), model, window=1.0, hop=0.5,
+                                stall=30))
+    *windows, end = lines
+    assert [(w["start"], w["end"]) for w in windows] == [(0.0, 1.0), (0.5, 1.5), (5.0, 6.0), (5.5, 6.5)]
+    assert all(w["modalities"] for w in windows)   # no line for a window without media
+    assert "skipped_windows" not in windows[1] and [w["skipped_windows"] for w in windows[2:]] == [8, 8]   # starts 1.0 to 4.5
+    assert end["event"] == "end" and end["windows"] == 4
+
+
 def test_reconnect_opens_the_source_again_after_it_breaks_off(tiny_full_model_dir, tmp_path, monkeypatch, one_thread):
     import vavl.cli.stream as command
 
