@@ -13,8 +13,9 @@ frame (never whole in memory). The command, run as a child process (niced, OMP_N
 
 Measured from its stdout lines and /proc: the real-time factor (the seconds the windows took to score,
 their `latency`, over the media seconds played), the CPU real-time factor (the process's CPU seconds
-while playing over threads x wall seconds: what an idle machine would give, as predict_speed.py
-estimates; per window scored, times the windows the media holds), the per-window latency (median, p95), how far the
+per window scored, times the windows the media holds, over threads x media seconds: an estimate for a
+quiet machine only; under load it overstates, as waiting OpenMP threads spin and count as CPU time),
+the per-window latency (median, p95), how far the
 lines fell behind the media clock (`behind`: line arrival minus window end, minus its smallest value;
 it grows when scoring does not keep up), the source chunks dropped, the windows scored against those
 the media holds, and the process RSS every few seconds (the RSS at 20% of the run, minute 2 of 10,
