@@ -152,11 +152,37 @@ def test_the_reader_queue_is_bounded_live_sources_drop_their_oldest_chunks_files
     assert [g[1] for g in got[:20]] == [c[1] for c in chunks] and got[20] == ("end",)
 
 
+def test_a_live_reader_never_waits_for_a_full_queue():
+    from vavl.media.live import Reader
+
+    chunks = [("audio", i / 100, tone(0.01)) for i in range(3000)]   # 30 s of 10 ms chunks, nobody reading
+    live = Reader(iter(chunks), live=True, size=4)
+    deadline = time.time() + 20   # a reader that waited ~0.1 s per dropped chunk would need ~300 s
+    while live.dropped < 2996 and time.time() < deadline:
+        time.sleep(0.05)
+    assert live.dropped == 2996 and [live.get(timeout=5)[1] for _ in range(4)] == [c[1] for c in chunks[-4:]]
+    assert live.get(timeout=5) == ("end",)
+
+
 def test_windows_skip_ahead_over_a_gap_in_a_live_source(model, one_thread):
     chunks = [("audio", i / 10, tone(0.1)) for i in list(range(10)) + list(range(40, 55))]   # 1 s, 3 s lost, 1.5 s
     lines = list(stream_windows(array_events(iter(chunks), video=False), model, window=1.0, hop=0.5, stall=30))
     assert [(w["start"], w["end"]) for w in lines[:-1]] == [(0.0, 1.0), (4.0, 5.0), (4.5, 5.5)]
     assert all(w["modalities"] == ["audio"] for w in lines[:-1]) and lines[-1]["event"] == "end"
+
+
+def test_windows_nothing_arrived_for_are_skipped_and_counted_not_scored_empty(model, one_thread):
+    fps = model.processor.fps
+    frames = face_frames(int(6.5 * fps))
+    chunks = [("audio", i / 10, tone(0.1)) for i in list(range(10)) + list(range(50, 65))]   # 0-1 s, 5-6.5 s
+    chunks += [("video", j / fps, f) for j, f in enumerate(frames) if j / fps < 1 or j / fps >= 5]
+    lines = list(stream_windows(array_events(iter(sorted(chunks, key=lambda c: c[1]))), model, window=1.0, hop=0.5,
+                                stall=30))
+    *windows, end = lines
+    assert [(w["start"], w["end"]) for w in windows] == [(0.0, 1.0), (0.5, 1.5), (5.0, 6.0), (5.5, 6.5)]
+    assert all(w["modalities"] for w in windows)   # no line for a window without media
+    assert "skipped_windows" not in windows[1] and [w["skipped_windows"] for w in windows[2:]] == [8, 8]   # starts 1.0 to 4.5
+    assert end["event"] == "end" and end["windows"] == 4
 
 
 def test_reconnect_opens_the_source_again_after_it_breaks_off(tiny_full_model_dir, tmp_path, monkeypatch, one_thread):

@@ -4,6 +4,7 @@
     vavl stream clip.mp4 --model runs/auxformer                      # a file as fast as it decodes
     vavl stream /dev/video0 --format v4l2 --audio-source default --audio-format pulse --model DIR
     vavl stream rtsp://camera/stream --option rtsp_transport=tcp --model DIR --out scores.jsonl
+    vavl stream /dev/video0 --format v4l2 --model DIR --serve-ws 8765        # also on ws://127.0.0.1:8765
     ffmpeg -i in.mp4 -f nut - | vavl stream - --format nut --model DIR
 
 Windows of --window seconds every --hop seconds, each scored as `vavl predict` scores a clip
@@ -42,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reconnect", type=positive_int, default=0, metavar="N",
                         help="when the source stalls or breaks off, open it again up to N times")
     parser.add_argument("--out", metavar="FILE", help="append the JSON lines to FILE instead of stdout")
+    parser.add_argument("--serve-ws", metavar="[HOST:]PORT",
+                        help="also send every line to the clients of a websocket server on HOST:PORT (host 127.0.0.1 "
+                             "unless given; port 0: a free one, printed on stderr); needs vavl[stream]")
+    parser.add_argument("--ws-wait", type=positive_int, default=0, metavar="N",
+                        help="with --serve-ws: open the source only once N clients have connected")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="the encoders' weights (see `vavl predict --help`); auto: bf16 on CPUs with AMX / "
@@ -77,13 +83,39 @@ def open_events(args, processor):
 def run(args: argparse.Namespace) -> int:
     from ..core.devices import check_device
     from ..inference.predict import prepare_model
-    from ..inference.stream import exit_code, stream_windows
 
     if args.hop > args.window:
         raise ConfigError(f"--hop {args.hop:g} is longer than --window {args.window:g}: windows would leave gaps")
     device = check_device(args.device)
     _options(args.option)   # before any work
-    model = prepare_model(args.model, device, args.precision)
+    if args.ws_wait and not args.serve_ws:
+        raise ConfigError("--ws-wait waits for websocket clients: give --serve-ws [HOST:]PORT too")
+    server = _serve(args.serve_ws) if args.serve_ws else None
+    try:
+        model = prepare_model(args.model, device, args.precision)
+        if server and args.ws_wait:
+            print(f"vavl stream: waiting for {args.ws_wait} websocket client(s) on {server.url}", file=sys.stderr)
+            server.wait_for_clients(args.ws_wait)
+        return _loop(args, model, device, server)
+    finally:
+        if server:
+            server.close()
+            for client, n in server.dropped.items():
+                print(f"vavl stream: websocket client {client} read too slowly and missed {n} lines", file=sys.stderr)
+
+
+def _serve(address: str):
+    from ..inference.ws_lines import LineServer, parse_address
+
+    host, port = parse_address(address)
+    server = LineServer(host, port)
+    print(f"vavl stream: serving the lines on {server.url}", file=sys.stderr, flush=True)
+    return server
+
+
+def _loop(args, model, device, server) -> int:
+    from ..inference.stream import exit_code, stream_windows
+
     # a local file read as fast as possible waits for the model; anything live drops its oldest chunks instead
     live = args.realtime or not (args.source != "-" and os.path.isfile(args.source))
     out = open(args.out, "a", encoding="utf-8") if args.out else sys.stdout
@@ -95,8 +127,11 @@ def run(args: argparse.Namespace) -> int:
                                        stall=args.stall):
                 if attempt:
                     line["connection"] = attempt
-                out.write(json.dumps(line, allow_nan=False) + "\n")
+                text = json.dumps(line, allow_nan=False)
+                out.write(text + "\n")
                 out.flush()
+                if server:
+                    server.publish(text)
                 if "event" in line:
                     code = exit_code(line)
                     print(f"vavl stream: {args.source}: {line['message']} after {line.get('after', 0):g} s of media "

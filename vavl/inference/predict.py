@@ -178,7 +178,7 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
     if getattr(model, "takes_views", False):   # HiCMAE: fixed-size test views, scores merged over them
         from .predict_views import predict_views
 
-        return predict_views(clip, model, device, window, bf16)
+        return predict_views(clip, model, device, window, bf16, extras)
     kind = torch.device(device).type
 
     def amp(stage: str):

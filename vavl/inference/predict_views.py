@@ -33,7 +33,8 @@ def _view_times(inputs: dict, processor) -> list[tuple[float, float]]:
     return [(round(a, 3), round(max(a, b), 3)) for a, b in spans]
 
 
-def predict_views(clip, model, device: str = "cpu", window: float = 30.0, bf16: bool = False) -> dict[str, Any]:
+def predict_views(clip, model, device: str = "cpu", window: float = 30.0, bf16: bool = False,
+                  extras: dict | None = None) -> dict[str, Any]:
     from .predict import _StageClock, _Source, _finite, _untrained_notes
 
     kind = torch.device(device).type
@@ -48,6 +49,8 @@ def predict_views(clip, model, device: str = "cpu", window: float = 30.0, bf16: 
         decoded = source.window(0.0, end, audio=info.has_audio, video=info.has_video)
     with clock("faces"):
         inputs = processor(decoded, audio=info.has_audio, video=info.has_video)
+    if extras is not None:   # as predict_clip: the face boxes of the decoded frames (vavl stream's face track)
+        extras.setdefault("face_boxes", []).append(inputs.get("face_boxes"))
     notes = decode_notes(decoded.decoded if decoded.decoded is not None else decoded.duration, decoded.duration,
                          decoded.nonfinite, len(decoded.audio) if decoded.audio is not None else 0, decoded.peak)
     if end is not None:

@@ -9,7 +9,9 @@ and the fusion model on that window alone. A line holds the span, the label, the
 each head the window allows (fused: both modalities; audio; visual), the modalities used, the face
 (a track id carried across windows while the face box overlaps the previous window's, and its box),
 the notes of predict (no face, silent audio, ...) and the latency: seconds from the moment the
-window's last chunk arrived to the line. A window without a face or without sound is scored with
+window's last chunk came from the source (into the reader's queue) to the line. Windows for which
+nothing arrived (a gap, chunks dropped by a consumer that fell behind) are skipped, not scored;
+`skipped_windows` and `dropped_chunks` count them (from the first one on). A window without a face or without sound is scored with
 what it has and says so; one with neither gets a line with no prediction.
 
 Memory is bounded: only the current window's audio and frames are kept, and the reader's queue is
@@ -74,8 +76,8 @@ class _Buffer:
         self.frames: list[tuple[float, np.ndarray]] = []
         self.arrived = 0.0   # wall clock of the latest chunk
 
-    def add(self, kind: str, t: float, data: np.ndarray) -> None:
-        self.arrived = time.perf_counter()
+    def add(self, kind: str, t: float, data: np.ndarray, arrived: float | None = None) -> None:
+        self.arrived = time.perf_counter() if arrived is None else arrived
         if kind == "audio":
             if self.audio_start is None or t > self.audio_start + len(self.audio) / self.sr + GAP:
                 self.audio_start, self.audio = t, np.zeros(0, np.float32)   # after a gap (dropped chunks): anew
@@ -116,6 +118,13 @@ class _Buffer:
         return ArrayClip(audio=wave, sample_rate=self.sr if wave is not None else None, frames=frames,
                          fps=self.fps if frames is not None else None, name=f"window {start:.2f}-{end:.2f} s")
 
+    def next_from(self, t: float) -> float | None:
+        """The earliest media time >= t that is held (audio or a frame); None when nothing is."""
+        times = [f for f, _ in self.frames if f >= t][:1]
+        if self.audio_start is not None and self.audio_start + len(self.audio) / self.sr > t:
+            times.append(max(self.audio_start, t))
+        return min(times) if times else None
+
     def drop_before(self, t: float) -> None:
         if self.audio_start is not None and t > self.audio_start:
             cut = min(int(round((t - self.audio_start) * self.sr)), len(self.audio))
@@ -125,14 +134,20 @@ class _Buffer:
 
 
 def _heads(model, clip, device: str) -> dict[str, Any]:
-    """predict_clip on one window, plus the probabilities of every head the window allows and its face boxes."""
+    """predict_clip on one window, plus the probabilities of every head the window allows and its face boxes.
+    A model scored by views (HiCMAE) has one head, fed zeros for a missing modality: its scores come
+    under the name predict's record gives it ("fused" with both modalities, else the one present)."""
     import torch
 
     extras: dict[str, Any] = {}
-    r = predict_clip(clip, model, device, window=1e9, step=1e9, extras=extras)
+    with torch.inference_mode():   # no autograd graph: scoring only (and less memory per window)
+        r = predict_clip(clip, model, device, window=1e9, step=1e9, extras=extras)
     outs, heads = extras.get("outputs") or [None], {}
     out = outs[0]
-    if out is not None and r["scores"] is not None:
+    if getattr(model, "takes_views", False):
+        if r["scores"] is not None:
+            heads[r["head"]] = dict(r["scores"])
+    elif out is not None and r["scores"] is not None:
         present = {m: bool(getattr(out, f"{m}_present")[0]) for m in ("audio", "visual")}
         for head, logits, ok in (("fused", out.fused_logits, present["audio"] and present["visual"]),
                                  ("audio", out.audio_logits, present["audio"]),
@@ -166,7 +181,7 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
         on_reader(reader)
     buf, faces = _Buffer(p.sample_rate, p.fps), _Faces()
     streams: dict[str, bool] = {}
-    start, count, t_open = 0.0, 0, time.perf_counter()
+    start, count, skipped, t_open = 0.0, 0, 0, time.perf_counter()
 
     def score(a: float, b: float, partial: bool = False) -> dict[str, Any]:
         clip = buf.clip(a, b)
@@ -188,6 +203,8 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
         line["latency"] = round(time.perf_counter() - buf.arrived, 3)
         if reader.dropped:
             line["dropped_chunks"] = reader.dropped
+        if skipped:
+            line["skipped_windows"] = skipped
         return line
 
     try:
@@ -215,11 +232,16 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
                 yield ended
                 return
             kind, t, data = event
-            buf.add(kind, float(t), data)
-            first = buf.first()
-            if first is not None and first >= start + window:   # nothing held for the next windows: skip them
-                start += hop * np.floor((first - start) / hop)
+            buf.add(kind, float(t), data, arrived=reader.arrived)
             while _ready(buf, streams, window) >= start + window:
+                held = buf.next_from(start)
+                if held is None:   # everything held is behind: wait for more
+                    break
+                if held >= start + window:   # nothing arrived for this window (chunks dropped, a gap): skip ahead
+                    jump = hop * np.floor((held - start) / hop)
+                    start, skipped = start + jump, skipped + int(round(jump / hop))
+                    buf.drop_before(start)
+                    continue
                 yield score(start, start + window)
                 count += 1
                 start += hop

@@ -193,22 +193,23 @@ class HiCMAEProcessor:
     def __call__(self, clip, audio: bool = True, video: bool = True) -> dict[str, Any]:
         """A path or DecodedClip -> `views` of its face frames (vavl's face track, square crops of
         image_size; the frames where no face is found are left out, as a face folder leaves them
-        out) and its audio, plus "frames", "face_frames", "frame_times" (of the face frames) and
-        "duration"."""
+        out) and its audio, plus "frames", "face_frames", "frame_times" (of the face frames),
+        "duration" and "face_boxes" (per decoded frame, NaN where no face; None without frames)."""
         from .decode import DecodedClip
 
         if not isinstance(clip, DecodedClip):
             clip = self.decode(clip, audio=audio, video=video)
         wave = clip.audio if audio and clip.audio is not None and len(clip.audio) else None
-        faces, times, n = None, np.zeros(0), 0
+        faces, times, n, boxes = None, np.zeros(0), 0, None
         if video and clip.frames is not None and len(clip.frames):
             n = len(clip.frames)
             track = self.cropper.tracks([clip.frames])[0]
+            boxes = track.boxes
             if track.face_frames:
                 faces, times = track.crops[track.mask], np.asarray(clip.frame_times)[track.mask]
         out = self.views(faces, wave)
         out.update(frames=n, face_frames=0 if faces is None else len(faces), frame_times=times,
-                   duration=clip.duration, start=clip.start)
+                   duration=clip.duration, start=clip.start, face_boxes=boxes)
         return out
 
     def raw_inputs(self, clip) -> dict[str, Any]:

@@ -99,28 +99,38 @@ def array_events(chunks: Iterable[tuple], audio: bool = True, video: bool = True
 class Reader:
     """Runs an event iterator in a daemon thread into a bounded queue. `get(timeout)` -> an event,
     ("end",) when the source ended, ("failed", message) when reading raised, or None after `timeout`
-    seconds without anything (a stall). live=True: when the queue is full the oldest event is dropped."""
+    seconds without anything (a stall); `arrived`: when that event came from the source (time.perf_counter).
+    live=True: when the queue is full the oldest event is dropped at once (the source never waits)."""
 
     def __init__(self, events: Iterator[tuple], live: bool, size: int = 256):
         self.events, self.live = events, live
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.dropped = 0
+        self.arrived = time.perf_counter()   # when the event `get` returned last came from the source
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name="vavl-stream-reader")
         self.thread.start()
 
-    def _put(self, item: tuple) -> None:
-        while not self.stopped.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if self.live and item[0] not in (END, FAILED):
+    def _put(self, event: tuple) -> None:
+        item = (event, time.perf_counter())
+        if self.live and event[0] not in (END, FAILED):   # never wait: room is made by dropping the oldest chunk
+            while not self.stopped.is_set():
+                try:
+                    self.queue.put_nowait(item)
+                    return
+                except queue.Full:
                     try:
                         self.queue.get_nowait()
                         self.dropped += 1
                     except queue.Empty:
                         pass
+            return
+        while not self.stopped.is_set():   # a file read as fast as possible, and the end: wait for room
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                pass
 
     def _run(self) -> None:
         try:
@@ -135,9 +145,10 @@ class Reader:
 
     def get(self, timeout: float) -> tuple | None:
         try:
-            return self.queue.get(timeout=timeout)
+            event, self.arrived = self.queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        return event
 
     def stop(self) -> None:
         self.stopped.set()
