@@ -80,6 +80,15 @@ def _dynamic_shapes(inputs: dict[str, torch.Tensor], fixed_size: bool = False):
     return (tuple({0: batch, 1: time[axis[name]]} for name in inputs),)   # for forward(*tensors)
 
 
+# torch.export of vavl's models works on torch 2.14.1 (constraints.txt) and fails on 2.9.1
+# (constraints-min.txt: a batch-dimension constraint violation, then a failed decomposition)
+ONNX_MIN_TORCH = (2, 14)
+
+
+def torch_can_export() -> bool:
+    return tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= ONNX_MIN_TORCH
+
+
 def export_onnx(model, out, optimize: bool = True, check: bool = True) -> float | None:
     """Write `model` (a vavl model, or a save_pretrained folder) to `out` as ONNX; with `check`,
     run onnxruntime on example inputs and return the largest difference from PyTorch (a
@@ -89,6 +98,9 @@ def export_onnx(model, out, optimize: bool = True, check: bool = True) -> float 
         import onnxscript  # noqa: F401
     except ImportError as err:
         raise ConfigError(f"ONNX export needs the onnx extra ({err.name} is missing): pip install \"vavl[onnx]\"") from None
+    if not torch_can_export():
+        raise ConfigError(f"ONNX export needs torch >= {'.'.join(map(str, ONNX_MIN_TORCH))} (tested on 2.14.1; torch.export of "
+                          f"vavl's models fails on older releases such as 2.9.1); this environment has torch {torch.__version__}")
     model = load_model(model) if isinstance(model, (str, Path)) else model.eval()
     out = Path(out)
     if not out.parent.is_dir():

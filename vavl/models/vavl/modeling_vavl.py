@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
 
 from ...nn.layers import masked_mean
 from ..base import EmotionModel
@@ -67,8 +68,12 @@ class VAVLForEmotionRecognition(EmotionModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        elif isinstance(module, MaskedBatchNorm1d):
-            module.reset_parameters()
+        elif isinstance(module, MaskedBatchNorm1d):   # transformers' guarded init: a loaded statistic stays loaded
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
 
     def post_init(self):
         super().post_init()
