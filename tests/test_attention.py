@@ -2,7 +2,6 @@
 autograd, which implementation each call runs, and `attn_implementation` through create_model,
 from_pretrained, set_attn_implementation and every registered emotion model."""
 import dataclasses
-import warnings
 
 import pytest
 import torch

@@ -1,6 +1,5 @@
 """`vavl prepare mafw` on a synthetic corpus in MAFW's release layout (tests/mafw_corpus.py)."""
 import collections
-from pathlib import Path
 
 import pytest
 

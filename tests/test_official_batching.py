@@ -98,7 +98,6 @@ def test_official_batching_must_be_a_boolean(config_class):
 def test_vavl_official_init_is_pytorch_defaults_with_the_conformers_xavier_layers():
     import math
 
-    from torch import nn
 
     from vavl.models.vavl import VAVLForEmotionRecognition
     from vavl.models.vavl.conformer import FeedForward, RelativeSelfAttention

@@ -32,7 +32,6 @@ is not cached yet of them) and writes its own files; rank 0 then rebuilds index.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import threading
@@ -47,6 +46,7 @@ from ..core.errors import DataError
 from ..core.files import atomic_write_text, check_output_dir
 from .cache import CacheLock, FeatureCache
 from .extract_batches import encode_sorted, find_faces
+from .extract_errors import gather_errors, write_jsonl
 from .extract_long import WINDOW_SECONDS, LongClip, is_long, reaches, unbounded_duration
 from .manifest import read_manifest
 
@@ -353,7 +353,7 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
     if rank != 0:   # rank 0 keeps its own failures in memory
         try:
             if errors:
-                _write_jsonl(Path(out) / f".errors.rank{rank}.jsonl", errors)
+                write_jsonl(Path(out) / f".errors.rank{rank}.jsonl", errors)
             if traces:
                 atomic_write_text(Path(out) / f".errors.rank{rank}.log", "".join(traces))
         except DataError as e:
@@ -368,7 +368,7 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
         except DataError as e:   # index.jsonl not written: the clip files are there, the next run writes it
             problems.append(str(e))
             index = cache._index or {}
-        summary.update(cached=len(index), **_gather_errors(Path(out), index, log, errors, traces, problems))
+        summary.update(cached=len(index), **gather_errors(Path(out), index, log, errors, traces, problems))
         noted = [e for e in index.values() if e["meta"].get("notes")]
         if noted:
             print(f"vavl extract: {len(noted)} clips have notes (meta.notes in {out}/index.jsonl), e.g. "
@@ -398,46 +398,9 @@ def _build(name: str, random_init: bool):
     return build_encoder(name, pretrained=not random_init)   # untrained: seed 0, recorded in cache.json
 
 
-def _gather_errors(out: Path, index: dict[str, Any], log, errors: list[dict], traces: list[str],
-                   problems: list[str]) -> dict[str, Any]:
-    """Rank 0: its own failures (`errors`, `traces`) and the other ranks' -> errors.jsonl (and
-    errors.log for tracebacks); a clip cached by now is no longer a failure. A file that cannot be
-    written goes to `problems`; the failures are still counted and shown."""
-    rows, traced = list(errors), "".join(traces)
-    for part in sorted(out.glob(".errors.rank*.jsonl")):
-        rows += [json.loads(x) for x in part.read_text().splitlines() if x.strip()]
-        part.unlink()
-    rows = [e for e in rows if e["id"] not in index]
-    log_path = out / "errors.log"
-    for t in sorted(out.glob(".errors.rank*.log")):
-        traced += t.read_text(encoding="utf-8")
-        t.unlink()
-    try:
-        if traced:
-            atomic_write_text(log_path, traced)
-        elif log_path.exists():
-            log_path.unlink()   # tracebacks of an earlier run: no longer true
-    except (DataError, OSError) as e:
-        problems.append(str(e))
-    try:
-        _write_jsonl(out / "errors.jsonl", rows)
-    except DataError as e:
-        problems.append(str(e))
-    if rows:
-        shown = "; ".join(e["error"] for e in rows[:3])
-        where = f"; tracebacks of unexpected errors in {log_path}" if traced else ""
-        print(f"vavl extract: {len(rows)} clips failed and were skipped (reasons in {out}/errors.jsonl{where}): {shown}",
-              file=log)
-    return {"failed": len(rows)}
-
-
 def _encoder_name(name) -> str | None:
     if isinstance(name, torch.nn.Module):
         return getattr(name, "name", None) or type(name).__name__
     if name and os.path.isdir(name):
         return str(Path(name).resolve())
     return name
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))

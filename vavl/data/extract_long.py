@@ -21,7 +21,6 @@ import dataclasses
 import math
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from ..core.errors import MediaError
