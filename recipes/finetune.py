@@ -15,7 +15,8 @@ Two schedules: `joint` (one loss, one optimiser step per batch) and `vavl` (VAVL
 loop: per batch a visual-branch update, an acoustic-branch update, then a fusion update).
 The model computes every loss (`loss_weights` picks the terms); dev and test are scored by
 vavl.evaluation.scoring, as `vavl evaluate` scores them. The model and optimisers a config asks for are
-built in finetune_model.py; what a run writes besides the model, in finetune_outputs.py.
+built in finetune_model.py; one training step and its guards in finetune_steps.py; what a run
+writes besides the model, in finetune_outputs.py.
 Run it by path (`python recipes/finetune.py`, `accelerate launch recipes/finetune.py`) or as
 `vavl run finetune ...`; the library never imports it.
 """
@@ -34,11 +35,10 @@ from tqdm.auto import tqdm
 
 import vavl
 from vavl.convert import initialize_from
-from vavl.data import collate, model_inputs, read_manifest
+from vavl.data import collate, read_manifest
 from vavl.data.augment import augment
-from vavl.data.conditions import remove_modality
 from vavl.data.datasets import RawClipDataset, cached_dataset, cached_feature_dims, fill_feature_statistics, relabel, training_splits
-from vavl.core.errors import ConfigError, TrainingError, VavlError
+from vavl.core.errors import ConfigError, VavlError
 from vavl.core.files import atomic_write_text, check_output_dir
 from vavl.core.jobs import error_line
 from vavl.evaluation.scoring import evaluate, headline
@@ -48,6 +48,8 @@ from vavl.models.with_encoders import AudioVisualModel
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the recipe's own files, however it is started
 from finetune_config import ALIASES, load_config  # noqa: E402
 from finetune_model import build_model, class_weights, make_optimizers, resolve_labels  # noqa: E402
+from finetune_steps import (is_better, official_arousal_flip, stop_if_not_finite, train_step_joint,  # noqa: E402
+                            train_step_vavl, weights_finite)
 from finetune_outputs import (JsonlLog, TrainerState, best_model, cache_encoders_for, latest_checkpoint,  # noqa: E402
                               load_state_warning, model_card, provenance, push_to_hub, save_checkpoint, save_failed,
                               wandb_tracker)
@@ -135,61 +137,6 @@ def setup(cfg: DictConfig) -> dict:
 
 
 # ---- train ----------------------------------------------------------------------------------
-def loss_weights(cfg: DictConfig) -> dict[str, float] | None:
-    w = cfg.train.loss_weights
-    return None if w is None else {k: float(v) for k, v in OmegaConf.to_container(w).items()}
-
-
-def train_step_joint(accelerator, model, batch, optimizers, schedulers, cfg) -> dict[str, float]:
-    opt, sched = optimizers["all"], schedulers["all"]
-    with accelerator.accumulate(model):
-        out = model(**model_inputs(batch), loss_weights=loss_weights(cfg))
-        accelerator.backward(out.loss)
-        if accelerator.sync_gradients and cfg.train.max_grad_norm:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-    return {"train_loss": out.loss.detach().float().item()}
-
-
-def train_step_vavl(accelerator, model, batch, optimizers, schedulers, cfg) -> dict[str, float]:
-    """VAVL's loop: visual branch (+ shared) on the visual head's loss and reconstruction with the
-    audio removed, the acoustic branch (+ shared) likewise, then the fusion head alone on the fused
-    loss with the branches in eval mode. Every learning-rate schedule steps once per batch (the
-    shared branch's optimiser steps twice, its schedule does not)."""
-    inner = accelerator.unwrap_model(model)
-    rec = inner.emotion_config.reconstruction_loss_weight
-
-    def update(loss, names):
-        for o in optimizers.values():
-            o.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        if cfg.train.max_grad_norm:
-            params = [p for n in names if n in optimizers for g in optimizers[n].param_groups for p in g["params"]]
-            accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm)
-        for n in (n for n in names if n in optimizers):
-            optimizers[n].step()
-
-    losses = {}
-    for branch, other in (("visual", "audio"), ("audio", "visual")):
-        out = model(**model_inputs(remove_modality(batch, other)), loss_weights={branch: 1.0, f"{branch}_reconstruction": rec})
-        update(out.loss, (branch, "shared"))
-        losses[f"train_loss_{branch}"] = out.loss.detach().float().item()
-    frozen = [m for k in ("audio", "visual", "shared") for m in inner.branches()[k]]
-    for m in frozen:
-        m.eval()
-    out = model(**model_inputs(batch), loss_weights={"fused": 1.0})
-    update(out.loss, ("fusion",))
-    for m in frozen:
-        m.train()
-    for o in optimizers.values():
-        o.zero_grad(set_to_none=True)
-    for sched in schedulers.values():
-        sched.step()
-    return {"train_loss": out.loss.detach().float().item(), **losses}
-
-
 def train(run: dict, config_path: str | None = None) -> dict:
     """Epochs of training with dev evaluation, best-model saving, checkpoints and early stopping."""
     from accelerate.utils import set_seed
@@ -288,37 +235,6 @@ def train(run: dict, config_path: str | None = None) -> dict:
     return {"stopped": stopped, "metric": metric, "best": state.best, "best_epoch": state.best_epoch, "step": state.step}
 
 
-def stop_if_not_finite(acc, losses: dict[str, float], state, batch) -> None:
-    """A loss that is NaN / inf (on any process) stops the run in one line naming the step and the
-    batch's clips, before anything is saved from the weights it leaves."""
-    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-    anywhere = bool(bad)
-    if acc.num_processes > 1:   # every process stops together
-        anywhere = acc.reduce(torch.tensor(float(anywhere), device=acc.device), "sum").item() > 0
-    if anywhere:
-        ids = list(batch.get("ids") or [])
-        shown = ", ".join(map(str, ids[:8])) + (f" (+{len(ids) - 8} more)" if len(ids) > 8 else "")
-        what = ", ".join(f"{k} = {v}" for k, v in bad.items()) or "the loss on another process is not finite"
-        raise TrainingError(f"epoch {state.epoch + 1}, batch {state.batches_done + 1} (step {state.step + 1}): {what} "
-                            f"(batch clips: {shown or '?'}); the run stopped and nothing was saved from these weights "
-                            "(checkpoints and the best model saved before are kept): lower train.lr, keep "
-                            "train.max_grad_norm > 0, or check these clips")
-
-
-def weights_finite(model, what: str, state) -> None:
-    """No model or checkpoint is saved from weights that are not finite."""
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise TrainingError(f"epoch {state.epoch + 1} (step {state.step}): {len(bad)} weight tensors are not finite "
-                            f"(e.g. {bad[0]}); the {what} was not saved and the run stopped: lower train.lr")
-
-
-def is_better(value: float, best: float | None, metric: str) -> bool:
-    if best is None or math.isnan(best):
-        return not math.isnan(value)
-    return value < best if metric == "loss" else value > best
-
-
 # ---- evaluate -------------------------------------------------------------------------------
 def score(run: dict, model, split: str, names: list[str], bootstrap: int, seed: int | None = None) -> tuple[dict[str, dict], dict]:
     """vavl.evaluation.scoring on one split under the named conditions (every process takes part; each clip
@@ -389,15 +305,6 @@ def main(cfg: DictConfig, config_path: str | None = None) -> dict:
     if acc.is_main_process:
         acc.print(format_results(summary, results))
     return {"summary": summary, "results": results, "output_dir": str(out_dir)}
-
-
-def official_arousal_flip(batch: dict, model) -> dict:
-    """VAVL's MSP-IMPROV loader (VV utils/dataset.py:79-83) replaces arousal by 6 - arousal in place each time a clip
-    is read, so with one read per epoch the training targets are 6 - x in epochs 1, 3, 5, ... and x in 2, 4, ..."""
-    names = list(getattr(model, "module", model).config.label_names)
-    labels = batch["labels"].clone()
-    labels[:, names.index("arousal")] = 6.0 - labels[:, names.index("arousal")]
-    return {**batch, "labels": labels}
 
 
 def format_results(summary: dict, results: dict) -> str:

@@ -33,7 +33,8 @@ def wheel(tmp_path_factory):
 def test_wheel_ships_the_recipes_as_data_not_as_a_package(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"vavl/_recipes/finetune.py", "vavl/_recipes/finetune_config.py", "vavl/_recipes/finetune_model.py",
-            "vavl/_recipes/finetune_outputs.py", "vavl/_recipes/README.md", "vavl/_recipes/configs/crema_d/auxformer.yaml",
+            "vavl/_recipes/finetune_outputs.py", "vavl/_recipes/finetune_steps.py", "vavl/_recipes/README.md",
+            "vavl/_recipes/configs/crema_d/auxformer.yaml",
             "vavl/data/partitions/CREMA-D/label_consensus_6class_M_1.csv"} <= names
     configs = {p.relative_to(ROOT / "recipes").as_posix() for p in (ROOT / "recipes" / "configs").glob("*/*.yaml")}
     assert {f"vavl/_recipes/{c}" for c in configs} <= names
