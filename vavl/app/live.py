@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..media.decode import _scaled_size
+from ..media.decode import scaled_size
 
 MAX_LINES = 200   # the lines kept for the page (the newest)
 DRIFT = 0.2   # seconds: sound further than this from its arrival time is timed anew (the browser lost some)
@@ -76,7 +76,7 @@ class LiveFeed:
         self.next_frame = t + 1.0 / self.processor.fps
         frame = np.ascontiguousarray(np.asarray(rgb)[..., :3], dtype=np.uint8)
         h, w = frame.shape[:2]
-        size = _scaled_size(w, h, self.processor.max_side)
+        size = scaled_size(w, h, self.processor.max_side)
         if size != (w, h):
             from PIL import Image
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..core.errors import MediaError
-from .decode import DecodedClip, MediaInfo, _scaled_size
+from .decode import DecodedClip, MediaInfo, scaled_size
 from .spectral import resample
 
 
@@ -85,7 +85,7 @@ class ArrayClip:
 def _scaled(frame: np.ndarray, max_side: int | None) -> np.ndarray:
     """One RGB frame with its longer side at most `max_side`, scaled by FFmpeg as decoding does."""
     h, w = frame.shape[:2]
-    size = _scaled_size(w, h, max_side)
+    size = scaled_size(w, h, max_side)
     if size == (w, h):
         return frame
     return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(

@@ -124,7 +124,9 @@ def _wav_declared_seconds(path) -> float:
     return 0.0
 
 
-def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) scaled so the longer side is at most max_side, both even (what H.264 and the
+    decoders here need); unchanged when already small enough or max_side is None."""
     if not max_side or max(width, height) <= max_side:
         return width, height
     scale = max_side / max(width, height)
@@ -165,7 +167,7 @@ class _FrameSampler:
 
     def _rgb(self, frame) -> np.ndarray:
         """The frame as (h, w, 3) RGB, scaled, and turned the way the stream says it is shown."""
-        w, h = _scaled_size(frame.width, frame.height, self.max_side)
+        w, h = scaled_size(frame.width, frame.height, self.max_side)
         image = frame.to_ndarray(width=w, height=h, format="rgb24")
         turns = round((frame.rotation or 0) / 90) % 4   # FFmpeg's angle: counter-clockwise
         return np.ascontiguousarray(np.rot90(image, turns)) if turns else image

@@ -26,7 +26,7 @@ import av
 import numpy as np
 
 from ..core.errors import MediaError
-from .decode import _scaled_size
+from .decode import scaled_size
 
 END, FAILED = "end", "failed"
 
@@ -82,7 +82,7 @@ def _events(container, fps, sample_rate, max_side, audio, video, realtime) -> It
                     for f in resampler.resample(frame):
                         yield ("audio", t, np.ascontiguousarray(f.to_ndarray().reshape(-1), dtype=np.float32))
                 elif t + 1e-6 >= next_frame:
-                    size = size or _scaled_size(frame.width, frame.height, max_side)
+                    size = size or scaled_size(frame.width, frame.height, max_side)
                     yield ("video", t, frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray())
                     next_frame = (math.floor(t * fps + 1e-6) + 1) / fps
     finally:
