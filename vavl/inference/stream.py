@@ -128,9 +128,11 @@ class _Buffer:
         return ArrayClip(audio=wave, sample_rate=self.sr if wave is not None else None, frames=frames,
                          fps=self.fps if frames is not None else None, name=f"window {start:.2f}-{end:.2f} s")
 
-    def frame_times(self, start: float, end: float) -> list[float]:
-        """The media times of the frames `clip(start, end)` holds, in order."""
-        return [t for t, _ in self.frames if start <= t < end]
+    def frame_keys(self, start: float, end: float) -> list[tuple[float, int]]:
+        """(media time, id of the frame array) of each frame `clip(start, end)` holds, in order: the
+        same key means the same frame while it is held (a source whose times repeat or go back
+        gives new keys)."""
+        return [(t, id(f)) for t, f in self.frames if start <= t < end]
 
     def next_from(self, t: float) -> float | None:
         """The earliest media time >= t that is held (audio or a frame); None when nothing is."""
@@ -213,7 +215,7 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
                         notes=["no audio and no video arrived for this window: no prediction"])
         else:
             if kept is not None:
-                kept.window(buf.frame_times(a, b))
+                kept.window(buf.frame_keys(a, b))
             try:
                 r = _heads(model, clip, device, kept)
             except MediaError as e:   # e.g. an audio-only model and a window with frames only

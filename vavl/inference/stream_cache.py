@@ -1,14 +1,15 @@
 """What overlapping stream windows share, kept so that each frame is worked on once, with the same result.
 
     reuse = WindowReuse()
-    reuse.window(frame_times)                      # before each window: the media time of each of its frames
+    reuse.window(keys)                             # before each window: (media time, id) of each of its frames
     predict_clip(clip, model, reuse=reuse, ...)    # its faces and visual-encoder stages go through `reuse`
     reuse.counts()                                 # frames detected / reused, encoded / reused in that window
     reuse.forget_before(t)                         # with the frames the stream's buffer drops
 
 At `--window 2 --hop 0.5` each frame is in four windows. Scoring each window alone (as `vavl predict`
 does a clip) repeats the face detection and the visual encoder on the same frames; here they are kept
-by the frame's media time, and the window's result stays the one scoring it alone gives:
+by the frame (its media time and the buffer's array of it), and the window's result stays the one
+scoring it alone gives:
 
 - Face detection (MTCNN): a window picks the frames to detect by the same rule as ever (every
   `detect_every`-th frame of the window and its last); a frame detected in an earlier window is not
@@ -36,14 +37,18 @@ from ..media.faces import DetectionCache
 class WindowReuse:
     def __init__(self):
         self.detections = DetectionCache()
-        self.features: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}   # time -> (crop pixels, features)
-        self.keys: list[float] | None = None
+        self.features: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}   # frame key -> (crop pixels, features)
+        self.keys: list[tuple] | None = None
         self._counts: dict[str, int] = {}
         self._detected = (0, 0)
 
-    def window(self, frame_times) -> None:
-        """The next window's frames, by their media times (one per frame of the clip it scores)."""
-        self.keys = [float(t) for t in frame_times]
+    def window(self, keys) -> None:
+        """The next window's frames: one key per frame of the clip it scores, a tuple that starts with
+        the frame's media time (vavl.inference.stream's buffer gives (time, id of the frame array)).
+        Keys that repeat within the window: nothing of it is kept or reused."""
+        self.keys = [tuple(k) for k in keys]
+        if len(set(self.keys)) < len(self.keys):
+            self.keys = None
         self._detected = (self.detections.detected, self.detections.reused)
         self._counts = {"frames_encoded": 0, "features_reused": 0}
 
@@ -54,7 +59,7 @@ class WindowReuse:
 
     def forget_before(self, t: float) -> None:
         self.detections.forget_before(t)
-        for key in [k for k in self.features if k < t]:
+        for key in [k for k in self.features if k[0] < t]:
             del self.features[key]
 
     def inputs(self, processor, clip, audio: bool, video: bool) -> dict[str, Any]:

@@ -50,8 +50,8 @@ class DetectionCache(dict):
     detected = reused = 0
 
     def forget_before(self, t: float) -> None:
-        """Drop the frames keyed by a media time before `t`."""
-        for key in [k for k in self if k < t]:
+        """Drop the frames whose key (a media time, or a tuple that starts with one) is before `t`."""
+        for key in [k for k in self if (k[0] if isinstance(k, tuple) else k) < t]:
             del self[key]
 
 
