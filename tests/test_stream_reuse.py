@@ -6,10 +6,10 @@ import time
 import numpy as np
 import pytest
 import torch
-
-import vavl
 from media_utils import face_frames, tone
 from tiny_encoders import LABELS, tiny_speech_dir, tiny_videomae_dir
+
+import vavl
 from vavl.encoders import build_encoder
 from vavl.inference.predict import prepare_model
 from vavl.inference.stream import stream_windows

@@ -7,15 +7,16 @@ Each window of `window` seconds (every `hop` seconds) goes through `predict_clip
 `vavl predict`, its timeline and the transformers pipeline run: the processor (faces), the encoders
 and the fusion model on that window alone, with the same result; what overlapping windows share
 (face detections of a frame, a per-frame visual encoder's features of a crop) is kept while the
-frames are in the buffer and not computed again (vavl.inference.stream_cache; a line's `reuse` counts
-it), and the fusion model runs once per window (no timeline). A line holds the span, the label, the probabilities of
-each head the window allows (fused: both modalities; audio; visual), the modalities used, the face
-(a track id carried across windows while the face box overlaps the previous window's, and its box),
-the notes of predict (no face, silent audio, ...) and the latency: seconds from the moment the
-window's last chunk came from the source (into the reader's queue) to the line. Windows for which
-nothing arrived (a gap, chunks dropped by a consumer that fell behind) are skipped, not scored;
-`skipped_windows` and `dropped_chunks` count them (from the first one on). A window without a face or without sound is scored with
-what it has and says so; one with neither gets a line with no prediction.
+frames are in the buffer and not computed again (vavl.inference.stream_cache; a line's `reuse`
+counts it), and the fusion model runs once per window (no timeline). A line holds the span, the
+label, the probabilities of each head the window allows (fused: both modalities; audio; visual),
+the modalities used, the face (a track id carried across windows while the face box overlaps the
+previous window's, and its box), the notes of predict (no face, silent audio, ...) and the latency:
+seconds from the moment the window's last chunk came from the source (into the reader's queue) to
+the line. Windows for which nothing arrived (a gap, chunks dropped by a consumer that fell behind)
+are skipped, not scored; `skipped_windows` and `dropped_chunks` count them (from the first one on).
+A window without a face or without sound is scored with what it has and says so; one with neither
+gets a line with no prediction.
 
 Falling behind (`catch_up`, live sources): when the window about to be scored became complete more
 than a hop ago (its last chunk waited in the reader's queue) and the source has already given a
@@ -23,10 +24,11 @@ later complete window, the windows in between are passed over (counted in `skipp
 the newest complete one is scored, so latency stays about one window's compute plus one hop and
 each window keeps its whole audio. A file read as fast as possible (live=False) never skips.
 
-Memory is bounded: only the current window's audio and frames are kept, and the reader's queue is
-bounded (a live reader drops its oldest chunks when full: the last resort). The source ending, stalling (nothing for `stall` seconds) or failing ends the generator
-with an event line ({"event": "end" | "stalled" | "failed", ...}); `exit_code(event)` maps it to the
-command's exit status (EXIT_CODES).
+Memory is bounded: only the current window's audio and frames (and the caches of their
+detections and features) are kept, and the reader's queue is bounded (a live reader drops its
+oldest chunks when full: the last resort). The source ending, stalling (nothing for `stall`
+seconds) or failing ends the generator with an event line ({"event": "end" | "stalled" | "failed",
+...}); `exit_code(event)` maps it to the command's exit status (EXIT_CODES).
 """
 from __future__ import annotations
 

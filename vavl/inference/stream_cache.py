@@ -79,7 +79,8 @@ class WindowReuse:
             self._counts["frames_encoded"] += int(mask.sum())
             return encoder(x.to(device), mask.to(device))
         keys = self.keys
-        missing = [i for i in rows if not (keys[i] in self.features and torch.equal(self.features[keys[i]][0], x[0, i]))]
+        seen = self.features
+        missing = [i for i in rows if not (keys[i] in seen and torch.equal(seen[keys[i]][0], x[0, i]))]
         if missing:
             feats, _ = encoder(x[:, missing].to(device), mask[:, missing].to(device))
             for j, i in enumerate(missing):

@@ -260,7 +260,7 @@ class FaceCropper:
                 crops[sel] = out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return crops if on_device else crops.cpu().numpy()
 
-    def tracks(self, clips: list, on_device: bool = False, cache: "dict | DetectionCache | None" = None,
+    def tracks(self, clips: list, on_device: bool = False, cache: dict | DetectionCache | None = None,
                keys: list | None = None) -> list[FaceTrack]:
         """Frames of several clips, each (t, h, w, 3) uint8 (numpy or tensor) -> one FaceTrack per
         clip. Detection is shared (`detect_clips`); tracking and cropping are per clip. With
