@@ -64,7 +64,8 @@ def _device_like(seconds_audio: float, seconds_video: float, fps: float, face_un
 def test_a_device_like_source_scores_each_window_with_what_it_has_and_says_so(model, one_thread):
     fps = model.processor.fps
     chunks = _device_like(seconds_audio=2.0, seconds_video=3.0, fps=fps, face_until=1.0, face_from=2.0)
-    lines = list(stream_windows(array_events(iter(chunks)), model, window=1.0, hop=1.0, stall=30))
+    lines = list(stream_windows(array_events(iter(chunks)), model, window=1.0, hop=1.0, stall=30,
+                                catch_up=False))   # all at once, as no device delivers: every window, however late
     both, no_face, no_sound, end = lines
     assert both["modalities"] == ["audio", "visual"] and both["face"]["track"] == 0
     assert no_face["modalities"] == ["audio"] and set(no_face["heads"]) == {"audio"} and no_face["face"] is None
@@ -166,7 +167,8 @@ def test_a_live_reader_never_waits_for_a_full_queue():
 
 def test_windows_skip_ahead_over_a_gap_in_a_live_source(model, one_thread):
     chunks = [("audio", i / 10, tone(0.1)) for i in list(range(10)) + list(range(40, 55))]   # 1 s, 3 s lost, 1.5 s
-    lines = list(stream_windows(array_events(iter(chunks), video=False), model, window=1.0, hop=0.5, stall=30))
+    lines = list(stream_windows(array_events(iter(chunks), video=False), model, window=1.0, hop=0.5, stall=30,
+                                catch_up=False))
     assert [(w["start"], w["end"]) for w in lines[:-1]] == [(0.0, 1.0), (4.0, 5.0), (4.5, 5.5)]
     assert all(w["modalities"] == ["audio"] for w in lines[:-1]) and lines[-1]["event"] == "end"
 
@@ -177,7 +179,7 @@ def test_windows_nothing_arrived_for_are_skipped_and_counted_not_scored_empty(mo
     chunks = [("audio", i / 10, tone(0.1)) for i in list(range(10)) + list(range(50, 65))]   # 0-1 s, 5-6.5 s
     chunks += [("video", j / fps, f) for j, f in enumerate(frames) if j / fps < 1 or j / fps >= 5]
     lines = list(stream_windows(array_events(iter(sorted(chunks, key=lambda c: c[1]))), model, window=1.0, hop=0.5,
-                                stall=30))
+                                stall=30, catch_up=False))
     *windows, end = lines
     assert [(w["start"], w["end"]) for w in windows] == [(0.0, 1.0), (0.5, 1.5), (5.0, 6.0), (5.5, 6.5)]
     assert all(w["modalities"] for w in windows)   # no line for a window without media

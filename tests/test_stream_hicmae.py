@@ -50,7 +50,8 @@ def test_hicmae_windows_equal_predict_on_the_same_arrays_and_a_window_without_fa
     frames[int(fps):] = 60   # the second second: no face
     chunks = sorted([("audio", i / 10, tone(0.1)) for i in range(20)] +
                     [("video", j / fps, f) for j, f in enumerate(frames)], key=lambda c: c[1])
-    first, second, end = stream_windows(array_events(iter(chunks)), model, window=1.0, hop=1.0, stall=30)
+    first, second, end = stream_windows(array_events(iter(chunks)), model, window=1.0, hop=1.0, stall=30,
+                                        catch_up=False)   # all at once: every window, however late
     with torch.inference_mode():   # as stream scores
         alone = predict_clip(ArrayClip(audio=np.concatenate([c[2] for c in chunks if c[0] == "audio"][:10]),
                                        sample_rate=16000, frames=frames[: int(fps)], fps=fps), model)

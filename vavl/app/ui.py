@@ -99,7 +99,9 @@ def build_app(model, device: str = "cpu", precision: str = "fp32", title: str | 
             events = av_events(path, fps=p.fps, sample_rate=p.sample_rate, max_side=p.max_side, realtime=True)
             lines, status = [], "playing"
             yield window_table(loaded, lines), status
-            for line in stream_windows(events, loaded, window=float(window), hop=float(hop), device=device):
+            # an uploaded file played at its pace: every window shown, as `vavl stream FILE` prints them
+            for line in stream_windows(events, loaded, window=float(window), hop=float(hop), device=device,
+                                       catch_up=False):
                 if "event" in line:
                     status = f"{line['message']} after {line.get('after', 0):g} s ({line['windows']} windows)"
                 else:

@@ -8,7 +8,7 @@
     ffmpeg -i in.mp4 -f nut - | vavl stream - --format nut --model DIR
 
 Windows of --window seconds every --hop seconds, each scored as `vavl predict` scores a clip
-(vavl/inference/stream.py). The last line is an event: the source ended, stalled or broke off.
+(vavl/inference/stream.py); a live source's windows are passed over when scoring falls behind. The last line is an event: the source ended, stalled or broke off.
 """
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-format", help="its input format (pulse, alsa, ...)")
     parser.add_argument("--realtime", action="store_true", help="play a file at its own pace (as a camera would deliver it)")
     parser.add_argument("--window", type=positive_float, default=2.0, help="seconds per window")
-    parser.add_argument("--hop", type=positive_float, default=0.5, help="seconds between window starts")
+    parser.add_argument("--hop", type=positive_float, default=0.5,
+                        help="seconds between window starts; when scoring falls behind a live source, it jumps to "
+                             "the newest complete window (the windows passed over: skipped_windows in the lines)")
     parser.add_argument("--stall", type=positive_float, default=10.0, help="seconds without data before the source "
                                                                           "counts as stalled")
     parser.add_argument("--reconnect", type=positive_int, default=0, metavar="N",

@@ -7,7 +7,10 @@ An encoder turns raw input into frames of features:
 Every encoder is an nn.Module with `modality`, `output_dim`, `frame_rate` (output frames per
 second, None when it follows the input frames) and, for visual ones, `image_size`, `mean`,
 `std` and `output_times` (when each output row happened), and `batch_invariant` (False: pad a
-clip only with clips of its own length, or its features change).
+clip only with clips of its own length, or its features change). `per_frame` (visual encoders):
+True when each output row is a function of its own input frame alone (a 2D backbone applied to
+each crop), so a frame's features may be kept and reused (vavl stream's overlapping windows);
+False (the default) for anything that mixes frames (VideoMAE's windows, frame differences).
 
 One mask rule holds for every encoder, whatever its batch companions: a clip whose input mask row
 is all false (no audio, no face) has no output frames — an all-false output mask row and zero
@@ -74,6 +77,7 @@ class Encoder(nn.Module):
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     batch_invariant: bool = True     # a clip's features do not depend on the clips batched (and padded) with it
+    per_frame: bool = False          # visual: each output row depends on its own input frame only (reusable per frame)
 
     def __init_subclass__(cls, **kwargs):
         """Every encoder's forward follows the mask rule (module docstring): see present_rows_only."""

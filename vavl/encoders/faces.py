@@ -31,6 +31,7 @@ class FaceEncoder(Encoder):
 
     modality = "visual"
     frame_rate = None
+    per_frame = True   # the backbone sees each crop on its own (eval-mode batch norm): a frame's features are its own
 
     def __init__(self, model_name: str, backbone: nn.Module, image_size: int, mean, std, freeze: bool = True,
                  chunk: int = 64, label_names: list[str] | None = None, name: str | None = None,

@@ -171,10 +171,13 @@ class _Source:
 
 
 def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: float = 1.0, bf16: bool = False,
-                 extras: dict | None = None) -> dict[str, Any]:
+                 extras: dict | None = None, reuse=None, with_timeline: bool = True) -> dict[str, Any]:
     """`predict` for a loaded AudioVisualModel in eval mode on `device` (no checks of the arguments):
     what `vavl predict`, `vavl stream` and the transformers pipeline run. `extras`, a dict, gets per
-    window the model's clip-level output ("outputs") and the face boxes of its frames ("face_boxes")."""
+    window the model's clip-level output ("outputs") and the face boxes of its frames ("face_boxes").
+    `reuse` (vavl.inference.stream_cache.WindowReuse): the faces and visual-encoder stages through
+    it, which keeps what overlapping windows share. with_timeline=False: no timeline (an empty list),
+    one fusion call per window instead of two."""
     if getattr(model, "takes_views", False):   # HiCMAE: fixed-size test views, scores merged over them
         from .predict_views import predict_views
 
@@ -210,7 +213,8 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
                     raise
                 break   # the rest of the file does not decode: the "decoded x of y s" note says so
         with clock("faces"):
-            inputs = model.processor(clip, audio=want_audio, video=want_video)
+            inputs = (reuse.inputs(model.processor, clip, want_audio, want_video) if reuse is not None
+                      else model.processor(clip, audio=want_audio, video=want_video))
         frames += inputs["frames"]
         face_frames += inputs["face_frames"]
         if extras is not None:
@@ -231,7 +235,8 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
             times["audio"] = clip.start + (np.arange(a.shape[1]) + 0.5) / rate
         if inputs["pixel_values"] is not None:
             with clock("visual_encoder"), amp("visual_encoder"):
-                v, vm = model.visual_encoder(inputs["pixel_values"].to(device), inputs["pixel_mask"].to(device))
+                v, vm = (reuse.visual(model.visual_encoder, inputs, device) if reuse is not None else
+                         model.visual_encoder(inputs["pixel_values"].to(device), inputs["pixel_mask"].to(device)))
             feats.update(visual_features=v.float(), visual_mask=vm)
             times["visual"] = np.asarray(model.visual_encoder.output_times(   # window-rate encoders: window times
                 np.asarray(inputs["frame_times"], dtype=np.float64), inputs["pixel_mask"][0]), dtype=np.float64)
@@ -242,10 +247,13 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
             if extras is not None:
                 extras.setdefault("outputs", []).append(out)
             clip_scores.append(_finite(_scores(model, out)[0].cpu(), path))
-            spans = _spans(clip.start, clip.start + max(clip.duration, 1e-3), step)
-            wout = _fuse(model, _window_features(feats, times, spans))
+            if with_timeline:
+                spans = _spans(clip.start, clip.start + max(clip.duration, 1e-3), step)
+                wout = _fuse(model, _window_features(feats, times, spans))
         weights.append(max(clip.duration, 1e-3))
         used.update(out.modalities_used()[0])
+        if not with_timeline:
+            continue
         wscores = _finite(_scores(model, wout).cpu(), path)
         for (a, b), s, mods in zip(spans, wscores, wout.modalities_used()):
             entry = _entry(model, s, mods) if mods else {"label": None, "scores": None, "modalities": []}

@@ -5,19 +5,30 @@
 
 Each window of `window` seconds (every `hop` seconds) goes through `predict_clip`, the function
 `vavl predict`, its timeline and the transformers pipeline run: the processor (faces), the encoders
-and the fusion model on that window alone. A line holds the span, the label, the probabilities of
-each head the window allows (fused: both modalities; audio; visual), the modalities used, the face
-(a track id carried across windows while the face box overlaps the previous window's, and its box),
-the notes of predict (no face, silent audio, ...) and the latency: seconds from the moment the
-window's last chunk came from the source (into the reader's queue) to the line. Windows for which
-nothing arrived (a gap, chunks dropped by a consumer that fell behind) are skipped, not scored;
-`skipped_windows` and `dropped_chunks` count them (from the first one on). A window without a face or without sound is scored with
-what it has and says so; one with neither gets a line with no prediction.
+and the fusion model on that window alone, with the same result; what overlapping windows share
+(face detections of a frame, a per-frame visual encoder's features of a crop) is kept while the
+frames are in the buffer and not computed again (vavl.inference.stream_cache; a line's `reuse`
+counts it), and the fusion model runs once per window (no timeline). A line holds the span, the
+label, the probabilities of each head the window allows (fused: both modalities; audio; visual),
+the modalities used, the face (a track id carried across windows while the face box overlaps the
+previous window's, and its box), the notes of predict (no face, silent audio, ...) and the latency:
+seconds from the moment the window's last chunk came from the source (into the reader's queue) to
+the line. Windows for which nothing arrived (a gap, chunks dropped by a consumer that fell behind)
+are skipped, not scored; `skipped_windows` and `dropped_chunks` count them (from the first one on).
+A window without a face or without sound is scored with what it has and says so; one with neither
+gets a line with no prediction.
 
-Memory is bounded: only the current window's audio and frames are kept, and the reader's queue is
-bounded. The source ending, stalling (nothing for `stall` seconds) or failing ends the generator
-with an event line ({"event": "end" | "stalled" | "failed", ...}); `exit_code(event)` maps it to the
-command's exit status (EXIT_CODES).
+Falling behind (`catch_up`, live sources): when the window about to be scored became complete more
+than a hop ago (its last chunk waited in the reader's queue) and the source has already given a
+later complete window, the windows in between are passed over (counted in `skipped_windows`) and
+the newest complete one is scored, so latency stays about one window's compute plus one hop and
+each window keeps its whole audio. A file read as fast as possible (live=False) never skips.
+
+Memory is bounded: only the current window's audio and frames (and the caches of their
+detections and features) are kept, and the reader's queue is bounded (a live reader drops its
+oldest chunks when full: the last resort). The source ending, stalling (nothing for `stall`
+seconds) or failing ends the generator with an event line ({"event": "end" | "stalled" | "failed",
+...}); `exit_code(event)` maps it to the command's exit status (EXIT_CODES).
 """
 from __future__ import annotations
 
@@ -30,6 +41,7 @@ from ..core.errors import MediaError
 from ..media.arrays import ArrayClip
 from ..media.live import END, FAILED, Reader
 from .predict import predict_clip
+from .stream_cache import WindowReuse
 
 GAP = 0.25   # seconds of audio missing between chunks (dropped, or a source that skipped) that restart the audio
 EXIT_END, EXIT_STALLED, EXIT_FAILED = 0, 4, 5   # `vavl stream`'s exit status per event (its --help lists them)
@@ -118,6 +130,12 @@ class _Buffer:
         return ArrayClip(audio=wave, sample_rate=self.sr if wave is not None else None, frames=frames,
                          fps=self.fps if frames is not None else None, name=f"window {start:.2f}-{end:.2f} s")
 
+    def frame_keys(self, start: float, end: float) -> list[tuple[float, int]]:
+        """(media time, id of the frame array) of each frame `clip(start, end)` holds, in order: the
+        same key means the same frame while it is held (a source whose times repeat or go back
+        gives new keys)."""
+        return [(t, id(f)) for t, f in self.frames if start <= t < end]
+
     def next_from(self, t: float) -> float | None:
         """The earliest media time >= t that is held (audio or a frame); None when nothing is."""
         times = [f for f, _ in self.frames if f >= t][:1]
@@ -133,7 +151,7 @@ class _Buffer:
         self.frames = [(ft, f) for ft, f in self.frames if ft >= t]
 
 
-def _heads(model, clip, device: str) -> dict[str, Any]:
+def _heads(model, clip, device: str, reuse: WindowReuse | None = None) -> dict[str, Any]:
     """predict_clip on one window, plus the probabilities of every head the window allows and its face boxes.
     A model scored by views (HiCMAE) has one head, fed zeros for a missing modality: its scores come
     under the name predict's record gives it ("fused" with both modalities, else the one present)."""
@@ -141,7 +159,7 @@ def _heads(model, clip, device: str) -> dict[str, Any]:
 
     extras: dict[str, Any] = {}
     with torch.inference_mode():   # no autograd graph: scoring only (and less memory per window)
-        r = predict_clip(clip, model, device, window=1e9, step=1e9, extras=extras)
+        r = predict_clip(clip, model, device, window=1e9, step=1e9, extras=extras, reuse=reuse, with_timeline=False)
     outs, heads = extras.get("outputs") or [None], {}
     out = outs[0]
     if getattr(model, "takes_views", False):
@@ -171,8 +189,13 @@ def _ready(buf: _Buffer, streams: dict[str, bool], window: float) -> float:
 
 def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: float = 0.5, device: str = "cpu",
                    live: bool = True, stall: float = 10.0, queue_size: int = 256,
-                   on_reader: Callable[[Reader], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Window lines, then one event line (end / stalled / failed). `events`: from vavl.media.live."""
+                   on_reader: Callable[[Reader], None] | None = None, reuse: bool = True,
+                   catch_up: bool = True) -> Iterator[dict[str, Any]]:
+    """Window lines, then one event line (end / stalled / failed). `events`: from vavl.media.live.
+    reuse: keep face detections and per-frame visual features across overlapping windows
+    (vavl.inference.stream_cache; same lines, less work); False scores each window from scratch.
+    catch_up (live sources only): a scorer that fell behind jumps to the newest complete window
+    (module docstring); False scores every window, however late."""
     if not (window > 0 and 0 < hop <= window):
         raise MediaError(f"--window {window} --hop {hop}: give window > 0 and 0 < hop <= window")
     p = model.processor
@@ -180,6 +203,7 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
     if on_reader:
         on_reader(reader)
     buf, faces = _Buffer(p.sample_rate, p.fps), _Faces()
+    kept = WindowReuse() if reuse and not getattr(model, "takes_views", False) else None   # HiCMAE: views, no reuse
     streams: dict[str, bool] = {}
     start, count, skipped, t_open = 0.0, 0, 0, time.perf_counter()
 
@@ -192,20 +216,35 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
             line.update(label=None, scores=None, heads={}, modalities=[], face=None,
                         notes=["no audio and no video arrived for this window: no prediction"])
         else:
+            if kept is not None:
+                kept.window(buf.frame_keys(a, b))
             try:
-                r = _heads(model, clip, device)
+                r = _heads(model, clip, device, kept)
             except MediaError as e:   # e.g. an audio-only model and a window with frames only
                 r = {"label": None, "scores": None, "heads": {}, "modalities": [], "face_frames": 0, "frames": 0,
                      "notes": [str(e)], "timings": {}}
             line.update(label=r["label"], scores=r["scores"], heads=r["heads"], modalities=r["modalities"],
                         face_frames=r.get("face_frames", 0), frames=r.get("frames", 0),
                         face=faces(r.get("face_boxes")), notes=r["notes"], timings=r.get("timings", {}))
+            if kept is not None:
+                line["reuse"] = kept.counts()
         line["latency"] = round(time.perf_counter() - buf.arrived, 3)
         if reader.dropped:
             line["dropped_chunks"] = reader.dropped
         if skipped:
             line["skipped_windows"] = skipped
         return line
+
+    def forget(t: float) -> None:   # media before t: dropped from the buffer and the caches
+        buf.drop_before(t)
+        if kept is not None:
+            kept.forget_before(t)
+
+    def behind(a: float) -> bool:
+        """The window starting at `a` became complete more than a hop ago (its last chunk waited in
+        the reader's queue) and the source has already given a later complete window."""
+        late = time.perf_counter() - buf.arrived > hop
+        return late and reader.latest is not None and reader.latest - (a + window) >= hop - 1e-9
 
     try:
         while True:
@@ -240,11 +279,16 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
                 if held >= start + window:   # nothing arrived for this window (chunks dropped, a gap): skip ahead
                     jump = hop * np.floor((held - start) / hop)
                     start, skipped = start + jump, skipped + int(round(jump / hop))
-                    buf.drop_before(start)
+                    forget(start)
+                    continue
+                if catch_up and live and behind(start):   # jump to the newest complete window
+                    newest = float(start + hop * np.floor((reader.latest - window - start) / hop + 1e-9))
+                    start, skipped = newest, skipped + int(round((newest - start) / hop))
+                    forget(start)
                     continue
                 yield score(start, start + window)
                 count += 1
                 start += hop
-                buf.drop_before(start)
+                forget(start)
     finally:
         reader.stop()

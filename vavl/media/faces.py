@@ -43,6 +43,18 @@ class FaceTrack:
         return int(self.mask.sum())
 
 
+class DetectionCache(dict):
+    """Detections (boxes, probs) by frame key, kept by a caller that shows the same frames again
+    (`FaceCropper.tracks(..., cache=, keys=)`); `detected` / `reused` count the frames of each kind."""
+
+    detected = reused = 0
+
+    def forget_before(self, t: float) -> None:
+        """Drop the frames whose key (a media time, or a tuple that starts with one) is before `t`."""
+        for key in [k for k in self if (k[0] if isinstance(k, tuple) else k) < t]:
+            del self[key]
+
+
 @lru_cache(maxsize=4)
 def _mtcnn(device: str, min_face_size: int):
     from facenet_pytorch import MTCNN
@@ -149,6 +161,17 @@ class FaceCropper:
                 found[k] = [next(flat) for _ in chosen[k]]
         return found
 
+    def _cached(self, clips: list, chosen: list[list[int]], cache: dict, keys: list) -> list[list]:
+        """detect_clips for the chosen frames whose key is not in `cache`; every chosen frame's
+        detection from the cache (a DetectionCache counts the frames of each kind)."""
+        missing = [[i for i in idx if keys[k][i] not in cache] for k, idx in enumerate(chosen)]
+        for k, (idx, found) in enumerate(zip(missing, self.detect_clips(clips, missing))):
+            cache.update({keys[k][i]: d for i, d in zip(idx, found)})
+        if isinstance(cache, DetectionCache):
+            new = sum(len(m) for m in missing)
+            cache.detected, cache.reused = cache.detected + new, cache.reused + sum(len(c) for c in chosen) - new
+        return [[cache[keys[k][i]] for i in idx] for k, idx in enumerate(chosen)]
+
     # ---- tracking --------------------------------------------------------------------------
     def track(self, t: int, detected: dict[int, tuple[np.ndarray, np.ndarray]], frame_side: float | None = None) -> np.ndarray:
         """Detections at some frame indices -> (t, 4) boxes of the chosen track, nan elsewhere.
@@ -237,13 +260,18 @@ class FaceCropper:
                 crops[sel] = out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return crops if on_device else crops.cpu().numpy()
 
-    def tracks(self, clips: list, on_device: bool = False) -> list[FaceTrack]:
+    def tracks(self, clips: list, on_device: bool = False, cache: dict | DetectionCache | None = None,
+               keys: list | None = None) -> list[FaceTrack]:
         """Frames of several clips, each (t, h, w, 3) uint8 (numpy or tensor) -> one FaceTrack per
         clip. Detection is shared (`detect_clips`); tracking and cropping are per clip. With
-        `on_device` the crops stay tensors on the cropper's device (for an encoder there)."""
+        `on_device` the crops stay tensors on the cropper's device (for an encoder there).
+        `cache` (a dict kept by the caller) with `keys` (per clip, one hashable key per frame, e.g.
+        its media time): the detections of frames chosen before are taken from it, the others are
+        detected and stored in it (vavl stream's overlapping windows). The frames chosen for
+        detection are the same either way, so the tracks are too."""
         clips = [_as_frames(f).to(self.device, non_blocking=True) for f in clips]
         chosen = [sorted(set(range(0, len(f), self.detect_every)) | {len(f) - 1}) if len(f) else [] for f in clips]
-        found = self.detect_clips(clips, chosen)
+        found = self.detect_clips(clips, chosen) if cache is None else self._cached(clips, chosen, cache, keys)
         out = []
         for frames, idx, detections in zip(clips, chosen, found):
             t = len(frames)

@@ -99,13 +99,15 @@ def array_events(chunks: Iterable[tuple], audio: bool = True, video: bool = True
 class Reader:
     """Runs an event iterator in a daemon thread into a bounded queue. `get(timeout)` -> an event,
     ("end",) when the source ended, ("failed", message) when reading raised, or None after `timeout`
-    seconds without anything (a stall); `arrived`: when that event came from the source (time.perf_counter).
+    seconds without anything (a stall); `arrived`: when that event came from the source (time.perf_counter);
+    `latest`: the media time of the newest chunk the source has given (None before the first), taken or not.
     live=True: when the queue is full the oldest event is dropped at once (the source never waits)."""
 
     def __init__(self, events: Iterator[tuple], live: bool, size: int = 256):
         self.events, self.live = events, live
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.dropped = 0
+        self.latest: float | None = None
         self.arrived = time.perf_counter()   # when the event `get` returned last came from the source
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name="vavl-stream-reader")
@@ -137,6 +139,8 @@ class Reader:
             for event in self.events:
                 if self.stopped.is_set():
                     return
+                if event[0] in ("audio", "video"):
+                    self.latest = float(event[1]) if self.latest is None else max(self.latest, float(event[1]))
                 self._put(event)
             self._put((END,))
         except Exception as e:   # the source broke off: the consumer reports it in one line

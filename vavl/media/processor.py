@@ -90,25 +90,29 @@ class AudioVisualProcessor:
         return decode(path, fps=self.fps, sample_rate=self.sample_rate, max_side=self.max_side, start=start, end=end,
                       audio=audio, video=video)
 
-    def __call__(self, clip: str | os.PathLike | DecodedClip, audio: bool = True, video: bool = True) -> dict[str, Any]:
+    def __call__(self, clip: str | os.PathLike | DecodedClip, audio: bool = True, video: bool = True,
+                 detections: dict | None = None, keys=None) -> dict[str, Any]:
         """A path or DecodedClip -> {"input_values": (1, n) float32 or None, "attention_mask": (1, n)
         bool or None, "pixel_values": (1, t, 3, S, S) float32 or None, "pixel_mask": (1, t) bool or
         None, "frame_times": (t,), "face_frames": int, "frames": int, "duration": float, "timings": {...}}.
-        pixel_values is None when there is no video stream or no face in any frame."""
+        pixel_values is None when there is no video stream or no face in any frame. `detections`
+        with `keys` (one per frame): face detections kept across calls (FaceCropper.tracks' cache)."""
         timings = {}
         if not isinstance(clip, DecodedClip):
             t0 = time.perf_counter()
             clip = self.decode(clip, audio=audio, video=video)
             timings["decode"] = time.perf_counter() - t0
-        out = self.batch([clip], audio, video)[0]
+        out = self.batch([clip], audio, video, detections=detections, keys=None if keys is None else [keys])[0]
         out["timings"] = {**timings, **out["timings"]}
         return out
 
-    def batch(self, clips: list[DecodedClip], audio: bool = True, video: bool = True, on_device: bool = False) -> list[dict[str, Any]]:
+    def batch(self, clips: list[DecodedClip], audio: bool = True, video: bool = True, on_device: bool = False,
+              detections: dict | None = None, keys: list | None = None) -> list[dict[str, Any]]:
         """Several decoded clips -> each one's inputs, as `__call__` gives them. Their faces are found
         together (FaceCropper.tracks: shared MTCNN batches, each clip tracked on its own); "faces"
         in each clip's timings is its share of that time. `on_device`: pixel_values stay on the
-        processor's device (cut and normalised there)."""
+        processor's device (cut and normalised there). `detections` / `keys` (per clip, one key per
+        frame): see FaceCropper.tracks."""
         outs = []
         for clip in clips:
             out: dict[str, Any] = {"input_values": None, "attention_mask": None, "pixel_values": None, "pixel_mask": None,
@@ -122,7 +126,8 @@ class AudioVisualProcessor:
         if not seen:
             return outs
         t0 = time.perf_counter()
-        tracks = self.cropper.tracks([clips[i].frames for i in seen], on_device=on_device)
+        tracks = self.cropper.tracks([clips[i].frames for i in seen], on_device=on_device, cache=detections,
+                                     keys=None if keys is None else [keys[i] for i in seen])
         share = (time.perf_counter() - t0) / len(seen)
         for i, track in zip(seen, tracks):
             clip, out = clips[i], outs[i]
