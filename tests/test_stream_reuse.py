@@ -135,9 +135,14 @@ def test_a_scorer_that_falls_behind_jumps_to_the_newest_window(model, one_thread
 
     slow, real = 0.5, stream._heads   # every window takes half a second more: two hops of 0.25 s
 
+    took = []   # each window's scoring seconds (the sleep and the model: slower on a loaded machine)
+
     def heads(*args, **kwargs):
+        t0 = time.perf_counter()
         time.sleep(slow)
-        return real(*args, **kwargs)
+        out = real(*args, **kwargs)
+        took.append(time.perf_counter() - t0)
+        return out
 
     monkeypatch.setattr(stream, "_heads", heads)
     runs = {}
@@ -155,4 +160,6 @@ def test_a_scorer_that_falls_behind_jumps_to_the_newest_window(model, one_thread
     assert len(caught) < len(late) and any(b - a > 0.25 for a, b in zip(starts, starts[1:]))
     assert caught[-1]["skipped_windows"] == round(caught[-1]["start"] / 0.25) - (len(caught) - 1)
     assert all(w["modalities"] == ["audio"] and w["end"] - w["start"] == 1.0 for w in caught)
-    assert max(w["latency"] for w in caught) < slow + 2 * 0.25 + 0.5 < late[-1]["latency"]
+    # bounded by one window's scoring and the hops that came in meanwhile, whatever the machine's load;
+    # without catching up it grows with every window instead
+    assert max(w["latency"] for w in caught) < max(took) + 2 * 0.25 + 0.5 < late[-1]["latency"]

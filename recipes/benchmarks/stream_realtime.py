@@ -2,6 +2,7 @@
 
     python recipes/benchmarks/stream_realtime.py                  # 10 minutes of media, 2 threads, --window 2 --hop 0.5
     python recipes/benchmarks/stream_realtime.py --minutes 1      # a shorter check
+    python recipes/benchmarks/stream_realtime.py --precision int8 --out recipes/benchmarks/results/stream_realtime_int8.json
 
 The model: AuxFormer on wav2vec2-large-robust (first 12 layers, full width) + EfficientNet-B2, random
 weights built from their configs (no download; the same architecture and cost as trained ones),
@@ -118,6 +119,7 @@ def main() -> int:
     p.add_argument("--window", type=float, default=2.0)
     p.add_argument("--hop", type=float, default=0.5)
     p.add_argument("--nice", type=int, default=10)
+    p.add_argument("--precision", default="fp32", help="the encoders' precision (vavl stream --precision)")
     p.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples")
     p.add_argument("--out", default=str(HERE / "results" / "stream_realtime.json"))
     p.add_argument("--raw", help="also write the lines (with their arrival times) and the samples to this JSON file")
@@ -137,7 +139,8 @@ def main() -> int:
         build_model(tmp / "model")
         print(f"media and model ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         argv = ["nice", "-n", str(args.nice), sys.executable, "-m", "vavl.cli", "stream", str(media), "--model",
-                str(tmp / "model"), "--realtime", "--window", str(args.window), "--hop", str(args.hop)]
+                str(tmp / "model"), "--realtime", "--window", str(args.window), "--hop", str(args.hop),
+                "--precision", args.precision]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                    PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         start = time.monotonic()
@@ -174,7 +177,7 @@ def main() -> int:
 def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, load_after=None) -> int:
     seconds = args.minutes * 60
     command = ["vavl", "stream", "media.mp4", "--model", "DIR", "--realtime", "--window", f"{args.window:g}",
-               "--hop", f"{args.hop:g}"]
+               "--hop", f"{args.hop:g}", "--precision", args.precision]
     if wall is None and lines and samples:
         wall = lines[-1][0] - samples[0][0]
     windows = [(t, w) for t, w in lines if "event" not in w]
@@ -213,7 +216,7 @@ def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, lo
                    f"python recipes/benchmarks/stream_realtime.py --minutes {args.minutes:g})",
         "model": f"auxformer + {AUDIO} (12 layers) + {VISUAL}, random weights",
         "media": f"{args.minutes:g} min synthetic 640x360 25 fps H.264 + 48 kHz AAC, one moving face",
-        "window": args.window, "hop": args.hop, "threads": args.threads,
+        "window": args.window, "hop": args.hop, "threads": args.threads, "precision": args.precision,
         "media_seconds": round(media_played, 1), "wall_seconds": round(wall, 1) if wall else None,
         "windows": len(windows), "windows_the_media_holds": expected, "windows_scored": len(scored),
         "windows_by_modalities": {"+".join(m) or "none": sum(1 for w in scored + [x for _, x in windows if not x.get("timings")]
@@ -223,6 +226,8 @@ def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, lo
         "real_time_factor": rtf,
         "scoring_s_per_window": {"median": pct(busy, 50), "p95": pct(busy, 95)} if busy else None,
         "skipped_windows": max([w.get("skipped_windows", 0) for _, w in windows] + [0]),
+        "reuse_per_window_median": {k: pct([w["reuse"].get(k, 0) for w in scored if w.get("reuse")], 50)
+                                    for k in ("frames_detected", "detections_reused", "frames_encoded", "features_reused")},
         "cpu_real_time_factor": cpu_rtf,
         "latency_s": {"median": pct(latency, 50), "p95": pct(latency, 95), "max": pct(latency, 100)},
         "behind_media_s": {"median": pct(behind, 50), "p95": pct(behind, 95), "last": round(behind[-1], 3)},
