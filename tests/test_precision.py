@@ -69,10 +69,31 @@ def test_encoders_are_converted_once_and_stay_close_to_fp32(tmp_path, one_thread
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
     s, f = converted["int8"]   # every Linear of the transformer quantised; the convolutions stay fp32
     assert not any(isinstance(m, nn.Linear) for m in s.modules())
-    assert any("quantized.dynamic" in type(m).__module__ for m in s.modules())
+    quantised = [m for m in s.modules() if "quantized.dynamic" in type(m).__module__]
+    assert quantised and {m.weight().qscheme() for m in quantised} == {torch.per_channel_affine}   # a scale per row
+    assert all(m.weight().q_per_channel_scales().numel() == m.out_features for m in quantised)
     assert {p.dtype for p in f.parameters()} == {torch.float32}
     with pytest.raises(ConfigError, match="already bf16"):
         apply_precision(converted["bf16"][0], "int8")
+
+
+def test_int8_copies_a_callers_encoder_and_quantises_one_it_owns_in_place(tmp_path, one_thread):
+    from vavl.data import write_manifest
+    from vavl.data.extract import extract
+
+    speech = build_encoder(tiny_wav2vec2_dir(tmp_path / "speech", hidden=64, conv=64)).eval()
+    linears = sum(isinstance(m, nn.Linear) for m in speech.modules())
+    copy = apply_precision(speech, "int8")
+    assert copy is not speech and getattr(speech, "precision", "fp32") == "fp32"
+    assert sum(isinstance(m, nn.Linear) for m in speech.modules()) == linears > 0   # the caller's: untouched
+    own = apply_precision(speech, "int8", inplace=True)
+    assert own is speech and own.precision == "int8" and not any(isinstance(m, nn.Linear) for m in speech.modules())
+    speech = build_encoder(str(tmp_path / "speech")).eval()   # extract given a module: it encodes with a copy
+    clip_path = write_face_clip(tmp_path / "a.mp4", seconds=1.0, fps=10)
+    manifest = write_manifest([{"id": "a", "audio": str(clip_path), "video": str(clip_path), "label": "happy",
+                                "speaker": "s1"}], tmp_path / "m.jsonl")
+    done = extract(manifest, tmp_path / "cache", speech, None, precision="int8", progress=False, log=open("/dev/null", "w"))
+    assert done["failed"] == 0 and sum(isinstance(m, nn.Linear) for m in speech.modules()) == linears
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,12 @@
   weights on every call); convolutional backbones are also put in channels-last memory format.
   Floating inputs are cast to bfloat16 where they enter the wrapped network; the features come
   out in bfloat16 (callers take `.float()`).
-- `int8`: torch's dynamic quantisation of the encoder's `nn.Linear` layers (int8 weights,
-  activations quantised per call); convolutions, norms and everything else stay fp32. It pays for
-  transformer encoders (speech), hardly for convolutional face backbones, which have almost no
-  Linear layers.
+- `int8`: torch's dynamic quantisation of the encoder's `nn.Linear` layers: int8 weights with one
+  scale per output channel (per-channel: closer to fp32 than one scale per tensor, as fast),
+  activations quantised per call with one scale per tensor (7 bits on CPUs without VNNI, where
+  torch reduces the range to avoid int16 overflow); convolutions, norms and everything else stay
+  fp32. It pays for transformer encoders (speech), hardly for convolutional face backbones, which
+  have almost no Linear layers (those run fp32 in channels-last at every precision).
 - `auto`: bf16 where the CPU runs it natively (AMX or AVX-512 BF16), fp32 elsewhere: without
   those instructions bf16 matmuls are emulated and slower than fp32. `cpu_bf16_support()` says
   which and why (`vavl env` prints it).
@@ -40,9 +42,11 @@ def _cast_inputs(dtype: torch.dtype):
     return hook
 
 
-def apply_precision(encoder: nn.Module, precision: str) -> nn.Module:
+def apply_precision(encoder: nn.Module, precision: str, inplace: bool = False) -> nn.Module:
     """The encoder converted to `precision` (fp32 | bf16 | int8; resolve "auto" first), in eval mode.
-    bf16 converts in place; int8 returns a quantised copy. Records `encoder.precision`."""
+    bf16 converts in place; int8 returns a quantised copy, or quantises the encoder itself with
+    `inplace=True` (for an encoder nobody else holds: saves copying its fp32 weights, about a
+    second for wav2vec2-large). Records `encoder.precision`."""
     if precision not in ("fp32", "bf16", "int8"):
         raise ConfigError(f"precision {precision!r}: give fp32, bf16 or int8 (resolve auto with resolve_precision)")
     current = getattr(encoder, "precision", "fp32")
@@ -61,18 +65,19 @@ def apply_precision(encoder: nn.Module, precision: str) -> nn.Module:
     elif precision == "int8":
         with warnings.catch_warnings():   # torch.ao.quantization announces its move to torchao
             warnings.simplefilter("ignore")
-            from torch.ao.quantization import quantize_dynamic
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-            encoder = quantize_dynamic(encoder, {nn.Linear}, dtype=torch.qint8, inplace=False)
+            encoder = quantize_dynamic(encoder, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                                       inplace=inplace)
     encoder.precision = precision
     return encoder
 
 
 def apply_model_precision(model: Any, precision: str) -> Any:
-    """A full model's encoders converted (the fusion model stays fp32: it is small, and its output
-    decides the label). Returns the model."""
+    """A full model's encoders converted in place (the fusion model stays fp32: it is small, and its
+    output decides the label); copy the model first to keep it (vavl.predict does). Returns the model."""
     for attr in ("audio_encoder", "visual_encoder"):
         enc = getattr(model, attr, None)
         if enc is not None:
-            setattr(model, attr, apply_precision(enc, precision))
+            setattr(model, attr, apply_precision(enc, precision, inplace=True))
     return model
