@@ -9,10 +9,12 @@
   out in bfloat16 (callers take `.float()`).
 - `int8`: torch's dynamic quantisation of the encoder's `nn.Linear` layers: int8 weights with one
   scale per output channel (per-channel: closer to fp32 than one scale per tensor, as fast),
-  activations quantised per call with one scale per tensor (7 bits on CPUs without VNNI, where
-  torch reduces the range to avoid int16 overflow); convolutions, norms and everything else stay
-  fp32. It pays for transformer encoders (speech), hardly for convolutional face backbones, which
-  have almost no Linear layers (those run fp32 in channels-last at every precision).
+  activations quantised per call with one scale per tensor (to 7 bits: torch's dynamic Linear
+  reduces the range, which avoids int16 overflow on CPUs without VNNI); convolutions, norms and
+  everything else stay fp32. It pays for transformer encoders (speech). Convolutional face backbones have almost no
+  Linear layers; for them int8 folds each batch norm into the convolution before it
+  (`fold_batch_norms`: the same function in fp32, one pass over each feature map less; they run
+  channels-last at every precision). An int8 encoder is for inference only.
 - `auto`: bf16 where the CPU runs it natively (AMX or AVX-512 BF16), fp32 elsewhere: without
   those instructions bf16 matmuls are emulated and slower than fp32. `cpu_bf16_support()` says
   which and why (`vavl env` prints it).
@@ -23,16 +25,66 @@ meaning (autocast / weights cast on the device).
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from typing import Any
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from ..core.devices import PRECISIONS, cpu_bf16_support, resolve_precision  # noqa: F401  (re-exported)
 from ..core.errors import ConfigError
 
 def _is_conv_net(module: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
+class _ConvNormTracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, name: str) -> bool:
+        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(m, name)
+
+
+def _after_norm(bn: nn.BatchNorm2d) -> nn.Module | None:
+    """What a batch norm does after normalising (None: a kind this does not know)."""
+    if type(bn) is nn.BatchNorm2d:
+        return nn.Identity()
+    from timm.layers import BatchNormAct2d
+
+    return nn.Sequential(bn.drop, bn.act) if type(bn) is BatchNormAct2d else None
+
+
+@torch.no_grad()
+def fold_batch_norms(net: nn.Module) -> int:
+    """Every eval-mode BatchNorm2d that is the only user of a Conv2d's output folded into that
+    convolution's weights and bias, and replaced by what it did after normalising (timm's
+    BatchNormAct2d: its activation): the same function with one pass over each feature map less.
+    For inference only (the norms are gone). Returns how many were folded; 0 where torch.fx cannot
+    trace the network (then nothing changes)."""
+    try:
+        graph = _ConvNormTracer().trace(net)
+    except Exception:   # data-dependent control flow: left as it is
+        return 0
+    modules = dict(net.named_modules())
+    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+    folded = 0
+    for node in graph.nodes:
+        bn = modules.get(node.target) if node.op == "call_module" else None
+        src = node.args[0] if node.args else None
+        conv = modules.get(src.target) if isinstance(src, fx.Node) and src.op == "call_module" else None
+        if (not isinstance(bn, nn.BatchNorm2d) or type(conv) is not nn.Conv2d or bn.training or bn.running_var is None
+                or len(src.users) != 1 or calls[node.target] != 1 or calls[src.target] != 1):
+            continue
+        rest = _after_norm(bn)
+        if rest is None:
+            continue
+        scale = torch.rsqrt(bn.running_var + bn.eps) * (bn.weight if bn.affine else 1)
+        shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
+        bias = shift if conv.bias is None else conv.bias * scale + shift
+        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))   # in place: keeps channels-last
+        conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+        parent, _, attr = node.target.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, attr, rest)
+        folded += 1
+    return folded
 
 
 def _cast_inputs(dtype: torch.dtype):
@@ -69,6 +121,9 @@ def apply_precision(encoder: nn.Module, precision: str, inplace: bool = False) -
 
             encoder = quantize_dynamic(encoder, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
                                        inplace=inplace)
+        for net in encoder.children():   # conv backbones: batch norms folded into their convolutions
+            if _is_conv_net(net):
+                fold_batch_norms(net)
     encoder.precision = precision
     return encoder
 
