@@ -13,7 +13,7 @@ from vavl.cli import main
 from vavl.core.devices import cpu_bf16_support, resolve_precision
 from vavl.core.errors import ConfigError, DataError
 from vavl.encoders import build_encoder
-from vavl.encoders.precision import apply_precision
+from vavl.encoders.precision import apply_precision, fold_batch_norms
 
 
 def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively():
@@ -69,10 +69,62 @@ def test_encoders_are_converted_once_and_stay_close_to_fp32(tmp_path, one_thread
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
     s, f = converted["int8"]   # every Linear of the transformer quantised; the convolutions stay fp32
     assert not any(isinstance(m, nn.Linear) for m in s.modules())
-    assert any("quantized.dynamic" in type(m).__module__ for m in s.modules())
+    quantised = [m for m in s.modules() if "quantized.dynamic" in type(m).__module__]
+    assert quantised and {m.weight().qscheme() for m in quantised} == {torch.per_channel_affine}   # a scale per row
+    assert all(m.weight().q_per_channel_scales().numel() == m.out_features for m in quantised)
     assert {p.dtype for p in f.parameters()} == {torch.float32}
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in f.modules())   # folded into the convolutions
+    conv = next(m for m in f.modules() if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.bias is not None
     with pytest.raises(ConfigError, match="already bf16"):
         apply_precision(converted["bf16"][0], "int8")
+
+
+def test_batch_norms_fold_into_their_convolutions_with_the_same_output(one_thread):
+    torch.manual_seed(0)
+    face = build_encoder("test_efficientnet", image_size=64, pretrained=False).eval()
+    norms = [m for m in face.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in norms:   # statistics far from the identity, so a wrong fold shows
+        m.running_mean.normal_(0, 0.5), m.running_var.uniform_(0.3, 3), m.weight.data.uniform_(0.5, 1.5)
+        m.bias.data.normal_(0, 0.3)
+    crops = torch.randn(2, 3, 3, 64, 64)
+    with torch.inference_mode():
+        ref = face(crops)[0]
+    assert fold_batch_norms(face.backbone) == len(norms) > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in face.modules())
+    with torch.inference_mode():
+        assert _relative(face(crops)[0], ref) < 1e-5
+    shared = nn.Conv2d(3, 3, 1)   # a convolution called twice, or one whose output has two users: left alone
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = shared, nn.BatchNorm2d(3).eval()
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    assert fold_batch_norms(Twice()) == 0
+
+
+def test_int8_copies_a_callers_encoder_and_quantises_one_it_owns_in_place(tmp_path, one_thread):
+    from vavl.data import write_manifest
+    from vavl.data.extract import extract
+
+    speech = build_encoder(tiny_wav2vec2_dir(tmp_path / "speech", hidden=64, conv=64)).eval()
+    linears = sum(isinstance(m, nn.Linear) for m in speech.modules())
+    copy = apply_precision(speech, "int8")
+    assert copy is not speech and getattr(speech, "precision", "fp32") == "fp32"
+    assert sum(isinstance(m, nn.Linear) for m in speech.modules()) == linears > 0   # the caller's: untouched
+    own = apply_precision(speech, "int8", inplace=True)
+    assert own is speech and own.precision == "int8" and not any(isinstance(m, nn.Linear) for m in speech.modules())
+    speech = build_encoder(str(tmp_path / "speech")).eval()   # extract given a module: it encodes with a copy
+    clip_path = write_face_clip(tmp_path / "a.mp4", seconds=1.0, fps=10)
+    manifest = write_manifest([{"id": "a", "audio": str(clip_path), "video": str(clip_path), "label": "happy",
+                                "speaker": "s1"}], tmp_path / "m.jsonl")
+    done = extract(manifest, tmp_path / "cache", speech, None, precision="int8", progress=False, log=open("/dev/null", "w"))
+    assert done["failed"] == 0 and sum(isinstance(m, nn.Linear) for m in speech.modules()) == linears
 
 
 @pytest.fixture(scope="module")

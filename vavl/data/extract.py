@@ -236,7 +236,7 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
         if enc.modality != modality:
             raise DataError(f"{_encoder_name(name)} is a {enc.modality} encoder; pass it as --{enc.modality}-encoder")
         weights[modality] = weights_identity(enc)   # before the cast: the weights as they came
-        encoders[modality] = _convert(enc, device, precision)
+        encoders[modality] = _convert(enc, device, precision, built=enc is not name)
     a_enc, v_enc = encoders.get("audio"), encoders.get("visual")
     processor = AudioVisualProcessor.for_encoders(a_enc, v_enc, fps=fps, max_side=max_side, device=face_device)
     if face_batch or torch.device(face_device).type == "cuda":   # a run-time setting, not one of the cache's
@@ -381,13 +381,14 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
     return summary
 
 
-def _convert(enc, device: str, precision: str):
-    """The encoder on `device` at `precision` (vavl.encoders.precision for bf16 and int8), in eval mode."""
+def _convert(enc, device: str, precision: str, built: bool = False):
+    """The encoder on `device` at `precision` (vavl.encoders.precision for bf16 and int8), in eval mode;
+    one this run `built` is quantised in place (no copy of its fp32 weights), a caller's is copied."""
     from ..encoders.precision import apply_precision
 
     enc = enc.to(device).eval()
     if precision in ("bf16", "int8"):
-        return apply_precision(enc, precision)
+        return apply_precision(enc, precision, inplace=built)
     return enc.to(PRECISIONS[precision])
 
 

@@ -108,8 +108,9 @@ def predict(path, model, device: str = "cpu", window: float = 30.0, step: float 
     modalities (used), head, frames, face_frames, duration, timeline (per `step` seconds), notes
     and per-stage timings. bf16: bfloat16 autocast (GPU: encoders and fusion; CPU: the speech
     encoder only, where it is faster). precision: the encoders' weights on the CPU, fp32 | bf16 |
-    int8 | auto (vavl.encoders.precision; a model object passed in is copied, not converted;
-    None: as the model is, fp32 for a folder).
+    int8 | auto (vavl.encoders.precision; a model object passed in is copied, not converted: for
+    many files convert once with `prepare_model` and pass its result; None: as the model is, fp32
+    for a folder).
     Raises MediaError for unreadable files."""
     if not (MIN_WINDOW <= window and MIN_STEP <= step):   # below these a file is re-decoded thousands of times
         raise ConfigError(f"window={window}, step={step}: the window must be >= {MIN_WINDOW} s and the step >= {MIN_STEP} s")
