@@ -14,10 +14,10 @@ frame (never whole in memory). The command, run as a child process (niced, OMP_N
 
 Measured from its stdout lines and /proc: the real-time factor (the seconds scoring takes, the sum of
 each line's stage `timings`, per window scored, times the windows the media holds, over the media
-seconds: <= 1 keeps up; queue waits are not in it, they are in the latency), the CPU real-time factor (the process's CPU seconds
-per window scored, times the windows the media holds, over threads x media seconds: an estimate for a
-quiet machine only; under load it overstates, as waiting OpenMP threads spin and count as CPU time),
-the per-window latency (median, p95), how far the
+seconds: <= 1 keeps up; queue waits are not in it, they are in the latency), the CPU real-time
+factor (the process's CPU seconds per window scored, times the windows the media holds, over
+threads x media seconds: an estimate for a quiet machine only; under load it overstates, as waiting
+OpenMP threads spin and count as CPU time), the per-window latency (median, p95), how far the
 lines fell behind the media clock (`behind`: line arrival minus window end, minus its smallest value;
 it grows when scoring does not keep up), the source chunks dropped, the windows scored against those
 the media holds, and the process RSS every few seconds (the RSS at 20% of the run, minute 2 of 10,

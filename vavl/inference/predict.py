@@ -253,12 +253,11 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
                 wout = _fuse(model, _window_features(feats, times, spans))
         weights.append(max(clip.duration, 1e-3))
         used.update(out.modalities_used()[0])
-        if not with_timeline:
-            continue
-        wscores = _finite(_scores(model, wout).cpu(), path)
-        for (a, b), s, mods in zip(spans, wscores, wout.modalities_used()):
-            entry = _entry(model, s, mods) if mods else {"label": None, "scores": None, "modalities": []}
-            timeline.append({"start": round(a, 3), "end": round(b, 3), **entry})
+        if with_timeline:
+            wscores = _finite(_scores(model, wout).cpu(), path)
+            for (a, b), s, mods in zip(spans, wscores, wout.modalities_used()):
+                entry = _entry(model, s, mods) if mods else {"label": None, "scores": None, "modalities": []}
+                timeline.append({"start": round(a, 3), "end": round(b, 3), **entry})
     duration = max(duration, info.duration)
     notes = decode_notes(decoded, duration, nonfinite, samples, peak, gaps)
     if skipped:

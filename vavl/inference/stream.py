@@ -240,6 +240,13 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
         if kept is not None:
             kept.forget_before(t)
 
+    def skip_to(t: float) -> None:
+        """Pass over the windows before the last one that starts at or before `t` (whole hops), counted."""
+        nonlocal start, skipped
+        hops = int(np.floor((t - start) / hop + 1e-9))
+        start, skipped = start + hops * hop, skipped + hops
+        forget(start)
+
     def behind(a: float) -> bool:
         """The window starting at `a` became complete more than a hop ago (its last chunk waited in
         the reader's queue) and the source has already given a later complete window."""
@@ -277,14 +284,10 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
                 if held is None:   # everything held is behind: wait for more
                     break
                 if held >= start + window:   # nothing arrived for this window (chunks dropped, a gap): skip ahead
-                    jump = hop * np.floor((held - start) / hop)
-                    start, skipped = start + jump, skipped + int(round(jump / hop))
-                    forget(start)
+                    skip_to(held)
                     continue
                 if catch_up and live and behind(start):   # jump to the newest complete window
-                    newest = float(start + hop * np.floor((reader.latest - window - start) / hop + 1e-9))
-                    start, skipped = newest, skipped + int(round((newest - start) / hop))
-                    forget(start)
+                    skip_to(reader.latest - window)
                     continue
                 yield score(start, start + window)
                 count += 1

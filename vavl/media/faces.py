@@ -50,8 +50,8 @@ class DetectionCache(dict):
     detected = reused = 0
 
     def forget_before(self, t: float) -> None:
-        """Drop the frames whose key (a media time, or a tuple that starts with one) is before `t`."""
-        for key in [k for k in self if (k[0] if isinstance(k, tuple) else k) < t]:
+        """Drop the frames whose key (a tuple that starts with the frame's media time) is before `t`."""
+        for key in [k for k in self if k[0] < t]:
             del self[key]
 
 
@@ -161,15 +161,14 @@ class FaceCropper:
                 found[k] = [next(flat) for _ in chosen[k]]
         return found
 
-    def _cached(self, clips: list, chosen: list[list[int]], cache: dict, keys: list) -> list[list]:
+    def _cached(self, clips: list, chosen: list[list[int]], cache: DetectionCache, keys: list) -> list[list]:
         """detect_clips for the chosen frames whose key is not in `cache`; every chosen frame's
-        detection from the cache (a DetectionCache counts the frames of each kind)."""
+        detection from the cache, which counts the frames of each kind."""
         missing = [[i for i in idx if keys[k][i] not in cache] for k, idx in enumerate(chosen)]
         for k, (idx, found) in enumerate(zip(missing, self.detect_clips(clips, missing))):
             cache.update({keys[k][i]: d for i, d in zip(idx, found)})
-        if isinstance(cache, DetectionCache):
-            new = sum(len(m) for m in missing)
-            cache.detected, cache.reused = cache.detected + new, cache.reused + sum(len(c) for c in chosen) - new
+        new = sum(len(m) for m in missing)
+        cache.detected, cache.reused = cache.detected + new, cache.reused + sum(len(c) for c in chosen) - new
         return [[cache[keys[k][i]] for i in idx] for k, idx in enumerate(chosen)]
 
     # ---- tracking --------------------------------------------------------------------------
@@ -260,13 +259,13 @@ class FaceCropper:
                 crops[sel] = out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return crops if on_device else crops.cpu().numpy()
 
-    def tracks(self, clips: list, on_device: bool = False, cache: dict | DetectionCache | None = None,
+    def tracks(self, clips: list, on_device: bool = False, cache: DetectionCache | None = None,
                keys: list | None = None) -> list[FaceTrack]:
         """Frames of several clips, each (t, h, w, 3) uint8 (numpy or tensor) -> one FaceTrack per
         clip. Detection is shared (`detect_clips`); tracking and cropping are per clip. With
         `on_device` the crops stay tensors on the cropper's device (for an encoder there).
-        `cache` (a dict kept by the caller) with `keys` (per clip, one hashable key per frame, e.g.
-        its media time): the detections of frames chosen before are taken from it, the others are
+        `cache` (a DetectionCache kept by the caller) with `keys` (per clip, one key per frame: a
+        tuple that starts with its media time): the detections of frames chosen before are taken from it, the others are
         detected and stored in it (vavl stream's overlapping windows). The frames chosen for
         detection are the same either way, so the tracks are too."""
         clips = [_as_frames(f).to(self.device, non_blocking=True) for f in clips]
