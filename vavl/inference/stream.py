@@ -281,6 +281,8 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
                 return
             kind, t, data = event
             buf.add(kind, float(t), data, arrived=reader.arrived)
+            if blocks is not None and kind == "audio":
+                blocks.audio_arrived(buf, start)   # each audio block through the encoder as soon as it is whole
             while _ready(buf, streams, window) >= start + window:
                 held = buf.next_from(start)
                 if held is None:   # everything held is behind: wait for more

@@ -9,8 +9,8 @@ The default stream scores every window as `vavl predict` scores a clip alone, so
 
 - Audio in blocks: the sound is cut into blocks of `hop` seconds on the hop grid (block k covers
   [k hop, (k + 1) hop) of media time, so a window is a whole number of blocks); each block goes
-  through the audio encoder once, the first time a window holds it (a window is scored only once all
-  its media has arrived, so its blocks are complete then); a window's audio features are its blocks'
+  through the audio encoder once, as soon as it is complete (`audio_arrived`; a block still incomplete
+  when a window is scored, the last one of a source that ended, then); a window's audio features are its blocks'
   frames, concatenated in time order. A block without samples (a gap, a source without sound) has no
   frames: it is missing for that block, and a window whose blocks are all missing has no audio, as a
   window without sound has in the exact mode. The speech encoder sees `hop` seconds without the rest of
@@ -36,6 +36,7 @@ Memory stays bounded: blocks and frames before the window's start are forgotten 
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,8 @@ class StreamBlocks:
         self.frames: dict[tuple, dict[str, Any]] = {}   # frame key -> {"box", "crop", "features"}
         self.per_frame = bool(getattr(model.visual_encoder, "per_frame", False))
         self.calls = {"audio": 0, "visual": 0}   # encoder calls (the tests count them)
+        self.fresh: set[int] = set()   # blocks encoded as they completed, since the last window scored
+        self.pending = 0.0             # their encoder seconds (counted in the next window's timings)
 
     # ---- memory ------------------------------------------------------------------------------
     def forget_before(self, t: float) -> None:
@@ -83,6 +86,7 @@ class StreamBlocks:
         first = int(np.floor(t / self.hop + 1e-6))
         for k in [k for k in self.blocks if k < first]:
             del self.blocks[k]
+        self.fresh = {k for k in self.fresh if k >= first}
         self.detections.forget_before(t)
         for key in [k for k in self.frames if k[0] < t]:
             del self.frames[key]
@@ -96,23 +100,43 @@ class StreamBlocks:
         wave = buf.audio[a:b]
         return wave if len(wave) else None
 
+    def _encode_block(self, buf, k: int) -> None:
+        wave = self._block_samples(buf, k)
+        if wave is None:
+            self.blocks[k] = None
+            return
+        x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).unsqueeze(0)
+        a, m = self.model.audio_encoder(x.to(self.device), torch.ones_like(x, dtype=torch.bool).to(self.device))
+        self.calls["audio"] += 1
+        self.blocks[k] = (a[0, m[0].bool()].float(), float(np.abs(wave).max()) <= 1e-4)
+
+    @torch.inference_mode()
+    def audio_arrived(self, buf, start: float) -> None:
+        """Encode the blocks the buffer's audio now holds whole (from the block of `start`, the next
+        window's start, on) and has not encoded: each block once, as soon as it is complete (before a
+        gap makes the buffer start its audio anew)."""
+        if self.model.audio_encoder is None or buf.audio_start is None or not len(buf.audio):
+            return
+        end = buf.audio_start + len(buf.audio) / self.sr
+        first = max(int(np.ceil(buf.audio_start / self.hop - 1e-6)), int(round(start / self.hop)))
+        for k in range(first, int(np.floor(end / self.hop + 1e-6))):
+            if k not in self.blocks:
+                t0 = time.perf_counter()
+                self._encode_block(buf, k)
+                self.pending += time.perf_counter() - t0
+                self.fresh.add(k)
+
     def _audio(self, buf, start: float, end: float, counts: dict) -> tuple:
         """The window's blocks -> (1, t, d) features, (1, t) mask, times, blocks with sound, silent."""
         encoder = self.model.audio_encoder
         first, last = int(round(start / self.hop)), int(np.ceil(end / self.hop - 1e-6))
         rows, times, present, silent = [], [], 0, True
         for k in range(first, last):
-            if k in self.blocks:
+            if k in self.blocks and k not in self.fresh:
                 counts["blocks_reused"] += 1
-            else:
-                wave = self._block_samples(buf, k)
-                if wave is None:
-                    self.blocks[k] = None
-                else:
-                    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).unsqueeze(0)
-                    a, m = encoder(x.to(self.device), torch.ones_like(x, dtype=torch.bool).to(self.device))
-                    self.calls["audio"] += 1
-                    self.blocks[k] = (a[0, m[0].bool()].float(), float(np.abs(wave).max()) <= 1e-4)
+            else:   # encoded since the last window (as it completed), or now (the last, partial block of a source)
+                if k not in self.blocks:
+                    self._encode_block(buf, k)
                 counts["blocks_encoded"] += 1
             block = self.blocks[k]
             if block is None:
@@ -122,6 +146,7 @@ class StreamBlocks:
             rate = getattr(encoder, "frame_rate", None) or feats.shape[0] / self.hop
             rows.append(feats)
             times.append(k * self.hop + (np.arange(feats.shape[0]) + 0.5) / rate)
+        self.fresh -= set(range(first, last))
         if not rows:
             return None, None, np.zeros(0), 0, last - first, True
         x = torch.cat(rows).unsqueeze(0)
@@ -255,7 +280,10 @@ class StreamBlocks:
             mods = out.modalities_used()[0]
             r.update(_entry(model, scores, [m for m in ("audio", "visual") if m in mods]))
             r["heads"] = head_scores(model, out)
-        r.update(notes=notes, timings=clock.wall(), features=feats)
+        timings = clock.wall()
+        timings["audio_encoder"] = round(timings["audio_encoder"] + self.pending, 4)   # blocks encoded as they came
+        self.pending = 0.0
+        r.update(notes=notes, timings=timings, features=feats)
         return r
 
 
