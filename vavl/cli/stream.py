@@ -8,7 +8,8 @@
     ffmpeg -i in.mp4 -f nut - | vavl stream - --format nut --model DIR
 
 Windows of --window seconds every --hop seconds, each scored as `vavl predict` scores a clip
-(vavl/inference/stream.py); a live source's windows are passed over when scoring falls behind.
+(vavl/inference/stream.py), or with --incremental assembled from hop-second audio blocks and frames
+each encoded once (faster; a window's answer then differs from scoring it alone: stream_blocks.py); a live source's windows are passed over when scoring falls behind.
 The last line is an event: the source ended, stalled or broke off.
 """
 from __future__ import annotations

@@ -18,6 +18,13 @@ are skipped, not scored; `skipped_windows` and `dropped_chunks` count them (from
 A window without a face or without sound is scored with what it has and says so; one with neither
 gets a line with no prediction.
 
+Incremental (`incremental=True`, `vavl stream --incremental`, opt-in): each audio block of `hop`
+seconds goes through the audio encoder once and each frame's face is tracked along the stream, cropped
+and encoded once; windows are assembled from them (vavl.inference.stream_blocks). Faster, but a
+window's answer differs from scoring it alone (the speech encoder saw `hop`-second blocks, not the
+window; face boxes come from tracking along the stream): docs/predict.md has the measured difference.
+Lines add "incremental": true. AST / Whisper audio encoders and HiCMAE are refused (IncrementalError).
+
 Falling behind (`catch_up`, live sources): when the window about to be scored became complete more
 than a hop ago (its last chunk waited in the reader's queue) and the source has already given a
 later complete window, the windows in between are passed over (counted in `skipped_windows`) and
