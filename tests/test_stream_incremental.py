@@ -3,6 +3,7 @@ frame is worked on once across overlapping windows, a window's answer is the fus
 concatenation of its blocks' and frames' features, gaps / silence / no face say so, the caches
 hold only the window's span, and encoders that cannot work on blocks are refused in one line."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -195,3 +196,31 @@ def test_encoders_that_cannot_work_on_blocks_are_refused_in_one_line(tmp_path, c
     assert main(["stream", "x.mp4", "--model", str(tmp_path / "model"), "--incremental"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--incremental: the audio encoder (whisper)" in err
+
+
+def _paced(seconds: float, step: float = 0.1):
+    """A device-like microphone: `step` s of audio at a time, each handed over when its time has come."""
+    t0 = time.perf_counter()
+    for i in range(int(round(seconds / step))):
+        ahead = i * step + step - (time.perf_counter() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+        yield ("audio", i * step, tone(step))
+
+
+def test_a_stream_that_fell_behind_encodes_blocks_only_for_the_windows_it_scores(model, one_thread, monkeypatch):
+    real = stream_blocks.StreamBlocks._encode_block
+
+    def slow(self, buf, k):   # a block takes longer than a hop: encoding every block as it comes cannot keep up
+        time.sleep(0.3)
+        real(self, buf, k)
+
+    monkeypatch.setattr(stream_blocks.StreamBlocks, "_encode_block", slow)
+    lines = list(stream_windows(array_events(_paced(4.0), video=False), model, window=1.0, hop=0.25, stall=30,
+                                incremental=True))
+    assert lines[-1]["event"] == "end"
+    windows = [w for w in lines[:-1] if not w.get("partial")]
+    # it catches up instead of encoding the blocks of windows it passes over: windows keep being scored, each whole
+    assert len(windows) >= 3 and windows[-1]["start"] >= 2.0 and windows[-1]["skipped_windows"] > 0
+    assert all(w["reuse"]["blocks_encoded"] + w["reuse"]["blocks_reused"] == 4 for w in windows)
+    assert all(w["modalities"] == ["audio"] and not any("no sound" in n for n in w["notes"]) for w in windows)

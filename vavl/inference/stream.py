@@ -256,11 +256,13 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
         start, skipped = start + hops * hop, skipped + hops
         forget(start)
 
+    def late() -> bool:   # the chunk just taken waited in the reader's queue more than a hop
+        return time.perf_counter() - buf.arrived > hop
+
     def behind(a: float) -> bool:
         """The window starting at `a` became complete more than a hop ago (its last chunk waited in
         the reader's queue) and the source has already given a later complete window."""
-        late = time.perf_counter() - buf.arrived > hop
-        return late and reader.latest is not None and reader.latest - (a + window) >= hop - 1e-9
+        return late() and reader.latest is not None and reader.latest - (a + window) >= hop - 1e-9
 
     try:
         while True:
@@ -288,8 +290,8 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
                 return
             kind, t, data = event
             buf.add(kind, float(t), data, arrived=reader.arrived)
-            if blocks is not None and kind == "audio":
-                blocks.audio_arrived(buf, start)   # each audio block through the encoder as soon as it is whole
+            if blocks is not None and kind == "audio" and not (catch_up and live and late()):
+                blocks.audio_arrived(buf, start)   # each block encoded once whole (when behind: once a window needs it)
             while _ready(buf, streams, window) >= start + window:
                 held = buf.next_from(start)
                 if held is None:   # everything held is behind: wait for more

@@ -9,8 +9,10 @@ The default stream scores every window as `vavl predict` scores a clip alone, so
 
 - Audio in blocks: the sound is cut into blocks of `hop` seconds on the hop grid (block k covers
   [k hop, (k + 1) hop) of media time, so a window is a whole number of blocks); each block goes
-  through the audio encoder once, as soon as it is complete (`audio_arrived`; a block still incomplete
-  when a window is scored, the last one of a source that ended, then); a window's audio features are its blocks'
+  through the audio encoder once, as soon as it is complete (`audio_arrived`), or, when a live
+  stream has fallen behind (its chunks waited in the queue more than a hop), only once a window
+  scored needs it, so that windows passed over to catch up cost nothing (and the last, partial block
+  of a source that ended, when its window is scored); a window's audio features are its blocks'
   frames, concatenated in time order. A block without samples (a gap, a source without sound) has no
   frames: it is missing for that block, and a window whose blocks are all missing has no audio, as a
   window without sound has in the exact mode. The speech encoder sees `hop` seconds without the rest of
@@ -44,7 +46,7 @@ import torch
 
 from ..core.errors import ConfigError
 from ..media.faces import DetectionCache
-from .predict import _StageClock, _entry, _finite, _scores, _untrained_notes
+from .predict import _entry, _finite, _scores, _StageClock, _untrained_notes
 
 
 class IncrementalError(ConfigError):
@@ -118,7 +120,7 @@ class StreamBlocks:
         if self.model.audio_encoder is None or buf.audio_start is None or not len(buf.audio):
             return
         end = buf.audio_start + len(buf.audio) / self.sr
-        first = max(int(np.ceil(buf.audio_start / self.hop - 1e-6)), int(round(start / self.hop)))
+        first = max(int(np.ceil(buf.audio_start / self.hop - 1e-6)), round(start / self.hop))
         for k in range(first, int(np.floor(end / self.hop + 1e-6))):
             if k not in self.blocks:
                 t0 = time.perf_counter()
@@ -129,7 +131,7 @@ class StreamBlocks:
     def _audio(self, buf, start: float, end: float, counts: dict) -> tuple:
         """The window's blocks -> (1, t, d) features, (1, t) mask, times, blocks with sound, silent."""
         encoder = self.model.audio_encoder
-        first, last = int(round(start / self.hop)), int(np.ceil(end / self.hop - 1e-6))
+        first, last = round(start / self.hop), int(np.ceil(end / self.hop - 1e-6))
         rows, times, present, silent = [], [], 0, True
         for k in range(first, last):
             if k in self.blocks and k not in self.fresh:
@@ -158,7 +160,7 @@ class StreamBlocks:
         """Detect the window's grid frames not detected before, track the window, fix the new frames' boxes and crops."""
         cropper = self.model.processor.cropper
         every = cropper.detect_every
-        chosen = [i for i, (t, _) in enumerate(keys) if int(round(t * self.fps)) % every == 0]
+        chosen = [i for i, (t, _) in enumerate(keys) if round(t * self.fps) % every == 0]
         missing = [i for i in chosen if keys[i] not in self.detections]
         if missing:
             found = cropper.detect(np.stack([frames[i] for i in missing]))
