@@ -285,7 +285,7 @@ class StreamBlocks:
         timings = clock.wall()
         timings["audio_encoder"] = round(timings["audio_encoder"] + self.pending, 4)   # blocks encoded as they came
         self.pending = 0.0
-        r.update(notes=notes, timings=timings, features=feats)
+        r.update(notes=notes, timings=timings)
         return r
 
 
