@@ -216,11 +216,11 @@ def test_a_stream_that_fell_behind_encodes_blocks_only_for_the_windows_it_scores
         real(self, buf, k)
 
     monkeypatch.setattr(stream_blocks.StreamBlocks, "_encode_block", slow)
-    lines = list(stream_windows(array_events(_paced(4.0), video=False), model, window=1.0, hop=0.25, stall=30,
+    lines = list(stream_windows(array_events(_paced(6.0), video=False), model, window=1.0, hop=0.25, stall=30,
                                 incremental=True))
     assert lines[-1]["event"] == "end"
     windows = [w for w in lines[:-1] if not w.get("partial")]
     # it catches up instead of encoding the blocks of windows it passes over: windows keep being scored, each whole
-    assert len(windows) >= 3 and windows[-1]["start"] >= 2.0 and windows[-1]["skipped_windows"] > 0
+    assert len(windows) >= 3 and windows[-1]["start"] >= 4.0 and windows[-1]["skipped_windows"] > 0
     assert all(w["reuse"]["blocks_encoded"] + w["reuse"]["blocks_reused"] == 4 for w in windows)
     assert all(w["modalities"] == ["audio"] and not any("no sound" in n for n in w["notes"]) for w in windows)
