@@ -3,6 +3,9 @@
     python recipes/benchmarks/stream_realtime.py                  # 10 minutes of media, 2 threads, --window 2 --hop 0.5
     python recipes/benchmarks/stream_realtime.py --minutes 1      # a shorter check
     python recipes/benchmarks/stream_realtime.py --precision int8 --out recipes/benchmarks/results/stream_realtime_int8.json
+    python recipes/benchmarks/stream_realtime.py --incremental --precision int8 \
+        --out recipes/benchmarks/results/stream_realtime_incremental_int8.json     # vavl stream --incremental
+    python recipes/benchmarks/stream_realtime.py --compare --minutes 0.5 --out /tmp/compare.json   # the two modes' answers
 
 The model: AuxFormer on wav2vec2-large-robust (first 12 layers, full width) + EfficientNet-B2, random
 weights built from their configs (no download; the same architecture and cost as trained ones),
@@ -22,6 +25,17 @@ lines fell behind the media clock (`behind`: line arrival minus window end, minu
 it grows when scoring does not keep up), the source chunks dropped, the windows scored against those
 the media holds, and the process RSS every few seconds (the RSS at 20% of the run, minute 2 of 10,
 against the end). Writes results/stream_realtime.json with the machine, its load average and the command.
+With --incremental the command is `vavl stream --incremental` (each audio block of one hop and each
+frame worked on once, vavl/inference/stream_blocks.py); the reuse medians then count blocks too.
+
+--compare (no realtime, no child process): how much `--incremental` changes the answers. The same
+file is streamed both ways in this process (as fast as it decodes, every window scored) and the
+report gives, over the windows, the label agreement, the mean L1 distance between the fused
+probabilities, and the relative L2 distance between a window's audio features in the two modes
+(its blocks' frames concatenated against the frames of the window encoded whole, each block frame
+against the whole-window frame nearest its time; on every 4th window). With random weights the
+labels mean little (an untrained head's argmax can sit on a near tie or stay fixed whatever the
+input): the L1 and the feature distance are the evidence, label agreement only weak evidence.
 """
 from __future__ import annotations
 
@@ -120,6 +134,9 @@ def main() -> int:
     p.add_argument("--hop", type=float, default=0.5)
     p.add_argument("--nice", type=int, default=10)
     p.add_argument("--precision", default="fp32", help="the encoders' precision (vavl stream --precision)")
+    p.add_argument("--incremental", action="store_true", help="vavl stream --incremental")
+    p.add_argument("--compare", action="store_true",
+                   help="no realtime run: stream the file both ways in this process and compare the answers")
     p.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples")
     p.add_argument("--out", default=str(HERE / "results" / "stream_realtime.json"))
     p.add_argument("--raw", help="also write the lines (with their arrival times) and the samples to this JSON file")
@@ -132,6 +149,8 @@ def main() -> int:
         return summarize(args, raw["lines"], raw["rss"], raw["cpu"], raw["loads"], raw["code"], raw["stderr"],
                       raw.get("load_before"), raw.get("wall"), raw.get("load_after"))
     load_before = [round(x, 2) for x in os.getloadavg()]
+    if args.compare:
+        return compare(args, load_before)
     with tempfile.TemporaryDirectory(prefix="vavl-stream-bench-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
@@ -140,7 +159,7 @@ def main() -> int:
         print(f"media and model ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         argv = ["nice", "-n", str(args.nice), sys.executable, "-m", "vavl.cli", "stream", str(media), "--model",
                 str(tmp / "model"), "--realtime", "--window", str(args.window), "--hop", str(args.hop),
-                "--precision", args.precision]
+                "--precision", args.precision] + (["--incremental"] if args.incremental else [])
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                    PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         start = time.monotonic()
@@ -177,7 +196,7 @@ def main() -> int:
 def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, load_after=None) -> int:
     seconds = args.minutes * 60
     command = ["vavl", "stream", "media.mp4", "--model", "DIR", "--realtime", "--window", f"{args.window:g}",
-               "--hop", f"{args.hop:g}", "--precision", args.precision]
+               "--hop", f"{args.hop:g}", "--precision", args.precision] + (["--incremental"] if args.incremental else [])
     if wall is None and lines and samples:
         wall = lines[-1][0] - samples[0][0]
     windows = [(t, w) for t, w in lines if "event" not in w]
@@ -217,6 +236,7 @@ def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, lo
         "model": f"auxformer + {AUDIO} (12 layers) + {VISUAL}, random weights",
         "media": f"{args.minutes:g} min synthetic 640x360 25 fps H.264 + 48 kHz AAC, one moving face",
         "window": args.window, "hop": args.hop, "threads": args.threads, "precision": args.precision,
+        "incremental": bool(args.incremental),
         "media_seconds": round(media_played, 1), "wall_seconds": round(wall, 1) if wall else None,
         "windows": len(windows), "windows_the_media_holds": expected, "windows_scored": len(scored),
         "windows_by_modalities": {"+".join(m) or "none": sum(1 for w in scored + [x for _, x in windows if not x.get("timings")]
@@ -227,7 +247,8 @@ def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, lo
         "scoring_s_per_window": {"median": pct(busy, 50), "p95": pct(busy, 95)} if busy else None,
         "skipped_windows": max([w.get("skipped_windows", 0) for _, w in windows] + [0]),
         "reuse_per_window_median": {k: pct([w["reuse"].get(k, 0) for w in scored if w.get("reuse")], 50)
-                                    for k in ("frames_detected", "detections_reused", "frames_encoded", "features_reused")},
+                                    for k in ("blocks_encoded", "blocks_reused", "frames_detected", "detections_reused",
+                                              "frames_encoded", "features_reused")},
         "cpu_real_time_factor": cpu_rtf,
         "latency_s": {"median": pct(latency, 50), "p95": pct(latency, 95), "max": pct(latency, 100)},
         "behind_media_s": {"median": pct(behind, 50), "p95": pct(behind, 95), "last": round(behind[-1], 3)},
@@ -256,6 +277,97 @@ def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, lo
     shown["rss_mb"] = {k: v for k, v in report["rss_mb"].items() if k != "samples"}
     print(json.dumps(shown, indent=2))
     return 0
+
+
+def compare(args, load_before) -> int:
+    """Stream one synthetic file in the exact mode and with incremental=True, in this process; compare."""
+    import torch
+
+    from vavl.inference.predict import prepare_model
+    from vavl.inference.stream import stream_windows
+    from vavl.media.live import av_events
+
+    torch.set_num_threads(args.threads)
+    seconds = args.minutes * 60
+    with tempfile.TemporaryDirectory(prefix="vavl-stream-compare-") as tmp:
+        tmp = Path(tmp)
+        media = write_media(tmp / "media.mp4", seconds)
+        model = prepare_model(str(build_model(tmp / "model")), "cpu", args.precision)
+        p = model.processor
+        runs, took = {}, {}
+        for incremental in (False, True):
+            events = av_events(str(media), fps=p.fps, sample_rate=p.sample_rate, max_side=p.max_side, realtime=False)
+            t0 = time.perf_counter()
+            lines = list(stream_windows(events, model, window=args.window, hop=args.hop, live=False, stall=60,
+                                        incremental=incremental))
+            took[incremental] = time.perf_counter() - t0
+            runs[incremental] = [w for w in lines if "event" not in w and not w.get("partial")]
+        exact, inc = runs[False], runs[True]
+        if [(w["start"], w["end"]) for w in exact] != [(w["start"], w["end"]) for w in inc] or not exact:
+            print("the two modes scored different windows", file=sys.stderr)
+            return 1
+
+        def fused(w):
+            return np.asarray(list((w["heads"].get("fused") or w["scores"]).values()))
+
+        l1 = [float(np.abs(fused(a) - fused(b)).sum()) for a, b in zip(exact, inc) if a["scores"] and b["scores"]]
+        agree = [a["label"] == b["label"] for a, b in zip(exact, inc) if a["scores"] and b["scores"]]
+        wave = p.decode(str(media), video=False).audio
+        rel = audio_distance(model, wave, p.sample_rate, [w["start"] for w in exact][::4], args.window, args.hop)
+        per_window = {k: round(statistics.mean(sum(w["timings"].values()) for w in r), 3) for k, r in runs.items()}
+    report = {
+        "benchmark": "stream_incremental_compare",
+        "command": f"python recipes/benchmarks/stream_realtime.py --compare --minutes {args.minutes:g} "
+                   f"--precision {args.precision} (OMP threads {args.threads})",
+        "model": f"auxformer + {AUDIO} (12 layers) + {VISUAL}, random weights",
+        "media": f"{args.minutes:g} min synthetic 640x360 25 fps H.264 + 48 kHz AAC, one moving face",
+        "window": args.window, "hop": args.hop, "precision": args.precision, "windows": len(exact),
+        "label_agreement": round(float(np.mean(agree)), 4) if agree else None,
+        "label_agreement_note": "random weights: weak evidence (an untrained head's argmax may not depend on the input)",
+        "fused_probability_l1": {"mean": round(float(np.mean(l1)), 5), "p95": pct(l1, 95), "max": pct(l1, 100)},
+        "audio_feature_relative_l2": {"median": pct(rel, 50), "mean": round(float(np.mean(rel)), 4),
+                                      "max": pct(rel, 100), "windows": len(rel)},
+        "scoring_s_per_window_mean": {"exact": per_window[False], "incremental": per_window[True]},
+        "stream_seconds": {"exact": round(took[False], 1), "incremental": round(took[True], 1)},
+        "machine": {"cpu_count": os.cpu_count(), "cpu": _cpu_name(), "load_average_before": load_before,
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_suffix(".tmp")
+    part.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(part, out)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def audio_distance(model, wave, sr, starts, window, hop) -> list[float]:
+    """Per window: relative L2 between its blocks' frames (each block of `hop` s encoded alone, as
+    --incremental does) and the whole window's frames, each block frame against the window frame
+    nearest its time."""
+    import torch
+
+    enc = model.audio_encoder
+    out = []
+    with torch.inference_mode():
+        def encode(a, b):
+            x = torch.from_numpy(np.ascontiguousarray(wave[int(round(a * sr)):int(round(b * sr))])).unsqueeze(0)
+            f, m = enc(x, torch.ones_like(x, dtype=torch.bool))
+            return f[0, m[0]].float()
+
+        for start in starts:
+            whole = encode(start, start + window)
+            rate = enc.frame_rate or whole.shape[0] / window
+            parts, times = [], []
+            for k in range(int(round(window / hop))):
+                f = encode(start + k * hop, start + (k + 1) * hop)
+                parts.append(f)
+                times.append(k * hop + (np.arange(f.shape[0]) + 0.5) / rate)
+            blocks, times = torch.cat(parts), np.concatenate(times)
+            idx = np.minimum(np.floor(times * rate).astype(int), whole.shape[0] - 1)
+            ref = whole[torch.from_numpy(idx)]
+            out.append(float((blocks - ref).norm() / ref.norm().clamp(min=1e-12)))
+    return out
 
 
 def _cpu_name() -> str:

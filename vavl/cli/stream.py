@@ -8,7 +8,8 @@
     ffmpeg -i in.mp4 -f nut - | vavl stream - --format nut --model DIR
 
 Windows of --window seconds every --hop seconds, each scored as `vavl predict` scores a clip
-(vavl/inference/stream.py); a live source's windows are passed over when scoring falls behind.
+(vavl/inference/stream.py), or with --incremental assembled from hop-second audio blocks and frames
+each encoded once (faster; a window's answer then differs from scoring it alone: stream_blocks.py); a live source's windows are passed over when scoring falls behind.
 The last line is an event: the source ended, stalled or broke off.
 """
 from __future__ import annotations
@@ -55,6 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="the encoders' weights (see `vavl predict --help`); auto: bf16 on CPUs with AMX / "
                              "AVX-512 BF16, else fp32")
+    parser.add_argument("--incremental", action="store_true",
+                        help="work on each piece of media once: the sound in blocks of --hop seconds through the audio "
+                             "encoder once each, faces tracked along the stream and each frame's crop encoded once, "
+                             "windows assembled from them (faster; lines say \"incremental\": true). A window's answer "
+                             "then differs from scoring it alone: the speech encoder saw --hop-second blocks without the "
+                             "rest of the window, face boxes come from tracking along the stream (docs/predict.md has "
+                             "the measured difference). Not for AST / Whisper audio encoders or HiCMAE; VideoMAE keeps "
+                             "its per-window visual path")
     parser.epilog = EPILOG
 
 
@@ -96,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     server = _serve(args.serve_ws) if args.serve_ws else None
     try:
         model = prepare_model(args.model, device, args.precision)
+        if args.incremental:
+            from ..inference.stream_blocks import check_incremental
+
+            check_incremental(model)   # one line before the source is opened
         if server and args.ws_wait:
             print(f"vavl stream: waiting for {args.ws_wait} websocket client(s) on {server.url}", file=sys.stderr)
             server.wait_for_clients(args.ws_wait)
@@ -127,7 +140,7 @@ def _loop(args, model, device, server) -> int:
         while True:
             events = open_events(args, model.processor)
             for line in stream_windows(events, model, window=args.window, hop=args.hop, device=device, live=live,
-                                       stall=args.stall):
+                                       stall=args.stall, incremental=args.incremental):
                 if attempt:
                     line["connection"] = attempt
                 text = json.dumps(line, allow_nan=False)

@@ -18,6 +18,13 @@ are skipped, not scored; `skipped_windows` and `dropped_chunks` count them (from
 A window without a face or without sound is scored with what it has and says so; one with neither
 gets a line with no prediction.
 
+Incremental (`incremental=True`, `vavl stream --incremental`, opt-in): each audio block of `hop`
+seconds goes through the audio encoder once and each frame's face is tracked along the stream, cropped
+and encoded once; windows are assembled from them (vavl.inference.stream_blocks). Faster, but a
+window's answer differs from scoring it alone (the speech encoder saw `hop`-second blocks, not the
+window; face boxes come from tracking along the stream): docs/predict.md has the measured difference.
+Lines add "incremental": true. AST / Whisper audio encoders and HiCMAE are refused (IncrementalError).
+
 Falling behind (`catch_up`, live sources): when the window about to be scored became complete more
 than a hop ago (its last chunk waited in the reader's queue) and the source has already given a
 later complete window, the windows in between are passed over (counted in `skipped_windows`) and
@@ -41,6 +48,7 @@ from ..core.errors import MediaError
 from ..media.arrays import ArrayClip
 from ..media.live import END, FAILED, Reader
 from .predict import predict_clip
+from .stream_blocks import StreamBlocks, head_scores
 from .stream_cache import WindowReuse
 
 GAP = 0.25   # seconds of audio missing between chunks (dropped, or a source that skipped) that restart the audio
@@ -166,14 +174,7 @@ def _heads(model, clip, device: str, reuse: WindowReuse | None = None) -> dict[s
         if r["scores"] is not None:
             heads[r["head"]] = dict(r["scores"])
     elif out is not None and r["scores"] is not None:
-        present = {m: bool(getattr(out, f"{m}_present")[0]) for m in ("audio", "visual")}
-        for head, logits, ok in (("fused", out.fused_logits, present["audio"] and present["visual"]),
-                                 ("audio", out.audio_logits, present["audio"]),
-                                 ("visual", out.visual_logits, present["visual"])):
-            if ok and logits is not None:
-                s = logits[0].float()
-                s = s if model.task == "regression" else torch.softmax(s, -1)
-                heads[head] = {n: round(float(x), 6) for n, x in zip(model.label_names, s.tolist())}
+        heads = head_scores(model, out)
     r["heads"] = heads
     boxes = [b for b in extras.get("face_boxes") or [] if b is not None]
     r["face_boxes"] = np.concatenate(boxes) if boxes else None
@@ -190,20 +191,24 @@ def _ready(buf: _Buffer, streams: dict[str, bool], window: float) -> float:
 def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: float = 0.5, device: str = "cpu",
                    live: bool = True, stall: float = 10.0, queue_size: int = 256,
                    on_reader: Callable[[Reader], None] | None = None, reuse: bool = True,
-                   catch_up: bool = True) -> Iterator[dict[str, Any]]:
+                   catch_up: bool = True, incremental: bool = False) -> Iterator[dict[str, Any]]:
     """Window lines, then one event line (end / stalled / failed). `events`: from vavl.media.live.
     reuse: keep face detections and per-frame visual features across overlapping windows
     (vavl.inference.stream_cache; same lines, less work); False scores each window from scratch.
     catch_up (live sources only): a scorer that fell behind jumps to the newest complete window
-    (module docstring); False scores every window, however late."""
+    (module docstring); False scores every window, however late. incremental: each audio block of
+    `hop` seconds and each frame worked on once, windows assembled from them (vavl.inference.stream_blocks:
+    faster, and a window's answer differs from scoring it alone); IncrementalError (a ConfigError) for
+    encoders that cannot."""
     if not (window > 0 and 0 < hop <= window):
         raise MediaError(f"--window {window} --hop {hop}: give window > 0 and 0 < hop <= window")
     p = model.processor
+    blocks = StreamBlocks(model, hop, device) if incremental else None   # checks the encoders before any reading
     reader = Reader(events, live=live, size=queue_size)
     if on_reader:
         on_reader(reader)
     buf, faces = _Buffer(p.sample_rate, p.fps), _Faces()
-    kept = WindowReuse() if reuse and not getattr(model, "takes_views", False) else None   # HiCMAE: views, no reuse
+    kept = WindowReuse() if reuse and not incremental and not getattr(model, "takes_views", False) else None   # HiCMAE: views, no reuse
     streams: dict[str, bool] = {}
     start, count, skipped, t_open = 0.0, 0, 0, time.perf_counter()
 
@@ -212,6 +217,8 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
         line: dict[str, Any] = {"start": round(a, 3), "end": round(b, 3)}
         if partial:
             line["partial"] = True
+        if incremental:
+            line["incremental"] = True
         if clip is None:
             line.update(label=None, scores=None, heads={}, modalities=[], face=None,
                         notes=["no audio and no video arrived for this window: no prediction"])
@@ -219,15 +226,15 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
             if kept is not None:
                 kept.window(buf.frame_keys(a, b))
             try:
-                r = _heads(model, clip, device, kept)
+                r = blocks.score(buf, a, b) if blocks is not None else _heads(model, clip, device, kept)
             except MediaError as e:   # e.g. an audio-only model and a window with frames only
                 r = {"label": None, "scores": None, "heads": {}, "modalities": [], "face_frames": 0, "frames": 0,
                      "notes": [str(e)], "timings": {}}
             line.update(label=r["label"], scores=r["scores"], heads=r["heads"], modalities=r["modalities"],
                         face_frames=r.get("face_frames", 0), frames=r.get("frames", 0),
                         face=faces(r.get("face_boxes")), notes=r["notes"], timings=r.get("timings", {}))
-            if kept is not None:
-                line["reuse"] = kept.counts()
+            if kept is not None or blocks is not None:
+                line["reuse"] = r["reuse"] if blocks is not None else kept.counts()
         line["latency"] = round(time.perf_counter() - buf.arrived, 3)
         if reader.dropped:
             line["dropped_chunks"] = reader.dropped
@@ -239,6 +246,8 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
         buf.drop_before(t)
         if kept is not None:
             kept.forget_before(t)
+        if blocks is not None:
+            blocks.forget_before(t)
 
     def skip_to(t: float) -> None:
         """Pass over the windows before the last one that starts at or before `t` (whole hops), counted."""
@@ -247,11 +256,13 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
         start, skipped = start + hops * hop, skipped + hops
         forget(start)
 
+    def late() -> bool:   # the chunk just taken waited in the reader's queue more than a hop
+        return time.perf_counter() - buf.arrived > hop
+
     def behind(a: float) -> bool:
         """The window starting at `a` became complete more than a hop ago (its last chunk waited in
         the reader's queue) and the source has already given a later complete window."""
-        late = time.perf_counter() - buf.arrived > hop
-        return late and reader.latest is not None and reader.latest - (a + window) >= hop - 1e-9
+        return late() and reader.latest is not None and reader.latest - (a + window) >= hop - 1e-9
 
     try:
         while True:
@@ -279,6 +290,8 @@ def stream_windows(events: Iterator[tuple], model, window: float = 2.0, hop: flo
                 return
             kind, t, data = event
             buf.add(kind, float(t), data, arrived=reader.arrived)
+            if blocks is not None and kind == "audio" and not (catch_up and live and late()):
+                blocks.audio_arrived(buf, start)   # each block encoded once whole (when behind: once a window needs it)
             while _ready(buf, streams, window) >= start + window:
                 held = buf.next_from(start)
                 if held is None:   # everything held is behind: wait for more

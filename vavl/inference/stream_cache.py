@@ -21,7 +21,9 @@ scoring it alone gives:
   that frame before (the crop's pixels compared exactly), in one batch; the others' features are
   taken from before. Encoders that mix frames (VideoMAE's windows, frame differences) run on the
   whole window, as before.
-- The audio encoder is not reused: speech encoders normalise the whole window and attend across it.
+- The audio encoder is not reused: speech encoders normalise the whole window and attend across it
+  (`--incremental`, vavl.inference.stream_blocks, encodes hop-second blocks once each instead, and
+  its answers differ from scoring each window alone).
 
 Memory stays bounded: only the frames still in the stream's buffer are kept (`forget_before`).
 """
