@@ -185,6 +185,16 @@ def test_a_window_rate_visual_encoder_keeps_the_per_window_path(tmp_path, one_th
         assert np.allclose(list(w["heads"]["visual"].values()), list(e["heads"]["visual"].values()), atol=1e-5)
 
 
+def test_a_face_only_model_streams_incrementally(model, one_thread):
+    """A model without an audio encoder: no blocks, each frame encoded once, no audio timing made up."""
+    face_only = AudioVisualModel.from_parts(model.fusion, None, model.visual_encoder).eval()
+    chunks, _ = _chunks(face_only.processor.fps, seconds=3.0)
+    windows = _run(face_only, chunks)[:-1]
+    assert len(windows) == 3 and all(w["modalities"] == ["visual"] and "visual" in w["heads"] for w in windows)
+    assert all(w["reuse"]["blocks_encoded"] == 0 and w["timings"]["audio_encoder"] == 0.0 for w in windows)
+    assert [w["reuse"]["frames_encoded"] for w in windows] == [w["face_frames"] for w in windows[:1]] + [2, 2]
+
+
 def test_encoders_that_cannot_work_on_blocks_are_refused_in_one_line(tmp_path, capsys):
     torch.manual_seed(0)
     model = vavl.create_model("auxformer", audio_encoder=tiny_whisper_dir(tmp_path / "whisper"),
