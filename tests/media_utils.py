@@ -2,6 +2,7 @@
 background, written with vavl.media.write_clip."""
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 import numpy as np
@@ -48,6 +49,16 @@ def tone(seconds: float, sample_rate: int = 16000, channels: int = 1, freq: floa
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     wave = (0.3 * np.sin(2 * np.pi * freq * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
     return wave if channels == 1 else np.stack([wave * (0.5 + 0.5 * c / channels) for c in range(channels)])
+
+
+def paced_audio(seconds: float, step: float = 0.1):
+    """A device-like microphone: `step` s of audio events at a time, each handed over when its time has come."""
+    t0 = time.perf_counter()
+    for i in range(int(round(seconds / step))):
+        ahead = i * step + step - (time.perf_counter() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+        yield ("audio", i * step, tone(step))
 
 
 def write_face_clip(path, seconds: float = 1.0, fps: float = 10.0, audio: bool = True, sample_rate: int = 16000,

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from media_utils import face_frames, tone, write_face_clip
+from media_utils import face_frames, paced_audio, tone, write_face_clip
 from tiny_encoders import LABELS, tiny_speech_dir, tiny_videomae_dir, tiny_whisper_dir
 
 import vavl
@@ -208,16 +208,6 @@ def test_encoders_that_cannot_work_on_blocks_are_refused_in_one_line(tmp_path, c
     assert len(err.strip().splitlines()) == 1 and "--incremental: the audio encoder (whisper)" in err
 
 
-def _paced(seconds: float, step: float = 0.1):
-    """A device-like microphone: `step` s of audio at a time, each handed over when its time has come."""
-    t0 = time.perf_counter()
-    for i in range(int(round(seconds / step))):
-        ahead = i * step + step - (time.perf_counter() - t0)
-        if ahead > 0:
-            time.sleep(ahead)
-        yield ("audio", i * step, tone(step))
-
-
 def test_a_stream_that_fell_behind_encodes_blocks_only_for_the_windows_it_scores(model, one_thread, monkeypatch):
     real = stream_blocks.StreamBlocks._encode_block
 
@@ -226,7 +216,7 @@ def test_a_stream_that_fell_behind_encodes_blocks_only_for_the_windows_it_scores
         real(self, buf, k)
 
     monkeypatch.setattr(stream_blocks.StreamBlocks, "_encode_block", slow)
-    lines = list(stream_windows(array_events(_paced(6.0), video=False), model, window=1.0, hop=0.25, stall=30,
+    lines = list(stream_windows(array_events(paced_audio(6.0), video=False), model, window=1.0, hop=0.25, stall=30,
                                 incremental=True))
     assert lines[-1]["event"] == "end"
     windows = [w for w in lines[:-1] if not w.get("partial")]

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from media_utils import face_frames, tone
+from media_utils import face_frames, paced_audio, tone
 from tiny_encoders import LABELS, tiny_speech_dir, tiny_videomae_dir
 
 import vavl
@@ -120,16 +120,6 @@ def test_the_caches_hold_only_the_frames_still_in_the_buffer(model, one_thread, 
     assert all(n_det > 0 and n_feat > 0 for *_, n_det, n_feat in kept[1:])
 
 
-def _paced(seconds: float, step: float = 0.1):
-    """A device-like microphone: `step` s of audio at a time, each handed over when its time has come."""
-    t0 = time.perf_counter()
-    for i in range(int(round(seconds / step))):
-        ahead = i * step + step - (time.perf_counter() - t0)
-        if ahead > 0:
-            time.sleep(ahead)
-        yield ("audio", i * step, tone(step))
-
-
 def test_a_scorer_that_falls_behind_jumps_to_the_newest_window(model, one_thread, monkeypatch):
     import vavl.inference.stream as stream
 
@@ -147,7 +137,7 @@ def test_a_scorer_that_falls_behind_jumps_to_the_newest_window(model, one_thread
     monkeypatch.setattr(stream, "_heads", heads)
     runs = {}
     for catch_up in (False, True):
-        lines = list(stream_windows(array_events(_paced(3.0), video=False), model, window=1.0, hop=0.25, stall=30,
+        lines = list(stream_windows(array_events(paced_audio(3.0), video=False), model, window=1.0, hop=0.25, stall=30,
                                     catch_up=catch_up))
         assert lines[-1]["event"] == "end"
         runs[catch_up] = [w for w in lines[:-1] if not w.get("partial")]   # not a last partial window

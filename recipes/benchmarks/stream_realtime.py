@@ -268,11 +268,7 @@ def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, lo
     t["real_time_factor<=0.5"] = rtf is not None and rtf <= 0.5
     t["latency_p95<=1.5"] = report["latency_s"]["p95"] <= 1.5
     t["rss_flat_5pct"] = report["rss_mb"]["change_pct"] is not None and abs(report["rss_mb"]["change_pct"]) <= 5
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_suffix(".tmp")
-    part.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(part, out)
+    write_json(Path(args.out), report)
     shown = {k: v for k, v in report.items() if k != "rss_mb"}
     shown["rss_mb"] = {k: v for k, v in report["rss_mb"].items() if k != "samples"}
     print(json.dumps(shown, indent=2))
@@ -332,11 +328,7 @@ def compare(args, load_before) -> int:
         "machine": {"cpu_count": os.cpu_count(), "cpu": _cpu_name(), "load_average_before": load_before,
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_suffix(".tmp")
-    part.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(part, out)
+    write_json(Path(args.out), report)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -368,6 +360,14 @@ def audio_distance(model, wave, sr, starts, window, hop) -> list[float]:
             ref = whole[torch.from_numpy(idx)]
             out.append(float((blocks - ref).norm() / ref.norm().clamp(min=1e-12)))
     return out
+
+
+def write_json(out: Path, report: dict) -> None:
+    """The report, written whole or not at all (tmp + os.replace)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_suffix(".tmp")
+    part.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(part, out)
 
 
 def _cpu_name() -> str:
