@@ -1,6 +1,13 @@
 """Fixtures shared by the test files."""
-import pytest
-import torch
+import os
+
+# every process a test starts (recipes, `vavl` commands, benchmarks' smoke runs) computes on one thread unless a
+# test says otherwise: their models are tiny, and two threads per process on a machine whose cores the test
+# workers already fill stall each other (a smoke training step of 1 s took 10-20 s so)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture
