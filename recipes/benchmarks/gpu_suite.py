@@ -59,7 +59,7 @@ class Sizes:
         self.actors, self.per_actor = (10, 6) if smoke else (91, 82)   # 91 x 82 = 7,462 ids, minus 20: 7,442
         self.clips = 60 if smoke else 7442
         self.distinct_per_emotion = 1 if smoke else 4
-        self.media = ({"duration": 1.0, "size": (160, 120), "fps": 15.0} if smoke else
+        self.media = ({"duration": 0.5, "size": (160, 120), "fps": 15.0} if smoke else
                       {"duration": 2.5, "size": (480, 360), "fps": 30.0})
         self.epochs = 2 if smoke else 20
         # bf16 autocast on a CPU without native bf16 is emulated (the smoke's training took 150 s of its 350 s
