@@ -3,7 +3,8 @@ import os
 
 # every process a test starts (recipes, `vavl` commands, benchmarks' smoke runs) computes on one thread unless a
 # test says otherwise: their models are tiny, and two threads per process on a machine whose cores the test
-# workers already fill stall each other (a smoke training step of 1 s took 10-20 s so)
+# workers already fill can stall each other (a 1 s smoke training step was seen taking 10-20 s with another job
+# on the second core)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
