@@ -1,6 +1,14 @@
 """Fixtures shared by the test files."""
-import pytest
-import torch
+import os
+
+# every process a test starts (recipes, `vavl` commands, benchmarks' smoke runs) computes on one thread unless a
+# test says otherwise: their models are tiny, and two threads per process on a machine whose cores the test
+# workers already fill can stall each other (a 1 s smoke training step was seen taking 10-20 s with another job
+# on the second core)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture

@@ -7,9 +7,13 @@ import pickle
 import subprocess
 import sys
 
+import pytest
+
 from test_finetune import ROOT, make_corpus, tiny_overrides
 
 CONFIG = ROOT / "recipes/configs/crema_d/auxformer.yaml"
+# one worker runs the module: the run both resume tests start from is made once
+pytestmark = pytest.mark.xdist_group("finetune_inputs")
 
 
 def recipe(*args: str) -> subprocess.CompletedProcess:
@@ -32,23 +36,28 @@ def test_model_width_other_than_the_cache_and_encoders_with_a_cache(tmp_path):
     one_line_error(recipe(*base, "model.audio_encoder=wav2vec2-base"), "model.audio_encoder", "data.cache: null")
 
 
-def stopped_at_step_2(tmp_path):
-    """A tiny run stopped after 2 steps: (corpus, run folder, its overrides)."""
-    corpus, run = make_corpus(tmp_path / "c"), tmp_path / "run"
+@pytest.fixture(scope="module")
+def stopped_at_step_2(tmp_path_factory):
+    """A tiny run stopped after 2 steps, made once for the two tests below (the first only fails to resume it;
+    the second, last, goes on from it): (corpus, run folder, its overrides)."""
+    root = tmp_path_factory.mktemp("stopped")
+    corpus, run = make_corpus(root / "c"), root / "run"
     base = tiny_overrides(CONFIG, corpus, run)
     assert recipe(*base, "train.stop_after_steps=2").returncode == 0
     return corpus, run, base
 
 
-def test_resume_after_the_cache_changed_width_is_one_line(tmp_path):
-    corpus, _, base = stopped_at_step_2(tmp_path)
+def test_resume_after_the_cache_changed_width_is_one_line(stopped_at_step_2, tmp_path):
+    corpus, run, base = stopped_at_step_2
+    state = (run / "checkpoints" / "step_2" / "trainer_state.json").read_text()
     wider = make_corpus(tmp_path / "wide", width=12)     # same clips, 12-d audio features
     again = [o.replace(str(corpus / "cache"), str(wider / "cache")) for o in base]
     one_line_error(recipe(*again, "--resume"), "does not fit the run as configured now", "step_2")
+    assert (run / "checkpoints" / "step_2" / "trainer_state.json").read_text() == state   # the refused resume left it as it was
 
 
-def test_resume_never_unpickles_the_checkpoint_folder(tmp_path):
-    _, run, base = stopped_at_step_2(tmp_path)
+def test_resume_never_unpickles_the_checkpoint_folder(stopped_at_step_2, tmp_path):
+    _, run, base = stopped_at_step_2
     checkpoint = run / "checkpoints" / "step_2"
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     assert state["step"] == 2 and not list(checkpoint.glob("custom_checkpoint_*"))

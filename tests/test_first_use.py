@@ -21,6 +21,8 @@ from vavl.models.with_encoders import AudioVisualModel
 
 LABELS = {0: "angry", 1: "happy", 2: "neutral"}
 HERE = Path(__file__).parent
+# one worker runs the whole module, so the models are saved and the fresh processes run once (not on each worker)
+pytestmark = pytest.mark.xdist_group("first_use")
 
 
 def _families(root: Path) -> dict:

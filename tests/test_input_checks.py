@@ -1,5 +1,6 @@
 """Input checks are real `if ... raise`, so they hold under `python -O` (which strips asserts):
 wrong shapes get a message naming what was expected, not an obscure error deep inside."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,37 @@ CASES = {
 }
 
 
+# one `python -O` process runs every case (a process start, and its imports, instead of one per case) and
+# prints, per case, the traceback of what it raised, or nothing when it raised nothing
+CHILD = """import json, sys, traceback
+assert False, "asserts are stripped under -O: this line must not raise"
+raised = {}
+for case, code in json.loads(sys.argv[2]).items():
+    try:
+        exec(code, {"sys": sys})
+        raised[case] = None
+    except Exception:
+        raised[case] = traceback.format_exc()
+print(json.dumps({"optimize": sys.flags.optimize, "raised": raised}))
+"""
+# one worker runs the module: the process above runs once
+pytestmark = pytest.mark.xdist_group("input_checks")
+
+
+@pytest.fixture(scope="module")
+def raised(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("input_checks") / "cache"
+    done = subprocess.run([sys.executable, "-O", "-c", CHILD, str(cache), json.dumps({c: v[0] for c, v in CASES.items()})],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["optimize"] == 1
+    return report["raised"]
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_checks_hold_under_python_O(case, tmp_path):
+def test_checks_hold_under_python_O(case, raised):
     code, error, words = CASES[case]
-    done = subprocess.run([sys.executable, "-O", "-c", f"import sys\n{code}", str(tmp_path / "cache")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and error in done.stderr and words in done.stderr, done.stderr[-2000:]
+    trace = raised[case]
+    assert trace is not None, f"{case}: nothing raised under python -O"
+    assert error in trace and words in trace, trace[-2000:]

@@ -20,13 +20,41 @@ SMALL = {"audio_dim": 12, "visual_dim": 10, "hidden_size": 16, "proj_dim": 8, "h
          "num_attention_heads": 2, "num_heads": 2, "num_layers": 1, "num_audio_layers": 1, "num_visual_layers": 1,
          "num_shared_layers": 1, "conv_kernel_size": 5, "cnn_channels": [4, 8]}
 OLD_TORCH = not torch_can_export()   # the lower end (constraints-min.txt): export refuses in one line
-FUSION = [n for n in vavl.list_models() if issubclass(vavl.get_entry(n).model_class, EmotionModel)]
+
+
+def small_overrides(name):
+    fields = {f.name for f in dataclasses.fields(vavl.get_entry(name).model_class.config_class)}
+    return {k: v for k, v in SMALL.items() if k in fields}
 
 
 def small(name):
-    fields = {f.name for f in dataclasses.fields(vavl.get_entry(name).model_class.config_class)}
     torch.manual_seed(0)
-    return vavl.create_model(name, **{k: v for k, v in SMALL.items() if k in fields}).eval()
+    return vavl.create_model(name, **small_overrides(name)).eval()
+
+
+def distinct_fusion_models():
+    """Every registered fusion model whose tiny config builds a different network: entries that differ
+    only in the encoder pairing they are meant for (the feature widths are SMALL's here), or in the
+    names and order of their labels, export the very same graph (e.g. auxformer_{ast,w2v2l,whisperS}_effb2.crema_d
+    and auxformer_w2v2l_videomae.crema_d; vavl.official and vavl_{w2v2l,w2v2dim}_effb2.crema_d): the first name stands
+    for them."""
+    seen, names = set(), []
+    for name in vavl.list_models():
+        entry = vavl.get_entry(name)
+        if not issubclass(entry.model_class, EmotionModel):
+            continue
+        config = entry.model_class.config_class(**{**entry.config, **small_overrides(name)}).to_dict()
+        config["num_labels"] = len(config.pop("id2label"))
+        for key in ("label2id", "provenance", "_name_or_path", "transformers_version"):
+            config.pop(key, None)
+        key = (entry.model_class, repr(sorted(config.items())))
+        if key not in seen:
+            seen.add(key)
+            names.append(name)
+    return names
+
+
+FUSION = distinct_fusion_models()
 
 
 def run(path, **inputs):

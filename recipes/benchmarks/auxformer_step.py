@@ -10,7 +10,10 @@ for and, optionally, the official implementation in the same run.
     python recipes/benchmarks/auxformer_step.py --model vavl         # VAVL's step (vavl.official), ours only
 
 Each run (every --attn path, then the official code) is its own subprocess, so that peak memory
-(RSS, or CUDA peak allocated) is its own. Same input shapes, same loss (CE on fused + both
+(RSS, or CUDA peak allocated) is its own; --in-process times a single path in this process instead, whose
+peak is then that path's too (the gpu_suite smoke: one process start less per run). --hidden-size: the model at
+another width than the official one (the smoke's VAVL step on a CPU, where bf16 is emulated: at width 512 one
+bf16 step of batch 2 takes ~40 s there). Same input shapes, same loss (CE on fused + both
 auxiliary heads), same optimiser. The JSON records the load average: other jobs skew timings.
 """
 from __future__ import annotations
@@ -40,9 +43,9 @@ SHAPE = {"batch": 32, "audio_frames": 125, "visual_frames": 75, "audio_dim": 102
 VAVL_SHAPE = {"batch": 32, "audio_frames": 125, "visual_frames": 75, "audio_dim": 1024, "visual_dim": 1408, "num_labels": 6}
 
 
-def build(impl: str, official_src: str | None, arch: str = "auxformer"):
+def build(impl: str, official_src: str | None, arch: str = "auxformer", hidden_size: int = 0):
     """impl "ours:<attn_implementation>" or "official" -> (model, fn(audio, visual, labels) -> loss,
-    fn(audio, visual) -> logits)."""
+    fn(audio, visual) -> logits). hidden_size: ours at that width (0: the official one)."""
     if impl.startswith("ours:"):
         import vavl
         from vavl.nn.native import availability
@@ -50,7 +53,8 @@ def build(impl: str, official_src: str | None, arch: str = "auxformer"):
         attn = impl.split(":")[1]
         if attn == "cpu_kernel" and not availability()[0]:
             sys.exit(f"--attn cpu_kernel: the kernel cannot run here: {availability()[1]}")
-        model = vavl.create_model(f"{arch}.official", attn_implementation=attn)
+        width = {"hidden_size": hidden_size} if hidden_size else {}
+        model = vavl.create_model(f"{arch}.official", attn_implementation=attn, **width)
 
         def loss_fn(a, v, y):
             return model(audio_features=a, visual_features=v, labels=y).loss
@@ -91,7 +95,7 @@ def measure(impl: str, args) -> dict:
     torch.manual_seed(0)
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
-    model, loss_fn, infer = build(impl, args.official_src, args.model)
+    model, loss_fn, infer = build(impl, args.official_src, args.model, args.hidden_size)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     shape = shape_of(args)
@@ -140,6 +144,8 @@ def shape_of(args) -> dict:
     """The model's official input shape, with --batch when given."""
     shape = dict(VAVL_SHAPE if args.model == "vavl" else SHAPE)
     shape["batch"] = args.batch or shape["batch"]
+    if args.hidden_size:
+        shape["hidden_size"] = args.hidden_size
     return shape
 
 
@@ -148,7 +154,8 @@ def run_in_subprocess(impl: str, args) -> dict:
         out = Path(tmp) / "r.json"
         cmd = [sys.executable, __file__, "--only", impl, "--out", str(out), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--latency-runs", str(args.latency_runs), "--threads", str(args.threads),
-               "--device", args.device, "--dtype", args.dtype, "--model", args.model, "--batch", str(args.batch)]
+               "--device", args.device, "--dtype", args.dtype, "--model", args.model, "--batch", str(args.batch),
+               "--hidden-size", str(args.hidden_size)]
         if args.official_src:
             cmd += ["--official-src", args.official_src]
         subprocess.run(cmd, check=True)
@@ -165,6 +172,9 @@ def main() -> int:
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--model", default="auxformer", choices=["auxformer", "vavl"], help="whose official shape and step")
     p.add_argument("--batch", type=int, default=0, help="batch size (default: the official 32)")
+    p.add_argument("--hidden-size", type=int, default=0, help="the model's width (default: the official one)")
+    p.add_argument("--in-process", action="store_true",
+                   help="time the single --attn path in this process, not in a child process")
     p.add_argument("--attn", nargs="+", choices=["cpu_kernel", "sdpa", "eager"],
                    help="attn_implementation(s) of ours to time (default: cpu_kernel and sdpa on CPU, sdpa on CUDA)")
     p.add_argument("--official-src", help="folder with the official AuxFormer source (net/, modules/)")
@@ -173,12 +183,19 @@ def main() -> int:
     args = p.parse_args()
     if args.official_src and args.model != "auxformer":
         p.error("--official-src: the official code is timed for --model auxformer only")
+    if args.hidden_size and args.official_src:
+        p.error("--hidden-size: the official code is timed at its own width only")
+    if args.in_process and (args.official_src or len(args.attn or ()) != 1):
+        p.error("--in-process: one --attn path, without --official-src")
     if args.only:  # child process: one implementation
         Path(args.out).write_text(json.dumps(measure(args.only, args)))
         return 0
     load_before = os.getloadavg()[0]  # other jobs on the machine skew every timing: recorded
     attn = args.attn or (["cpu_kernel", "sdpa"] if args.device == "cpu" else ["sdpa"])
-    results = {f"ours_{a}": run_in_subprocess(f"ours:{a}", args) for a in attn}
+    if args.in_process:
+        results = {f"ours_{attn[0]}": measure(f"ours:{attn[0]}", args)}
+    else:
+        results = {f"ours_{a}": run_in_subprocess(f"ours:{a}", args) for a in attn}
     if args.official_src:
         official = results["official"] = run_in_subprocess("official", args)
         for a in attn:
@@ -189,6 +206,7 @@ def main() -> int:
         "benchmark": f"{'VAVL' if args.model == 'vavl' else 'AuxFormer'} training step (forward + backward + AdamW) and "
                      "one-clip inference", "model": f"{args.model}.official",
         "shape": shape_of(args), "device": args.device, "dtype": args.dtype, "threads": args.threads, "attn_implementations": attn,
+        "in_process": args.in_process,
         "steps": args.steps, "warmup": args.warmup,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__, "processor": platform.processor() or platform.machine(),

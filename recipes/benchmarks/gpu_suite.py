@@ -59,7 +59,7 @@ class Sizes:
         self.actors, self.per_actor = (10, 6) if smoke else (91, 82)   # 91 x 82 = 7,462 ids, minus 20: 7,442
         self.clips = 60 if smoke else 7442
         self.distinct_per_emotion = 1 if smoke else 4
-        self.media = ({"duration": 1.0, "size": (160, 120), "fps": 15.0} if smoke else
+        self.media = ({"duration": 0.5, "size": (160, 120), "fps": 15.0} if smoke else
                       {"duration": 2.5, "size": (480, 360), "fps": 30.0})
         self.epochs = 2 if smoke else 20
         # bf16 autocast on a CPU without native bf16 is emulated (the smoke's training took 150 s of its 350 s
@@ -67,7 +67,11 @@ class Sizes:
         self.mixed_precision = "no" if smoke else "bf16"
         self.workers = 1 if smoke else max(1, min((os.cpu_count() or 2) - 2, 12))
         self.batch_size = 8 if smoke else 32
-        self.step_args = ["--batch", "2", "--steps", "1", "--warmup", "0", "--latency-runs", "1"] if smoke else []
+        # the smoke times each step in the benchmark's own process (a process start less each), on one thread (two
+        # stall for seconds per step when another job holds a core: the test suite's other worker), and VAVL at width
+        # 64: its bf16 step at the official width 512 is emulated on a CPU (40 s for a batch of 2 on a 2-core machine)
+        tiny = ["--batch", "2", "--steps", "1", "--warmup", "0", "--latency-runs", "1", "--in-process", "--threads", "1"]
+        self.step_args = {"auxformer": tiny, "vavl": [*tiny, "--hidden-size", "64"]} if smoke else {"auxformer": [], "vavl": []}
         self.predict_args = (["--audio-encoder", "mfcc", "--visual-encoder", "face-rgb", "--seconds", "1", "--runs", "1"]
                              if smoke else ["--bf16", "--runs", "5"])
 
@@ -93,7 +97,7 @@ def part_step(sizes: Sizes, work: Path, official_src: str | None) -> dict:
         for dtype in ("fp32", "bf16"):
             path = work / f"step_{model}_{dtype}.json"
             cmd = [sys.executable, HERE / "auxformer_step.py", "--device", sizes.device, "--dtype", dtype, "--model", model,
-                   "--attn", "sdpa", "--out", path, *sizes.step_args]
+                   "--attn", "sdpa", "--out", path, *sizes.step_args[model]]
             if model == "auxformer" and official_src:
                 cmd += ["--official-src", official_src]
             run(cmd, work / f"step_{model}_{dtype}.log")
@@ -212,11 +216,12 @@ def build_corpus(sizes: Sizes, root: Path) -> dict:
         w.writerow(["", "FileName", "VoiceVote", "VoiceLevel", "FaceVote", "FaceLevel", "MultiModalVote", "MultiModalLevel"])
         w.writerows([i + 1, c, c.split("_")[2][0], 60, c.split("_")[2][0], 60, c.split("_")[2][0], 60] for i, c in enumerate(ids))
     out = {"root": corpus, "clips": len(ids)}
-    if sizes.smoke:   # tiny random encoders: a layer-norm wav2vec2 saved by transformers, timm's test_convnext
+    if sizes.smoke:   # tiny random encoders: a layer-norm wav2vec2 saved by transformers (50 frames/s, as the real
+        # one's stride of 320 samples gives), timm's test_convnext
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
         Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                                     conv_dim=(32, 32), conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2,
+                                     conv_dim=(32, 32), conv_stride=(20, 16), conv_kernel=(20, 16), num_feat_extract_layers=2,
                                      num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, feat_extract_norm="layer",
                                      do_stable_layer_norm=True)).save_pretrained(root / "tiny_audio")
         out.update(audio_encoder=root / "tiny_audio", visual_encoder="test_convnext")
