@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 from media_utils import face_frames, paced_audio, tone, write_face_clip
-from tiny_encoders import LABELS, tiny_speech_dir, tiny_videomae_dir, tiny_whisper_dir
+from tiny_encoders import LABELS, speech_videomae_model, tiny_whisper_dir
 
 import vavl
 from vavl.cli import main
-from vavl.encoders import build_encoder
 from vavl.inference import stream_blocks
 from vavl.inference.predict import prepare_model
 from vavl.inference.stream import stream_windows
@@ -169,12 +168,7 @@ def test_incremental_through_the_cli(tiny_full_model_dir, tmp_path, one_thread):
 
 
 def test_a_window_rate_visual_encoder_keeps_the_per_window_path(tmp_path, one_thread):
-    torch.manual_seed(0)
-    audio = build_encoder(tiny_speech_dir(tmp_path / "speech"), pretrained=True).eval()
-    visual = build_encoder("videomae-base-kinetics", pretrained=True, source=tiny_videomae_dir(tmp_path / "vm"), hop=2)
-    fusion = vavl.create_model("auxformer", id2label=LABELS, hidden_size=16, num_heads=2, num_layers=1,
-                               audio_dim=audio.output_dim, visual_dim=visual.output_dim)
-    model = AudioVisualModel.from_parts(fusion, audio, visual.eval()).eval()
+    model = speech_videomae_model(tmp_path)
     chunks, _ = _chunks(model.processor.fps, seconds=3.0)
     inc, exact = _run(model, chunks)[:-1], _run(model, chunks, incremental=False)[:-1]
     assert len(inc) == 3 and all(w["modalities"] == ["audio", "visual"] for w in inc)

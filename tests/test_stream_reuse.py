@@ -5,16 +5,12 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from media_utils import face_frames, paced_audio, tone
-from tiny_encoders import LABELS, tiny_speech_dir, tiny_videomae_dir
+from tiny_encoders import speech_videomae_model
 
-import vavl
-from vavl.encoders import build_encoder
 from vavl.inference.predict import prepare_model
 from vavl.inference.stream import stream_windows
 from vavl.media.live import array_events
-from vavl.models.with_encoders import AudioVisualModel
 
 EXACT = ("start", "end", "label", "modalities", "face_frames", "frames", "face", "notes", "partial")
 
@@ -81,12 +77,7 @@ def test_reused_windows_give_the_lines_of_each_window_scored_alone(model, one_th
 
 
 def test_a_window_rate_encoder_is_not_given_features_from_before(tmp_path, one_thread):
-    torch.manual_seed(0)
-    audio = build_encoder(tiny_speech_dir(tmp_path / "speech"), pretrained=True).eval()
-    visual = build_encoder("videomae-base-kinetics", pretrained=True, source=tiny_videomae_dir(tmp_path / "vm"), hop=2)
-    fusion = vavl.create_model("auxformer", id2label=LABELS, hidden_size=16, num_heads=2, num_layers=1,
-                               audio_dim=audio.output_dim, visual_dim=visual.output_dim)
-    model = AudioVisualModel.from_parts(fusion, audio, visual.eval()).eval()
+    model = speech_videomae_model(tmp_path)
     assert not model.visual_encoder.per_frame
     chunks = _chunks(model.processor.fps, seconds=3.0)
     alone, encoded_alone = _lines(model, chunks, reuse=False)

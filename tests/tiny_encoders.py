@@ -146,3 +146,16 @@ def tiny_audeering_dir(path, weights: str = "pytorch_model.bin") -> tuple[str, A
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(path)
     assert json.loads((path / "config.json").read_text())["id2label"]["0"] == "arousal"
     return str(path), model
+
+
+def speech_videomae_model(root: Path):
+    """A tiny wav2vec2 + VideoMAE (a visual encoder that mixes frames) + AuxFormer, in eval mode."""
+    from vavl.encoders import build_encoder
+    from vavl.models.with_encoders import AudioVisualModel
+
+    torch.manual_seed(0)
+    audio = build_encoder(tiny_speech_dir(root / "speech"), pretrained=True).eval()
+    visual = build_encoder("videomae-base-kinetics", pretrained=True, source=tiny_videomae_dir(root / "vm"), hop=2)
+    fusion = vavl.create_model("auxformer", id2label=LABELS, hidden_size=16, num_heads=2, num_layers=1,
+                               audio_dim=audio.output_dim, visual_dim=visual.output_dim)
+    return AudioVisualModel.from_parts(fusion, audio, visual.eval()).eval()
