@@ -11,6 +11,19 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
+def pytest_runtest_setup(item):
+    """Fail a grouped test when `--dist loadgroup` did not group it: the tests that start several processes would
+    run side by side on both workers, and the shared setups (the wheel, the fresh-process models) twice.
+    pytest-xdist marks a grouped test by adding `@group` to its node id; pytest 9.2 ignores that write."""
+    if item.config.getoption("loadgroup", default=False) and item.get_closest_marker("xdist_group") is not None:
+        if "@" not in item.nodeid:
+            pytest.fail(
+                f"pytest-xdist did not put {item.nodeid} in its xdist_group: this pytest / pytest-xdist pair does "
+                'not support --dist loadgroup; install the tested versions: pip install -c constraints.txt -e ".[test]"',
+                pytrace=False,
+            )
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models train fastest on one thread (and do not fight the other test worker)."""

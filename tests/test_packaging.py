@@ -1,6 +1,7 @@
 """What the wheel holds (the package, the recipes and their configs as data, never a kernel it was not
-asked for), that `vavl run` and `vavl demo` work from an install outside the repository, and that
-installing vavl leaves a user's own supported torch alone."""
+asked for), that `vavl run` and `vavl demo` work from an install outside the repository (the demo's
+end-to-end test: the files it promises, a model that beats chance), and that installing vavl leaves a
+user's own supported torch alone."""
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 # one worker runs the whole module, so the wheel is built once (not once on each worker)
@@ -66,17 +68,45 @@ def test_vavl_run_and_vavl_demo_work_from_the_installed_wheel(wheel, tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
         package = next(line for line in done.stdout.splitlines() if line.startswith("FROM ")).split()[1]
         assert Path(package).is_relative_to(site), package
-        return done.stdout
+        return done
 
-    listed = vavl("run", "--list")
+    listed = vavl("run", "--list").stdout
     assert f"recipes ({site / 'vavl' / '_recipes'})" in listed and "finetune" in listed and "crema_d/auxformer.yaml" in listed
-    out = vavl("demo", "--out", str(cwd / "demo"), "--size", "small", "--no-progress")   # runs the recipe by path
-    summary = json.loads((cwd / "demo" / "summary.json").read_text())
-    assert summary["UA"]["av"] > summary["chance_UA"] + 0.2 and "predict" in out
+    demo = vavl("demo", "--out", str(cwd / "demo"), "--size", "small", "--no-progress")   # runs the recipe by path
+    check_demo(cwd / "demo", demo.stdout, demo.stderr)
     again = cwd / "again"
     vavl("run", "finetune", "--config", str(cwd / "demo" / "finetune.yaml"), f"output_dir={again}", "train.epochs=1",
          "log.progress=false")
     assert (again / "results.json").is_file() and (again / "model.safetensors").is_file()
+
+
+def check_demo(out: Path, stdout: str, stderr: str) -> None:
+    """`vavl demo --size small`: the files it promises, a model clearly above chance, outputs that say synthetic."""
+    assert "condition" in stdout and "predict" in stdout
+    assert "Loading weights" not in stderr and "Writing model shards" not in stderr, stderr[-3000:]   # no library bars
+    assert sum(1 for _ in open(out / "manifest.jsonl")) == 60
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert set(metrics["conditions"]) == {"av", "audio", "video"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["UA"]["av"] > summary["chance_UA"] + 0.2            # learnable data: clearly above 1/6
+    for png in ("robustness.png", "confusion_av.png"):
+        assert Image.open(out / "report" / png).size[0] > 100
+    import vavl  # noqa: F401
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(out / "model")
+    assert model.label_names == metrics["labels"]
+    assert summary["prediction"]["predicted"] in metrics["labels"]
+    # what the demo's outputs claim: synthetic data, named as such; no corpus, no corpus license
+    card = (out / "model" / "README.md").read_text()
+    header, body = card.split("\n---\n", 1)
+    assert "datasets:" not in header and "odbl" not in header and "synthetic-data" in header
+    assert "CREMA-D test" not in card and "synthetic clips" in body
+    title = next(line for line in body.splitlines() if line.startswith("# "))
+    assert "mfcc + face-rgb" in title and "synthetic" in title and "auxformer_w2v2l_effb2.crema_d" not in title
+    assert "**synthetic clips**" in (out / "report" / "report.md").read_text()
+    assert model.config.fusion["provenance"]["synthetic"] is True
+    assert model.config.audio_encoder["identity"]["name"] == "mfcc"   # the demo's model is the recipe's folder, as it is
 
 
 @pytest.mark.slow

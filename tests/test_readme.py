@@ -30,7 +30,7 @@ def test_readme_python_snippets_run_when_pasted(tmp_path, monkeypatch):
     """Every ```python block of README.md, run as pasted, in a folder where the quick start ran
     (`vavl demo --out demo-out`): the demo's corpus clip and trained model folder are there. The
     model is a small stand-in trained by the recipe on the same layout (the demo itself is
-    tests/test_demo.py); the snippet's names must all be its own."""
+    tests/test_packaging.py, from the installed wheel); the snippet's names must all be its own."""
     import shutil
     import subprocess
     import sys
