@@ -46,13 +46,12 @@ from ..core.errors import DataError
 from ..core.files import atomic_write_text, check_output_dir
 from .cache import CacheLock, FeatureCache
 from .extract_batches import encode_sorted, find_faces
+from .extract_encoders import PRECISIONS, build_encoders, encoder_name
 from .extract_errors import gather_errors, write_jsonl
 from .extract_long import WINDOW_SECONDS, LongClip, is_long, reaches, unbounded_duration
 from .manifest import read_manifest
 
 SETTINGS_VERSION = 2   # 2: the encoders' weights are part of the settings
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "bf16-autocast": torch.float32,
-              "int8": torch.float32, "auto": None}
 LOOKAHEAD = 4          # loader batches sorted by length together
 GPU_FACE_BATCH = 64    # MTCNN frames per forward on a GPU
 BF16_TOLERANCE = ("features within 2%% of fp32 (relative L2 per clip and modality; measured on CPU with tiny random "
@@ -223,27 +222,18 @@ def extract(manifest: str | os.PathLike, out: str | os.PathLike, audio_encoder: 
 def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, device, workers, max_seconds, max_side,
              precision, progress, log, random_init, face_device, faces_in_main, face_batch, rank, world, barrier, lock,
              window=None):
-    from ..encoders.build import weights_identity
     from ..media.processor import AudioVisualProcessor
     from .cache import BackgroundWriter
 
     dtype, autocast = PRECISIONS[precision], precision == "bf16-autocast"
-    encoders, weights = {}, {}
-    for modality, name in (("audio", audio_encoder), ("visual", visual_encoder)):
-        if not name:
-            continue
-        enc = name if isinstance(name, torch.nn.Module) else _build(name, random_init)
-        if enc.modality != modality:
-            raise DataError(f"{_encoder_name(name)} is a {enc.modality} encoder; pass it as --{enc.modality}-encoder")
-        weights[modality] = weights_identity(enc)   # before the cast: the weights as they came
-        encoders[modality] = _convert(enc, device, precision, built=enc is not name)
+    encoders, weights = build_encoders(audio_encoder, visual_encoder, device, precision, random_init)
     a_enc, v_enc = encoders.get("audio"), encoders.get("visual")
     processor = AudioVisualProcessor.for_encoders(a_enc, v_enc, fps=fps, max_side=max_side, device=face_device)
     if face_batch or torch.device(face_device).type == "cuda":   # a run-time setting, not one of the cache's
         processor.cropper.batch_size = face_batch or GPU_FACE_BATCH
     settings = {
         "version": SETTINGS_VERSION, "max_seconds": max_seconds, "precision": precision,
-        "audio_encoder": _encoder_name(audio_encoder), "visual_encoder": _encoder_name(visual_encoder),
+        "audio_encoder": encoder_name(audio_encoder), "visual_encoder": encoder_name(visual_encoder),
         "audio_weights": weights.get("audio"), "visual_weights": weights.get("visual"),
         "audio_dim": a_enc.output_dim if a_enc else None, "visual_dim": v_enc.output_dim if v_enc else None,
         "processor": processor.to_dict(),
@@ -379,29 +369,3 @@ def _extract(records, out, audio_encoder, visual_encoder, fps, batch_size, devic
     if problems:
         raise DataError(f"{problems[0]} (the clips written are kept; run again once there is room: it resumes)")
     return summary
-
-
-def _convert(enc, device: str, precision: str, built: bool = False):
-    """The encoder on `device` at `precision` (vavl.encoders.precision for bf16 and int8), in eval mode;
-    one this run `built` is quantised in place (no copy of its fp32 weights), a caller's is copied."""
-    from ..encoders.precision import apply_precision
-
-    enc = enc.to(device).eval()
-    if precision in ("bf16", "int8"):
-        return apply_precision(enc, precision, inplace=built)
-    return enc.to(PRECISIONS[precision])
-
-
-def _build(name: str, random_init: bool):
-    """A named encoder with its pretrained weights, or untrained (seeded: a resumed run gets the same network)."""
-    from ..encoders import build_encoder
-
-    return build_encoder(name, pretrained=not random_init)   # untrained: seed 0, recorded in cache.json
-
-
-def _encoder_name(name) -> str | None:
-    if isinstance(name, torch.nn.Module):
-        return getattr(name, "name", None) or type(name).__name__
-    if name and os.path.isdir(name):
-        return str(Path(name).resolve())
-    return name

@@ -11,53 +11,21 @@ timeline runs the fusion model again on `step`-second slices of the same feature
 from __future__ import annotations
 
 import math
-import time
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..core.errors import ConfigError, MediaError, VavlError
+from ..core.errors import ConfigError, MediaError
 from ..data.collate import pad_frames
 from ..media.arrays import ArrayClip
 from ..media.decode import decode_notes, probe
 from ..media.extent import content_windows
 from ..models.loading import load_model
+from .scores import StageClock, check_finite, class_scores, score_entry, untrained_notes
 
 
 # ---- prediction ------------------------------------------------------------------------------
-class _StageClock:
-    """Wall and process-CPU seconds per stage (CPU time / threads estimates the wall time of an idle machine)."""
-
-    STAGES = ("decode", "faces", "audio_encoder", "visual_encoder", "fusion")
-
-    def __init__(self):
-        self._wall = dict.fromkeys(self.STAGES, 0.0)
-        self._cpu = dict.fromkeys(self.STAGES, 0.0)
-
-    @contextmanager
-    def __call__(self, stage: str):
-        w, c = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            self._wall[stage] += time.perf_counter() - w
-            self._cpu[stage] += time.process_time() - c
-
-    def wall(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in self._wall.items()}
-
-    def cpu(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in self._cpu.items()}
-
-
-def _scores(model, out) -> torch.Tensor:
-    """Model output -> (b, c): class probabilities, or attribute values for regression."""
-    logits = out.logits.float()
-    return logits if model.task == "regression" else logits.softmax(-1)
-
-
 def _fuse(model, feats: dict[str, Any]):
     return model(**{k: v for k, v in feats.items() if v is not None})
 
@@ -88,13 +56,6 @@ def _spans(start: float, end: float, step: float) -> list[tuple[float, float]]:
     if len(edges) > 2 and edges[-1] - edges[-2] < step / 2:
         del edges[-2]
     return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
-
-
-def _entry(model, scores: torch.Tensor, modalities: list[str]) -> dict[str, Any]:
-    names = model.label_names
-    values = {n: round(float(s), 6) for n, s in zip(names, scores.tolist())}
-    label = None if model.task == "regression" else names[int(scores.argmax())]
-    return {"label": label, "scores": values, "modalities": modalities}
 
 
 MIN_WINDOW, MIN_STEP = 1.0, 0.1   # seconds
@@ -192,7 +153,7 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
 
     source = _Source(clip, model.processor)
     path, info = source.name, source.info
-    clock = _StageClock()
+    clock = StageClock()
     want_audio = model.audio_encoder is not None and info.has_audio
     want_video = model.visual_encoder is not None and info.has_video
     if not (want_audio or want_video):
@@ -247,16 +208,16 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
             out = _fuse(model, feats)
             if extras is not None:
                 extras.setdefault("outputs", []).append(out)
-            clip_scores.append(_finite(_scores(model, out)[0].cpu(), path))
+            clip_scores.append(check_finite(class_scores(model, out)[0].cpu(), path))
             if with_timeline:
                 spans = _spans(clip.start, clip.start + max(clip.duration, 1e-3), step)
                 wout = _fuse(model, _window_features(feats, times, spans))
         weights.append(max(clip.duration, 1e-3))
         used.update(out.modalities_used()[0])
         if with_timeline:
-            wscores = _finite(_scores(model, wout).cpu(), path)
+            wscores = check_finite(class_scores(model, wout).cpu(), path)
             for (a, b), s, mods in zip(spans, wscores, wout.modalities_used()):
-                entry = _entry(model, s, mods) if mods else {"label": None, "scores": None, "modalities": []}
+                entry = score_entry(model, s, mods) if mods else {"label": None, "scores": None, "modalities": []}
                 timeline.append({"start": round(a, 3), "end": round(b, 3), **entry})
     duration = max(duration, info.duration)
     notes = decode_notes(decoded, duration, nonfinite, samples, peak, gaps)
@@ -273,7 +234,7 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
         notes.append("no video stream: visual modality missing")
     elif want_video and face_frames == 0:
         notes.append(f"no face found in {frames} frames: visual modality missing")
-    notes += _untrained_notes(model)
+    notes += untrained_notes(model)
     result: dict[str, Any] = {"file": path}
     if not clip_scores:
         result.update(label=None, scores=None, modalities=[], head="none")
@@ -282,30 +243,9 @@ def predict_clip(clip, model, device: str = "cpu", window: float = 30.0, step: f
         w = torch.tensor(weights)
         scores = (torch.stack(clip_scores) * w[:, None]).sum(0) / w.sum()
         mods = [m for m in ("audio", "visual") if m in used]
-        result.update(_entry(model, scores, mods))
+        result.update(score_entry(model, scores, mods))
         result["head"] = "fused" if len(mods) == 2 else mods[0]
     result.update(task=model.task, precision=getattr(model, "precision", "fp32"), frames=frames, face_frames=face_frames,
                   duration=round(duration, 3), decoded=round(decoded, 3), timeline=timeline, notes=notes,
                   timings=clock.wall(), cpu_timings=clock.cpu())
     return result
-
-
-def _finite(scores: torch.Tensor, path: str) -> torch.Tensor:
-    if not torch.isfinite(scores).all():
-        raise VavlError(f"{path}: the model gave non-finite scores (NaN / inf); its weights may hold NaN or inf")
-    return scores
-
-
-def _untrained_notes(model) -> list[str]:
-    """Parts recorded as untrained: the fusion model built by create_model and never trained (its
-    config's provenance says "random-init"), encoders built with pretrained_encoders=False."""
-    notes = []
-    provenance = getattr(model.emotion_config, "provenance", None) or {}
-    if provenance.get("weights") == "random-init":
-        notes.append("the fusion model (its classification heads) is untrained: these scores carry no meaning; "
-                     "train it (recipes/finetune.py) or load a trained folder")
-    for m in ("audio", "visual"):
-        spec = getattr(model.config, f"{m}_encoder", None) or {}
-        if spec.get("weights") == "random-init":
-            notes.append(f"the {m} encoder has untrained (random) weights: these scores carry no meaning")
-    return notes

@@ -35,7 +35,8 @@ def _view_times(inputs: dict, processor) -> list[tuple[float, float]]:
 
 def predict_views(clip, model, device: str = "cpu", window: float = 30.0, bf16: bool = False,
                   extras: dict | None = None) -> dict[str, Any]:
-    from .predict import _StageClock, _Source, _finite, _untrained_notes
+    from .predict import _Source
+    from .scores import StageClock, check_finite, untrained_notes
 
     kind = torch.device(device).type
     processor = model.processor
@@ -43,7 +44,7 @@ def predict_views(clip, model, device: str = "cpu", window: float = 30.0, bf16: 
     path, info = source.name, source.info
     if not (info.has_audio or info.has_video):
         raise MediaError(f"{path}: has no audio or video stream")
-    clock = _StageClock()
+    clock = StageClock()
     end = window if info.duration > window else None
     with clock("decode"):
         decoded = source.window(0.0, end, audio=info.has_audio, video=info.has_video)
@@ -66,7 +67,7 @@ def predict_views(clip, model, device: str = "cpu", window: float = 30.0, bf16: 
         notes.append("no video stream: visual modality missing")
     elif inputs["face_frames"] == 0:
         notes.append(f"no face found in {inputs['frames']} frames: visual modality missing")
-    notes += _untrained_notes(model)
+    notes += untrained_notes(model)
     result: dict[str, Any] = {"file": path}
     timeline: list[dict[str, Any]] = []
     if inputs["pixel_values"] is None and inputs["input_features"] is None:
@@ -76,7 +77,7 @@ def predict_views(clip, model, device: str = "cpu", window: float = 30.0, bf16: 
         feed = {k: inputs[k].to(device) for k in ("pixel_values", "input_features") if inputs[k] is not None}
         with clock("fusion"), torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16 and kind != "cpu"):
             out = model(**feed)
-        views = _finite(out.logits.float().softmax(-1).cpu(), path)
+        views = check_finite(out.logits.float().softmax(-1).cpu(), path)
         scores = views.mean(0)
         names = model.label_names
         mods = [m for m in ("audio", "visual") if m in out.modalities_used()[0]]

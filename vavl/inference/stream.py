@@ -48,7 +48,8 @@ from ..core.errors import MediaError
 from ..media.arrays import ArrayClip
 from ..media.live import END, FAILED, Reader
 from .predict import predict_clip
-from .stream_blocks import StreamBlocks, head_scores
+from .scores import head_scores
+from .stream_blocks import StreamBlocks
 from .stream_cache import WindowReuse
 
 GAP = 0.25   # seconds of audio missing between chunks (dropped, or a source that skipped) that restart the audio

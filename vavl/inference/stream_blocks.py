@@ -46,7 +46,7 @@ import torch
 
 from ..core.errors import ConfigError
 from ..media.faces import DetectionCache
-from .predict import _entry, _finite, _scores, _StageClock, _untrained_notes
+from .scores import StageClock, check_finite, class_scores, head_scores, score_entry, untrained_notes
 
 
 class IncrementalError(ConfigError):
@@ -234,7 +234,7 @@ class StreamBlocks:
     def score(self, buf, start: float, end: float) -> dict[str, Any]:
         """One window of the stream's buffer: what stream._heads gives for the exact mode (label,
         scores, heads, modalities, frames, face_frames, face_boxes, notes, timings) plus `reuse`."""
-        model, clock = self.model, _StageClock()
+        model, clock = self.model, StageClock()
         counts = dict.fromkeys(("blocks_encoded", "blocks_reused", "frames_detected", "detections_reused",
                                 "frames_encoded", "features_reused"), 0)
         notes: list[str] = []
@@ -270,7 +270,7 @@ class StreamBlocks:
                     notes.append(f"no face found in {len(frames)} frames: visual modality missing")
                 else:
                     feats.update(visual_features=v, visual_mask=vm)
-        notes += _untrained_notes(model)
+        notes += untrained_notes(model)
         r: dict[str, Any] = {"label": None, "scores": None, "heads": {}, "modalities": [], "frames": len(frames),
                              "face_frames": face_frames, "face_boxes": boxes, "reuse": counts}
         if feats["audio_features"] is None and feats["visual_features"] is None:
@@ -278,27 +278,12 @@ class StreamBlocks:
         else:
             with clock("fusion"):
                 out = model(**{k: x for k, x in feats.items() if x is not None})
-                scores = _finite(_scores(model, out)[0].cpu(), f"window {start:.2f}-{end:.2f} s")
+                scores = check_finite(class_scores(model, out)[0].cpu(), f"window {start:.2f}-{end:.2f} s")
             mods = out.modalities_used()[0]
-            r.update(_entry(model, scores, [m for m in ("audio", "visual") if m in mods]))
+            r.update(score_entry(model, scores, [m for m in ("audio", "visual") if m in mods]))
             r["heads"] = head_scores(model, out)
         timings = clock.wall()
         timings["audio_encoder"] = round(timings["audio_encoder"] + self.pending, 4)   # blocks encoded as they came
         self.pending = 0.0
         r.update(notes=notes, timings=timings)
         return r
-
-
-def head_scores(model, out) -> dict[str, dict[str, float]]:
-    """Probabilities (values for regression) of each head the window's modalities allow: fused
-    (both), audio, visual."""
-    present = {m: bool(getattr(out, f"{m}_present")[0]) for m in ("audio", "visual")}
-    heads = {}
-    for head, logits, ok in (("fused", out.fused_logits, present["audio"] and present["visual"]),
-                             ("audio", out.audio_logits, present["audio"]),
-                             ("visual", out.visual_logits, present["visual"])):
-        if ok and logits is not None:
-            s = logits[0].float()
-            s = s if model.task == "regression" else torch.softmax(s, -1)
-            heads[head] = {n: round(float(x), 6) for n, x in zip(model.label_names, s.tolist())}
-    return heads
