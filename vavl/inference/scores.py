@@ -43,6 +43,7 @@ def class_scores(model, out) -> torch.Tensor:
 
 
 def score_entry(model, scores: torch.Tensor, modalities: list[str]) -> dict[str, Any]:
+    """(c,) scores -> label (argmax; None for regression), scores per label name, modalities used."""
     names = model.label_names
     values = {n: round(float(s), 6) for n, s in zip(names, scores.tolist())}
     label = None if model.task == "regression" else names[int(scores.argmax())]
@@ -50,6 +51,7 @@ def score_entry(model, scores: torch.Tensor, modalities: list[str]) -> dict[str,
 
 
 def check_finite(scores: torch.Tensor, path: str) -> torch.Tensor:
+    """The scores, or a VavlError naming `path` when one is NaN or inf."""
     if not torch.isfinite(scores).all():
         raise VavlError(f"{path}: the model gave non-finite scores (NaN / inf); its weights may hold NaN or inf")
     return scores
