@@ -39,7 +39,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from predict_speed import AUDIO, VISUAL  # noqa: E402
-from stream_realtime import _cpu_name, _has_flag, build_model, write_json  # noqa: E402
+from stream_realtime import build_model, cpu_info, write_json  # noqa: E402
 
 
 def face_frame(width: int = 640, height: int = 360) -> np.ndarray:
@@ -140,8 +140,7 @@ def main() -> int:
     side = median_seconds(side_by_side, args.runs)
     torch.set_num_threads(args.threads)
     report["side_by_side_one_thread_each"] = {"s_per_window": side, "real_time_factor": round(side / args.hop, 3)}
-    report["machine"] = {"cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-                         "cpu_flags": {f: _has_flag(f) for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")},
+    report["machine"] = {**cpu_info(), "cpu_count": os.cpu_count(),
                          "torch": torch.__version__, "load_average_before": load_before,
                          "load_average_after": [round(x, 2) for x in os.getloadavg()]}
     write_json(Path(args.out), report)

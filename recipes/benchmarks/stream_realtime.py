@@ -259,8 +259,7 @@ def summarize(args, lines, samples, cpu, loads, code, err, load_before, wall, lo
                    "samples": [[round(t - clock0, 1), round(r, 1)] for t, r in samples]},
         "end_event": event,
         "targets": {"real_time_factor<=0.5": None, "latency_p95<=1.5": None, "rss_flat_5pct": None},
-        "machine": {"cpu_count": os.cpu_count(), "cpu": _cpu_name(), "platform": platform.platform(),
-                    "cpu_flags": {f: _has_flag(f) for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")},
+        "machine": {"cpu_count": os.cpu_count(), **cpu_info(), "platform": platform.platform(),
                     "load_average_before": load_before, "load_average_after": load_after or [round(x, 2) for x in os.getloadavg()],
                     "load_average_1min_during": {"median": pct(loads, 50), "max": pct(loads, 100)}},
     }
@@ -368,6 +367,11 @@ def write_json(out: Path, report: dict) -> None:
     part = out.with_suffix(".tmp")
     part.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(part, out)
+
+
+def cpu_info() -> dict:
+    """The CPU's model name and whether it has the instruction sets the precisions depend on."""
+    return {"cpu": _cpu_name(), "cpu_flags": {f: _has_flag(f) for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}}
 
 
 def _cpu_name() -> str:

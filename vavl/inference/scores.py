@@ -36,18 +36,25 @@ class StageClock:
         return {k: round(v, 4) for k, v in self._cpu.items()}
 
 
+def _probabilities(model, logits: torch.Tensor) -> torch.Tensor:
+    """Logits -> class probabilities (softmax over the last axis), or the values themselves for regression."""
+    logits = logits.float()
+    return logits if model.task == "regression" else logits.softmax(-1)
+
+
+def _named(model, scores: torch.Tensor) -> dict[str, float]:
+    return {n: round(float(s), 6) for n, s in zip(model.label_names, scores.tolist())}
+
+
 def class_scores(model, out) -> torch.Tensor:
     """Model output -> (b, c): class probabilities, or attribute values for regression."""
-    logits = out.logits.float()
-    return logits if model.task == "regression" else logits.softmax(-1)
+    return _probabilities(model, out.logits)
 
 
 def score_entry(model, scores: torch.Tensor, modalities: list[str]) -> dict[str, Any]:
     """(c,) scores -> label (argmax; None for regression), scores per label name, modalities used."""
-    names = model.label_names
-    values = {n: round(float(s), 6) for n, s in zip(names, scores.tolist())}
-    label = None if model.task == "regression" else names[int(scores.argmax())]
-    return {"label": label, "scores": values, "modalities": modalities}
+    label = None if model.task == "regression" else model.label_names[int(scores.argmax())]
+    return {"label": label, "scores": _named(model, scores), "modalities": modalities}
 
 
 def check_finite(scores: torch.Tensor, path: str) -> torch.Tensor:
@@ -81,7 +88,5 @@ def head_scores(model, out) -> dict[str, dict[str, float]]:
                              ("audio", out.audio_logits, present["audio"]),
                              ("visual", out.visual_logits, present["visual"])):
         if ok and logits is not None:
-            s = logits[0].float()
-            s = s if model.task == "regression" else torch.softmax(s, -1)
-            heads[head] = {n: round(float(x), 6) for n, x in zip(model.label_names, s.tolist())}
+            heads[head] = _named(model, _probabilities(model, logits[0]))
     return heads
